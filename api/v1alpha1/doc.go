@@ -1,0 +1,6 @@
+// Package v1alpha1 holds the gpuspace.io/v1alpha1 API: Workspace and
+// GPUProvisionRequest, both cluster-scoped.
+//
+// +kubebuilder:object:generate=true
+// +groupName=gpuspace.io
+package v1alpha1

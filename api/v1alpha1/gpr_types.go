@@ -1,0 +1,222 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProvisioningStatus is the EGS lifecycle phase of a GPR.
+// +kubebuilder:validation:Enum=Queued;Provisioned;Complete;Error
+type ProvisioningStatus string
+
+// GPR phases. A GPR is Queued until the planner starts it, Provisioned while
+// it holds nodes, Complete once released, and Error when no inventory could
+// ever satisfy it.
+const (
+	GPRQueued      ProvisioningStatus = "Queued"
+	GPRProvisioned ProvisioningStatus = "Provisioned"
+	GPRComplete    ProvisioningStatus = "Complete"
+	GPRError       ProvisioningStatus = "Error"
+)
+
+// InternalState is the finer-grained state EGS reports beside the phase.
+type InternalState string
+
+// Internal states.
+const (
+	StateQueued       InternalState = "Queued"
+	StateProvisioning InternalState = "Provisioning"
+	StateProvisioned  InternalState = "Provisioned"
+	StateReleasing    InternalState = "Releasing"
+	StateReleased     InternalState = "Released"
+	StateFailed       InternalState = "Failed"
+)
+
+// DefaultPriority is the priority of a GPR that names none: the bottom of
+// the medium band (low 1-100, medium 101-200, high 201-300).
+const DefaultPriority = 101
+
+// GPUProvisionRequestSpec is a request for numberOfGPUNodes nodes with
+// numberOfGPUs GPUs each, for exitDuration, at priority. Field names follow
+// the EGS GPR API.
+//
+// +kubebuilder:validation:XValidation:rule="self.workspace == oldSelf.workspace",message="workspace is immutable"
+// +kubebuilder:validation:XValidation:rule="self.clusterName == oldSelf.clusterName",message="clusterName is immutable"
+type GPUProvisionRequestSpec struct {
+	// GPRName is the user's name for the request (not unique; the object
+	// name is the id).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	GPRName string `json:"gprName"`
+	// Workspace the nodes are provisioned to (EGS: sliceName).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Workspace string `json:"workspace"`
+	// ClusterName is the cluster to provision in.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	ClusterName string `json:"clusterName"`
+	// NumberOfGPUs per node.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	NumberOfGPUs int32 `json:"numberOfGPUs"`
+	// NumberOfGPUNodes is how many distinct nodes.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	// +kubebuilder:default=1
+	// +optional
+	NumberOfGPUNodes int32 `json:"numberOfGPUNodes,omitempty"`
+	// InstanceType the nodes must have (label
+	// node.kubernetes.io/instance-type); empty means any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	InstanceType string `json:"instanceType,omitempty"`
+	// GPUShape is the GPU model, e.g. H100 or Tesla-T4; matched
+	// case-insensitively on the normalised model name. Empty means any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	GPUShape string `json:"gpuShape,omitempty"`
+	// MemoryPerGPU is the GPU memory in GB each GPU must have, at least.
+	// 0 means any.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4096
+	MemoryPerGPU int32 `json:"memoryPerGPU,omitempty"`
+	// Priority from 1 (lowest) to 300 (highest): low 1-100, medium
+	// 101-200, high 201-300.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=300
+	// +kubebuilder:default=101
+	// +optional
+	Priority int32 `json:"priority,omitempty"`
+	// ExitDuration is how long the nodes are held, as NdNhNm (e.g.
+	// 0d2h30m).
+	// +kubebuilder:validation:Pattern=`^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$`
+	ExitDuration string `json:"exitDuration"`
+	// EarlyRelease set on a provisioned GPR releases its nodes now.
+	// +optional
+	EarlyRelease bool `json:"earlyRelease,omitempty"`
+
+	// IdleTimeOutDuration (NdNhNm): GPUs idle this long may be reclaimed.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$`
+	IdleTimeOutDuration string `json:"idleTimeOutDuration,omitempty"`
+	// EnforceIdleTimeOut turns idle reclamation on.
+	// +optional
+	EnforceIdleTimeOut bool `json:"enforceIdleTimeOut,omitempty"`
+	// MultiNode marks a request meant for one multi-node job.
+	// +optional
+	MultiNode bool `json:"multiNode,omitempty"`
+	// EnableEviction lets this GPR, while queued, evict lower-priority
+	// provisioned GPRs.
+	// +optional
+	EnableEviction bool `json:"enableEviction,omitempty"`
+	// RequeueOnFailure requeues the GPR when provisioning fails.
+	// +optional
+	RequeueOnFailure bool `json:"requeueOnFailure,omitempty"`
+	// PreferredClusters, in order.
+	// +optional
+	PreferredClusters []string `json:"preferredClusters,omitempty"`
+	// GPUSharingMode as EGS reports it.
+	// +optional
+	GPUSharingMode string `json:"gpuSharingMode,omitempty"`
+	// DedicatedNodes, EnableRDMA and EnableSecondaryNetwork are EGS request
+	// flags kept for wire compatibility.
+	// +optional
+	DedicatedNodes bool `json:"dedicatedNodes,omitempty"`
+	// +optional
+	EnableRDMA bool `json:"enableRDMA,omitempty"`
+	// +optional
+	EnableSecondaryNetwork bool `json:"enableSecondaryNetwork,omitempty"`
+}
+
+// GPR condition types.
+const (
+	// GPRNodesHealthy is False when a node the GPR holds is gone or not
+	// Ready.
+	GPRNodesHealthy = "NodesHealthy"
+)
+
+// GPUProvisionRequestStatus is what gpuspace did with a GPR.
+type GPUProvisionRequestStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// ProvisioningStatus is the phase: Queued, Provisioned, Complete, Error.
+	// +optional
+	ProvisioningStatus ProvisioningStatus `json:"provisioningStatus,omitempty"`
+	// InternalState is the step within the phase.
+	// +optional
+	InternalState InternalState `json:"internalState,omitempty"`
+	// FailureReason says why a GPR is in Error.
+	// +optional
+	FailureReason string `json:"failureReason,omitempty"`
+	// Nodes held by the GPR. This is the source of truth for node bindings:
+	// node labels and taints are reconciled from it.
+	// +optional
+	// +listType=set
+	Nodes []string `json:"nodes,omitempty"`
+	// NumGpusAllocated across all nodes.
+	// +optional
+	NumGpusAllocated int32 `json:"numGpusAllocated,omitempty"`
+	// StartTimestamp is when the nodes were bound.
+	// +optional
+	StartTimestamp *metav1.Time `json:"startTimestamp,omitempty"`
+	// CompletionTimestamp is when the nodes were released.
+	// +optional
+	CompletionTimestamp *metav1.Time `json:"completionTimestamp,omitempty"`
+	// EstimatedStartTime of a queued GPR, from the current plan.
+	// +optional
+	EstimatedStartTime *metav1.Time `json:"estimatedStartTime,omitempty"`
+	// EstimatedWaitTime of a queued GPR as a Go duration ("0h2m40s").
+	// +optional
+	EstimatedWaitTime string `json:"estimatedWaitTime,omitempty"`
+	// Cost as EGS reports it (unused by gpuspace).
+	// +optional
+	Cost string `json:"cost,omitempty"`
+	// RetryCount and DelayedCount as EGS reports them.
+	// +optional
+	RetryCount int32 `json:"retryCount,omitempty"`
+	// +optional
+	DelayedCount int32 `json:"delayedCount,omitempty"`
+	// Conditions: NodesHealthy.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// GPUProvisionRequest (GPR) asks for GPU nodes for a workspace. Its name is
+// the EGS-style id, gpr-xxxxxxxx-xxxx.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=gpr,categories=gpuspace
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="GPR names are at most 63 characters: they are used as label values"
+// +kubebuilder:printcolumn:name="Workspace",type=string,JSONPath=`.spec.workspace`
+// +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.provisioningStatus`
+// +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.status.numGpusAllocated`
+// +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`
+// +kubebuilder:printcolumn:name="Start",type=date,JSONPath=`.status.startTimestamp`
+// +kubebuilder:printcolumn:name="Est. Start",type=string,JSONPath=`.status.estimatedStartTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Shape",type=string,JSONPath=`.spec.gpuShape`,priority=1
+// +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.spec.exitDuration`,priority=1
+type GPUProvisionRequest struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GPUProvisionRequestSpec   `json:"spec"`
+	Status GPUProvisionRequestStatus `json:"status,omitempty"`
+}
+
+// GPUProvisionRequestList is a list of GPUProvisionRequests.
+//
+// +kubebuilder:object:root=true
+type GPUProvisionRequestList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GPUProvisionRequest `json:"items"`
+}
