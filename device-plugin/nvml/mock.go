@@ -1,0 +1,309 @@
+package nvml
+
+import (
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxb200"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+)
+
+// T4 is a Tesla T4 (Turing, 16 GB), which go-nvml's mocks do not ship.
+var T4 = gpus.Config{
+	Name:         "Tesla T4",
+	Architecture: gonvml.DEVICE_ARCH_TURING,
+	Brand:        gonvml.BRAND_TESLA,
+	MemoryMB:     15360,
+	CudaMajor:    7,
+	CudaMinor:    5,
+	PciDeviceId:  0x1EB810DE,
+}
+
+// mockDriver is the driver the configured (non-DGX) mock servers report.
+const mockDriver = "550.54.15"
+
+// mockServers are the names --nvml=mock:<name> accepts, besides t4x<N>.
+var mockServers = map[string]func() *server.Server{
+	"dgxa100": dgxa100.New,
+	"dgxh100": dgxh100.New,
+	"dgxh200": dgxh200.New,
+	"dgxb200": dgxb200.New,
+	// mixed is a node with more than one GPU model, as some on-premise
+	// nodes are: two A100 80GB, an A30 and a T4.
+	"mixed": func() *server.Server {
+		return server.NewServerWithGPUs(mockDriver, "12."+mockDriver, 12040,
+			gpus.A100_PCIE_80GB, gpus.A100_PCIE_80GB, gpus.A30_PCIE_24GB, T4)
+	},
+}
+
+// mockAliases are the short names the issue and docs use.
+var mockAliases = map[string]string{
+	"a100": "dgxa100", "h100": "dgxh100", "h200": "dgxh200", "b200": "dgxb200",
+}
+
+var t4Pattern = regexp.MustCompile(`^t4x([1-9][0-9]?)$`)
+
+// MockServerNames lists the mock servers NewMock knows, sorted.
+func MockServerNames() []string {
+	names := []string{"t4x<N>"}
+	for n := range mockServers {
+		names = append(names, n)
+	}
+	for n := range mockAliases {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Mock is a go-nvml mock server completed with what the plugin needs and
+// go-nvml's servers leave out: fixed UUIDs, PCI bus ids, NUMA nodes and
+// event sets into which tests inject events.
+type Mock struct {
+	*server.Server
+	name string
+
+	mu          sync.Mutex
+	sets        []*mockEventSet
+	failing     gonvml.Return // returned by every call while != SUCCESS
+	unsupported map[string]bool
+	lost        map[string]bool
+}
+
+// NewMock returns the mock server called name: dgxa100, dgxh100, dgxh200,
+// dgxb200 (or a100, h100, h200, b200), t4x<N> (N Tesla T4s) or mixed.
+// Every GPU gets a UUID fixed by the server name and its index, so tests and
+// a kubelet's checkpoint see the same devices across restarts.
+func NewMock(name string) (*Mock, error) {
+	key := name
+	if a, ok := mockAliases[key]; ok {
+		key = a
+	}
+	var s *server.Server
+	if newServer, ok := mockServers[key]; ok {
+		s = newServer()
+	} else if m := t4Pattern.FindStringSubmatch(key); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		s = server.NewServerWithGPUs(mockDriver, "12."+mockDriver, 12040, gpus.Multiple(n, T4)...)
+	} else {
+		return nil, fmt.Errorf("unknown mock server %q (known: %v)", name, MockServerNames())
+	}
+	m := &Mock{Server: s, name: key, unsupported: map[string]bool{}, lost: map[string]bool{}}
+	m.complete()
+	return m, nil
+}
+
+// MockUUID is the UUID NewMock gives GPU index of server name.
+func MockUUID(name string, index int) string {
+	if a, ok := mockAliases[name]; ok {
+		name = a
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return fmt.Sprintf("GPU-%08x-0000-4000-8000-%012x", h.Sum32(), index)
+}
+
+func (m *Mock) complete() {
+	n := len(m.Devices)
+	// Two NUMA nodes split the GPUs in halves, as on DGX systems; a single
+	// GPU sits on node 0.
+	perNode := max(1, (n+1)/2)
+	for i, dev := range m.Devices {
+		d := dev.(*server.Device)
+		d.UUID = MockUUID(m.name, i)
+		numa := i / perNode
+		bus := d.PciBusID
+		d.GetNumaNodeIdFunc = func() (int, gonvml.Return) {
+			if r := m.fail(d.UUID); r != gonvml.SUCCESS {
+				return 0, r
+			}
+			return numa, gonvml.SUCCESS
+		}
+		getMem := d.GetMemoryInfoFunc
+		d.GetMemoryInfoFunc = func() (gonvml.Memory, gonvml.Return) {
+			if r := m.fail(d.UUID); r != gonvml.SUCCESS {
+				return gonvml.Memory{}, r
+			}
+			return getMem()
+		}
+		d.GetPciInfoFunc = func() (gonvml.PciInfo, gonvml.Return) {
+			p := gonvml.PciInfo{PciDeviceId: d.Config.PciDeviceId, Bus: uint32(i)}
+			// NVML reports an 8-digit PCI domain.
+			for j, c := range "0000" + bus {
+				p.BusId[j] = int8(c)
+			}
+			return p, gonvml.SUCCESS
+		}
+		d.GetSupportedEventTypesFunc = func() (uint64, gonvml.Return) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.unsupported[d.UUID] {
+				return 0, gonvml.ERROR_NOT_SUPPORTED
+			}
+			return EventXID | EventDoubleBitECC | uint64(gonvml.EventTypeSingleBitEccError) |
+				uint64(gonvml.EventTypePState) | uint64(gonvml.EventTypeClock), gonvml.SUCCESS
+		}
+		d.RegisterEventsFunc = func(mask uint64, set gonvml.EventSet) gonvml.Return {
+			s, ok := set.(*mockEventSet)
+			if !ok {
+				return gonvml.ERROR_INVALID_ARGUMENT
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.masks[d.UUID] = mask
+			return gonvml.SUCCESS
+		}
+	}
+	getByUUID := m.DeviceGetHandleByUUIDFunc
+	m.DeviceGetHandleByUUIDFunc = func(uuid string) (gonvml.Device, gonvml.Return) {
+		if r := m.fail(uuid); r != gonvml.SUCCESS {
+			return nil, r
+		}
+		return getByUUID(uuid)
+	}
+	getCount := m.DeviceGetCountFunc
+	m.DeviceGetCountFunc = func() (int, gonvml.Return) {
+		if r := m.fail(""); r != gonvml.SUCCESS {
+			return 0, r
+		}
+		return getCount()
+	}
+	m.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
+		s := &mockEventSet{masks: map[string]uint64{}, events: make(chan gonvml.EventData, 64), mock: m}
+		s.WaitFunc = s.wait
+		s.FreeFunc = func() gonvml.Return { return gonvml.SUCCESS }
+		m.mu.Lock()
+		m.sets = append(m.sets, s)
+		m.mu.Unlock()
+		return s, gonvml.SUCCESS
+	}
+}
+
+// fail is the error NVML returns now for uuid ("" for node-wide calls).
+func (m *Mock) fail(uuid string) gonvml.Return {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failing != gonvml.SUCCESS {
+		return m.failing
+	}
+	if uuid != "" && m.lost[uuid] {
+		return gonvml.ERROR_GPU_IS_LOST
+	}
+	return gonvml.SUCCESS
+}
+
+// Lib returns the plugin's Lib over this mock.
+func (m *Mock) Lib() Lib { return New(m.Server) }
+
+// UUIDs lists the GPUs' UUIDs in index order.
+func (m *Mock) UUIDs() []string {
+	var out []string
+	for _, d := range m.Devices {
+		out = append(out, d.(*server.Device).UUID)
+	}
+	return out
+}
+
+// InjectXID delivers an XID event for the GPU to every event set that
+// registered XID events for it, as the driver does after an XID.
+func (m *Mock) InjectXID(uuid string, xid uint64) error {
+	return m.inject(uuid, EventXID, xid)
+}
+
+// InjectEvent delivers an event of any type; uuid "" means an event NVML
+// could not attribute to a GPU.
+func (m *Mock) InjectEvent(uuid string, eventType, data uint64) error {
+	return m.inject(uuid, eventType, data)
+}
+
+func (m *Mock) inject(uuid string, eventType, data uint64) error {
+	var dev gonvml.Device
+	if uuid != "" {
+		i := slices.Index(m.UUIDs(), uuid)
+		if i < 0 {
+			return fmt.Errorf("no GPU %s", uuid)
+		}
+		dev = m.Devices[i]
+	}
+	m.mu.Lock()
+	sets := slices.Clone(m.sets)
+	m.mu.Unlock()
+	delivered := false
+	for _, s := range sets {
+		s.mu.Lock()
+		mask, ok := s.masks[uuid]
+		s.mu.Unlock()
+		if uuid != "" && (!ok || mask&eventType == 0) {
+			continue
+		}
+		select {
+		case s.events <- gonvml.EventData{Device: dev, EventType: eventType, EventData: data}:
+			delivered = true
+		default:
+			return fmt.Errorf("event set full")
+		}
+	}
+	if !delivered {
+		return fmt.Errorf("no event set watches event %#x on %q", eventType, uuid)
+	}
+	return nil
+}
+
+// SetFailing makes every NVML call fail with ret (pass gonvml.SUCCESS to
+// heal), as when the driver stops answering.
+func (m *Mock) SetFailing(ret gonvml.Return) {
+	m.mu.Lock()
+	m.failing = ret
+	m.mu.Unlock()
+}
+
+// SetLost makes NVML calls about one GPU fail with GPU_IS_LOST, or heals it.
+func (m *Mock) SetLost(uuid string, lost bool) {
+	m.mu.Lock()
+	m.lost[uuid] = lost
+	m.mu.Unlock()
+}
+
+// SetEventsUnsupported makes a GPU report that it supports no events.
+func (m *Mock) SetEventsUnsupported(uuid string, unsupported bool) {
+	m.mu.Lock()
+	m.unsupported[uuid] = unsupported
+	m.mu.Unlock()
+}
+
+// mockEventSet is an NVML event set fed by Mock.inject.
+type mockEventSet struct {
+	mock.EventSet
+	mock   *Mock
+	mu     sync.Mutex
+	masks  map[string]uint64
+	events chan gonvml.EventData
+}
+
+func (s *mockEventSet) wait(timeoutMs uint32) (gonvml.EventData, gonvml.Return) {
+	if r := s.mock.fail(""); r != gonvml.SUCCESS {
+		// A failing driver answers at once; don't let callers spin.
+		time.Sleep(time.Duration(min(timeoutMs, 10)) * time.Millisecond)
+		return gonvml.EventData{}, r
+	}
+	t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case e := <-s.events:
+		return e, gonvml.SUCCESS
+	case <-t.C:
+		return gonvml.EventData{}, gonvml.ERROR_TIMEOUT
+	}
+}
