@@ -1,0 +1,399 @@
+package planner
+
+import (
+	"cmp"
+	"container/heap"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpuspace/gpuspace/internal/gpushape"
+)
+
+// never is the offset of a time that is not known: a node that may never
+// become free, or a workspace whose queue is blocked.
+const never = int64(math.MaxInt64)
+
+// node is the planner's working state of one usable or unusable node.
+// Times are nanoseconds after Input.Now.
+type node struct {
+	name string
+	g    *group
+	// freeAt is when the node's last planned use ends (0: free now);
+	// never if it cannot be planned on (unhealthy, cordoned, unknown
+	// holder).
+	freeAt int64
+	// holeEnd is when the first reservation on a node that is free now
+	// begins; never when there is none.
+	holeEnd int64
+	// heapIdx is the node's index in g.heap, -1 if not there.
+	heapIdx int
+	// unreserved: free now, not started on, no reservation; the node is in
+	// g.unreserved. hole: free now with a reservation later; in g.holes.
+	unreserved, hole bool
+}
+
+// group is the nodes of one kind: same cluster, shape, instance type,
+// memory and GPU count. GPRs are matched against groups, never against
+// single nodes, which keeps planning linear in the queue length.
+type group struct {
+	cluster, shape, instanceType string // instanceType lower-cased
+	memMiB                       int64
+	gpus                         int32
+	// rank is the group's place in groupLess order over all groups, so
+	// that comparing nodes does not compare strings.
+	rank int
+	// total counts every node of the group, whatever its state: it decides
+	// whether a GPR could ever be satisfied.
+	total int
+	// heap holds the nodes that can be planned on, by freeAt then name.
+	heap nodeHeap
+	// unreserved holds nodes free now without reservation, by name, from
+	// cursor on; entries whose flag is cleared are skipped.
+	unreserved []*node
+	cursor     int
+	// holes holds nodes free now with a reservation later, by holeEnd
+	// descending then name.
+	holes []*node
+}
+
+// firstUnreserved advances the cursor past nodes that left the unreserved
+// list and returns the first one still in it, or nil.
+func (g *group) firstUnreserved() *node {
+	for g.cursor < len(g.unreserved) && !g.unreserved[g.cursor].unreserved {
+		g.cursor++
+	}
+	if g.cursor < len(g.unreserved) {
+		return g.unreserved[g.cursor]
+	}
+	return nil
+}
+
+func groupLess(a, b *group) int {
+	return cmp.Or(
+		cmp.Compare(a.gpus, b.gpus),
+		cmp.Compare(a.memMiB, b.memMiB),
+		strings.Compare(a.instanceType, b.instanceType),
+		strings.Compare(a.shape, b.shape),
+		strings.Compare(a.cluster, b.cluster),
+	)
+}
+
+type groupKey struct {
+	cluster, shape, instanceType string
+	memMiB                       int64
+	gpus                         int32
+}
+
+type reqKey struct {
+	cluster, shape, instanceType string
+	memGB, gpus                  int32
+}
+
+// match is what a kind of request matches, computed once per kind.
+type match struct {
+	groups []*group // best fit first
+	total  int
+}
+
+type state struct {
+	byCluster map[string][]*group // best fit first
+	matches   map[reqKey]*match
+	scratch   []*node
+}
+
+// Compute makes the plan for in. It does not modify in.
+func Compute(in Input) Plan {
+	now := in.Now
+	st := &state{byCluster: map[string][]*group{}, matches: map[reqKey]*match{}}
+
+	// Who holds which node, and until when.
+	holderEnd := make(map[string]int64, len(in.Provisioned))
+	gprEnd := make(map[string]int64, len(in.Provisioned))
+	// wsReady is when a workspace's next GPR may start; wsWaits is true
+	// once one of its GPRs is provisioned or planned, so no other may start
+	// now.
+	wsReady := map[string]int64{}
+	wsWaits := map[string]bool{}
+	for _, p := range in.Provisioned {
+		end := max(p.End.Sub(now).Nanoseconds(), 0)
+		gprEnd[p.ID] = end
+		for _, n := range p.Nodes {
+			holderEnd[n] = max(holderEnd[n], end)
+		}
+		wsReady[p.Workspace] = max(wsReady[p.Workspace], end)
+		wsWaits[p.Workspace] = true
+	}
+
+	groups := map[groupKey]*group{}
+	nodes := make([]*node, 0, len(in.Nodes))
+	for i := range in.Nodes {
+		n := &in.Nodes[i]
+		if n.GPUs <= 0 {
+			continue
+		}
+		shape := gpushape.Normalize(n.Shape)
+		if shape == "" {
+			shape = gpushape.Normalize(n.Product)
+		}
+		k := groupKey{n.Cluster, shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
+		g := groups[k]
+		if g == nil {
+			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus}
+			groups[k] = g
+			st.byCluster[n.Cluster] = append(st.byCluster[n.Cluster], g)
+		}
+		g.total++
+		ns := &node{name: n.Name, g: g, freeAt: never, holeEnd: never, heapIdx: -1}
+		end, held := holderEnd[n.Name]
+		if !held && n.BoundTo != "" {
+			end, held = gprEnd[n.BoundTo]
+			if !held {
+				end, held = never, true // bound to a GPR we do not know
+			}
+		}
+		switch {
+		case !n.Healthy || !n.Schedulable:
+			// Cannot be planned on until it recovers.
+		case held:
+			ns.freeAt = end
+		default:
+			ns.freeAt = 0
+			ns.unreserved = true
+		}
+		nodes = append(nodes, ns)
+	}
+	// Sorting by name makes every per-group list ordered by name.
+	slices.SortFunc(nodes, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+	for _, n := range nodes {
+		if n.freeAt != never {
+			n.heapIdx = len(n.g.heap)
+			n.g.heap = append(n.g.heap, n)
+		}
+		if n.unreserved {
+			n.g.unreserved = append(n.g.unreserved, n)
+		}
+	}
+	all := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		all = append(all, g)
+	}
+	slices.SortFunc(all, groupLess)
+	for i, g := range all {
+		g.rank = i
+		heap.Init(&g.heap)
+	}
+	for _, gs := range st.byCluster {
+		slices.SortFunc(gs, groupLess)
+	}
+
+	queue := make([]*Request, len(in.Queued))
+	for i := range in.Queued {
+		queue[i] = &in.Queued[i]
+	}
+	slices.SortFunc(queue, func(a, b *Request) int {
+		return cmp.Or(
+			cmp.Compare(b.Priority, a.Priority),
+			a.Created.Compare(b.Created),
+			strings.Compare(a.ID, b.ID),
+		)
+	})
+
+	plan := Plan{Estimates: make(map[string]time.Time, len(queue))}
+	for _, r := range queue {
+		m := st.match(r)
+		need := int(max(r.Nodes, 1))
+		if m.total < need {
+			plan.Unsatisfiable = append(plan.Unsatisfiable, Unsatisfiable{ID: r.ID, Reason: st.reason(r, need)})
+			continue
+		}
+		dur := max(r.Duration.Nanoseconds(), 1)
+		ready := wsReady[r.Workspace]
+		if ready == never {
+			continue // an earlier GPR of the workspace has no estimate
+		}
+		if !wsWaits[r.Workspace] {
+			wsWaits[r.Workspace] = true
+			if picked := st.startNow(m, need, dur); picked != nil {
+				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
+				plan.Estimates[r.ID] = now
+				wsReady[r.Workspace] = dur
+				continue
+			}
+		}
+		t := st.reserve(m, need, dur, ready)
+		if t == never {
+			wsReady[r.Workspace] = never
+			continue
+		}
+		plan.Estimates[r.ID] = now.Add(time.Duration(t))
+		wsReady[r.Workspace] = addSat(t, dur)
+	}
+	return plan
+}
+
+func addSat(a, b int64) int64 {
+	if a > never-b {
+		return never
+	}
+	return a + b
+}
+
+// match returns the groups a request's kind matches, best fit first.
+func (st *state) match(r *Request) *match {
+	k := reqKey{r.Cluster, gpushape.Normalize(r.GPUShape), strings.ToLower(r.InstanceType), r.MemoryPerGPU, r.GPUsPerNode}
+	if m, ok := st.matches[k]; ok {
+		return m
+	}
+	m := &match{}
+	for _, g := range st.byCluster[k.cluster] {
+		if (k.shape == "" || g.shape == k.shape) &&
+			(k.instanceType == "" || g.instanceType == k.instanceType) &&
+			MemoryFits(g.memMiB, k.memGB) && g.gpus >= k.gpus {
+			m.groups = append(m.groups, g)
+			m.total += g.total
+		}
+	}
+	st.matches[k] = m
+	return m
+}
+
+// startNow picks need nodes that are free now and stay free for dur, and
+// marks them started; it returns their names sorted, or nil if there are
+// not enough.
+//
+// Nodes with a reservation later (holes) are used first when the GPR ends
+// before the reservation begins, which keeps nodes without reservations for
+// GPRs that need them for longer.
+func (st *state) startNow(m *match, need int, dur int64) []string {
+	picked := st.scratch[:0]
+	for _, g := range m.groups {
+		for _, n := range g.holes {
+			if len(picked) == need || n.holeEnd < dur {
+				break // holes are sorted by holeEnd descending
+			}
+			picked = append(picked, n)
+		}
+		for i := g.cursor; i < len(g.unreserved) && len(picked) < need; i++ {
+			if n := g.unreserved[i]; n.unreserved {
+				picked = append(picked, n)
+			}
+		}
+		if len(picked) == need {
+			break
+		}
+	}
+	st.scratch = picked[:0]
+	if len(picked) < need {
+		return nil
+	}
+	names := make([]string, len(picked))
+	for i, n := range picked {
+		names[i] = n.name
+		g := n.g
+		if n.hole {
+			// Picked from the front of g.holes, in order.
+			n.hole = false
+			g.holes = g.holes[1:]
+			continue // freeAt stays the end of its reservation
+		}
+		n.unreserved = false
+		g.firstUnreserved()
+		n.freeAt = dur
+		heap.Fix(&g.heap, n.heapIdx)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// reserve finds the earliest time, not before ready, at which need matching
+// nodes are free, and reserves them from then for dur. It returns the time,
+// or never if there are not enough nodes that will become free.
+func (st *state) reserve(m *match, need int, dur, ready int64) int64 {
+	picked := st.scratch[:0]
+	for len(picked) < need {
+		var best *group
+		for _, g := range m.groups {
+			if len(g.heap) == 0 {
+				continue
+			}
+			if best == nil || nodeLess(g.heap[0], best.heap[0]) {
+				best = g
+			}
+		}
+		if best == nil {
+			break
+		}
+		picked = append(picked, heap.Pop(&best.heap).(*node))
+	}
+	st.scratch = picked[:0]
+	if len(picked) < need {
+		for _, n := range picked {
+			heap.Push(&n.g.heap, n)
+		}
+		return never
+	}
+	t := ready
+	for _, n := range picked {
+		t = max(t, n.freeAt)
+	}
+	for _, n := range picked {
+		if n.unreserved {
+			// Free now and reserved from t: now a hole [0, t).
+			n.unreserved = false
+			n.hole = true
+			n.holeEnd = t
+			n.g.firstUnreserved()
+			n.g.insertHole(n)
+		}
+		n.freeAt = addSat(t, dur)
+		heap.Push(&n.g.heap, n)
+	}
+	return t
+}
+
+func (g *group) insertHole(n *node) {
+	i, _ := slices.BinarySearchFunc(g.holes, n, func(a, b *node) int {
+		return cmp.Or(cmp.Compare(b.holeEnd, a.holeEnd), strings.Compare(a.name, b.name))
+	})
+	g.holes = slices.Insert(g.holes, i, n)
+}
+
+// nodeLess orders nodes for reservations: earliest free first, then the
+// tighter fit, then by name.
+func nodeLess(a, b *node) bool {
+	if a.freeAt != b.freeAt {
+		return a.freeAt < b.freeAt
+	}
+	if a.g.rank != b.g.rank {
+		return a.g.rank < b.g.rank
+	}
+	return a.name < b.name
+}
+
+// nodeHeap is a min-heap of nodes by nodeLess.
+type nodeHeap []*node
+
+func (h nodeHeap) Len() int           { return len(h) }
+func (h nodeHeap) Less(i, j int) bool { return nodeLess(h[i], h[j]) }
+func (h nodeHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+
+func (h *nodeHeap) Push(x any) {
+	n := x.(*node)
+	n.heapIdx = len(*h)
+	*h = append(*h, n)
+}
+
+func (h *nodeHeap) Pop() any {
+	old := *h
+	n := old[len(old)-1]
+	old[len(old)-1] = nil
+	n.heapIdx = -1
+	*h = old[:len(old)-1]
+	return n
+}
