@@ -78,6 +78,7 @@ type Mock struct {
 	mu          sync.Mutex
 	sets        []*mockEventSet
 	failing     gonvml.Return // returned by every call while != SUCCESS
+	hung        chan struct{} // every call blocks on it while non-nil
 	unsupported map[string]bool
 	lost        map[string]bool
 }
@@ -173,6 +174,13 @@ func (m *Mock) complete() {
 		}
 		return getByUUID(uuid)
 	}
+	getDriver := m.SystemGetDriverVersionFunc
+	m.SystemGetDriverVersionFunc = func() (string, gonvml.Return) {
+		if r := m.fail(""); r != gonvml.SUCCESS {
+			return "", r
+		}
+		return getDriver()
+	}
 	getCount := m.DeviceGetCountFunc
 	m.DeviceGetCountFunc = func() (int, gonvml.Return) {
 		if r := m.fail(""); r != gonvml.SUCCESS {
@@ -193,6 +201,12 @@ func (m *Mock) complete() {
 
 // fail is the error NVML returns now for uuid ("" for node-wide calls).
 func (m *Mock) fail(uuid string) gonvml.Return {
+	m.mu.Lock()
+	hung := m.hung
+	m.mu.Unlock()
+	if hung != nil {
+		<-hung
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failing != gonvml.SUCCESS {
@@ -261,12 +275,43 @@ func (m *Mock) inject(uuid string, eventType, data uint64) error {
 	return nil
 }
 
+// Watching reports whether an event set has registered eventType for the
+// GPU, that is whether InjectEvent would reach someone.
+func (m *Mock) Watching(uuid string, eventType uint64) bool {
+	m.mu.Lock()
+	sets := slices.Clone(m.sets)
+	m.mu.Unlock()
+	for _, s := range sets {
+		s.mu.Lock()
+		mask := s.masks[uuid]
+		s.mu.Unlock()
+		if mask&eventType != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // SetFailing makes every NVML call fail with ret (pass gonvml.SUCCESS to
 // heal), as when the driver stops answering.
 func (m *Mock) SetFailing(ret gonvml.Return) {
 	m.mu.Lock()
 	m.failing = ret
 	m.mu.Unlock()
+}
+
+// SetHung makes every NVML call block until SetHung(false), as a wedged
+// driver does.
+func (m *Mock) SetHung(hung bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case hung && m.hung == nil:
+		m.hung = make(chan struct{})
+	case !hung && m.hung != nil:
+		close(m.hung)
+		m.hung = nil
+	}
 }
 
 // SetLost makes NVML calls about one GPU fail with GPU_IS_LOST, or heals it.
