@@ -201,9 +201,9 @@ func TestProbeFailure(t *testing.T) {
 
 func TestNVMLFailure(t *testing.T) {
 	tests := []struct {
-		name  string
+		name    string
 		breakIt func(*nvml.Mock)
-		heal  func(*nvml.Mock)
+		heal    func(*nvml.Mock)
 	}{
 		{"calls fail", func(m *nvml.Mock) { m.SetFailing(gonvml.ERROR_UNKNOWN) }, func(m *nvml.Mock) { m.SetFailing(gonvml.SUCCESS) }},
 		{"calls hang", func(m *nvml.Mock) { m.SetHung(true) }, func(m *nvml.Mock) { m.SetHung(false) }},
