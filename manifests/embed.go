@@ -1,0 +1,10 @@
+// Package manifests embeds the generated CRDs, so binaries and tests install
+// exactly the YAML that `kubectl apply -k` would.
+package manifests
+
+import "embed"
+
+// CRDs holds crds/*.yaml, one CustomResourceDefinition per file.
+//
+//go:embed crds/*.yaml
+var CRDs embed.FS
