@@ -1,0 +1,580 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/internal/duration"
+)
+
+const durationPattern = `^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$`
+
+// GPRRequest is the body of POST /gpr and POST /gpr/waittime.
+type GPRRequest struct {
+	_ struct{} `additionalProperties:"true"`
+
+	GPRName          string `json:"gprName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" patternDescription:"a DNS-1123 label (lower-case letters, digits, '-')" doc:"Name of the request (not unique; gprId is the id)"`
+	SliceName        string `json:"sliceName" minLength:"1" maxLength:"63" doc:"Workspace the GPUs are for"`
+	ClusterName      string `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster to provision in; default the workspace's first cluster"`
+	NumberOfGPUs     int32  `json:"numberOfGPUs" minimum:"1" maximum:"64" doc:"GPUs per node"`
+	NumberOfGPUNodes int32  `json:"numberOfGPUNodes,omitempty" minimum:"1" maximum:"1024" default:"1" doc:"Distinct nodes; default 1"`
+	InstanceType     string `json:"instanceType,omitempty" maxLength:"128" doc:"Node instance type (see inventory); empty for any"`
+	GPUShape         string `json:"gpuShape,omitempty" maxLength:"128" doc:"GPU model, e.g. H100, A100, Tesla-T4 (see inventory); empty for any"`
+	MemoryPerGPU     *int32 `json:"memoryPerGPU,omitempty" minimum:"0" maximum:"4096" doc:"Memory per GPU in GB, at least; 0 or absent for any"`
+	MemoryPerGpu     *int32 `json:"memoryPerGpu,omitempty" minimum:"0" maximum:"4096" doc:"Same as memoryPerGPU (the EGS SDK's spelling)"`
+	Priority         int32  `json:"priority,omitempty" minimum:"1" maximum:"300" default:"101" doc:"1-300: low 1-100, medium 101-200, high 201-300; default 101"`
+	ExitDuration     string `json:"exitDuration" maxLength:"20" pattern:"^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$" patternDescription:"NdNhNm, e.g. 0d2h30m" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
+
+	IdleTimeOutDuration    string   `json:"idleTimeOutDuration,omitempty" maxLength:"20" pattern:"^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$" patternDescription:"NdNhNm, e.g. 0d0h30m" doc:"GPUs idle this long may be reclaimed (NdNhNm)"`
+	EnforceIdleTimeOut     bool     `json:"enforceIdleTimeOut,omitempty"`
+	MultiNode              bool     `json:"multiNode,omitempty"`
+	EnableEviction         bool     `json:"enableEviction,omitempty"`
+	RequeueOnFailure       bool     `json:"requeueOnFailure,omitempty"`
+	PreferredClusters      []string `json:"preferredClusters,omitempty" maxItems:"32"`
+	GPUSharingMode         string   `json:"gpuSharingMode,omitempty" maxLength:"64"`
+	DedicatedNodes         bool     `json:"dedicatedNodes,omitempty"`
+	EnableRDMA             bool     `json:"enableRDMA,omitempty"`
+	EnableSecondaryNetwork bool     `json:"enableSecondaryNetwork,omitempty"`
+}
+
+// GPRUpdate is the body of PUT /gpr.
+type GPRUpdate struct {
+	_            struct{} `additionalProperties:"true"`
+	GPRID        string   `json:"gprId" minLength:"1" maxLength:"63" doc:"Id of the GPR (from create)"`
+	Priority     *int32   `json:"priority,omitempty" minimum:"1" maximum:"300" doc:"New priority, 1-300"`
+	EarlyRelease *bool    `json:"earlyRelease,omitempty" doc:"true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)"`
+	GPRName      *string  `json:"gprName,omitempty" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" patternDescription:"a DNS-1123 label" doc:"New name"`
+}
+
+// GPRID names a GPR in a body (delete).
+type GPRID struct {
+	_     struct{} `additionalProperties:"true"`
+	GPRID string   `json:"gprId" minLength:"1" maxLength:"63" doc:"Id of the GPR"`
+}
+
+// GPRCreated is the data of POST /gpr.
+type GPRCreated struct {
+	GPRID string `json:"gprId" example:"gpr-1bb22a0b-9388"`
+}
+
+// GPRStatus is a GPR's status as EGS reports it.
+type GPRStatus struct {
+	ProvisioningStatus  string   `json:"provisioningStatus" enum:"Queued,Provisioned,Complete,Error"`
+	FailureReason       string   `json:"failureReason"`
+	NumGpusAllocated    int32    `json:"numGpusAllocated"`
+	StartTimestamp      string   `json:"startTimestamp"`
+	CompletionTimestamp string   `json:"completionTimestamp"`
+	Cost                string   `json:"cost"`
+	Nodes               []string `json:"nodes"`
+	InternalState       string   `json:"internalState"`
+	RetryCount          int32    `json:"retryCount"`
+	DelayedCount        int32    `json:"delayedCount"`
+}
+
+// GPR is a GPU provision request as EGS reports it.
+type GPR struct {
+	GPRID                  string    `json:"gprId"`
+	SliceName              string    `json:"sliceName"`
+	ClusterName            string    `json:"clusterName"`
+	NumberOfGPUs           int32     `json:"numberOfGPUs"`
+	NumberOfGPUNodes       int32     `json:"numberOfGPUNodes"`
+	InstanceType           string    `json:"instanceType"`
+	MemoryPerGPU           int32     `json:"memoryPerGPU"`
+	Priority               int32     `json:"priority"`
+	GPUSharingMode         string    `json:"gpuSharingMode"`
+	EstimatedStartTime     string    `json:"estimatedStartTime"`
+	EstimatedWaitTime      string    `json:"estimatedWaitTime" doc:"Go duration, e.g. 0h2m40s"`
+	ExitDuration           string    `json:"exitDuration" doc:"Go duration, e.g. 0h5m0s"`
+	EarlyRelease           bool      `json:"earlyRelease"`
+	GPRName                string    `json:"gprName"`
+	GPUShape               string    `json:"gpuShape"`
+	MultiNode              bool      `json:"multiNode"`
+	DedicatedNodes         bool      `json:"dedicatedNodes"`
+	EnableRDMA             bool      `json:"enableRDMA"`
+	EnableSecondaryNetwork bool      `json:"enableSecondaryNetwork"`
+	Status                 GPRStatus `json:"status"`
+	EnforceIdleTimeOut     bool      `json:"enforceIdleTimeOut"`
+	IdleTimeOutDuration    string    `json:"idleTimeOutDuration"`
+	EnableEviction         bool      `json:"enableEviction"`
+	RequeueOnFailure       bool      `json:"requeueOnFailure"`
+	PreferredClusters      []string  `json:"preferredClusters"`
+	CreatedAt              string    `json:"createdAt"`
+}
+
+// GPRList is the data of GET /gpr/list.
+type GPRList struct {
+	Items []GPR `json:"items"`
+}
+
+// WaitTime is the data of POST /gpr/waittime.
+type WaitTime struct {
+	EstimatedStartTime string `json:"estimatedStartTime" doc:"When the GPR would start if created now (RFC 3339); empty if it never could"`
+	EstimatedWaitTime  string `json:"estimatedWaitTime" doc:"How long until then, as a Go duration (0h2m40s)"`
+	Satisfiable        bool   `json:"satisfiable" doc:"false if no node in the inventory could ever satisfy the request"`
+	Reason             string `json:"reason" doc:"Why not, when not satisfiable"`
+}
+
+type gprRequestInput struct {
+	Body GPRRequest
+}
+
+type gprUpdateInput struct {
+	Body GPRUpdate
+}
+
+type gprIDBodyInput struct {
+	Body GPRID
+}
+
+type gprIDQueryInput struct {
+	GPRID string `query:"gprId" required:"true" maxLength:"63" doc:"Id of the GPR"`
+}
+
+type gprListInput struct {
+	SliceName string `query:"sliceName" maxLength:"63" doc:"Workspace whose GPRs to list; empty for every workspace the caller may read"`
+}
+
+func (s *Server) registerGPRs() {
+	const tag = "GPU provision requests"
+	register(s, opSpec{
+		id: "createGPR", method: http.MethodPost, path: "/api/v1/gpr", tag: tag,
+		summary:     "Create a GPU provision request",
+		description: "Queues a request for numberOfGPUNodes nodes with numberOfGPUs GPUs each (of gpuShape / instanceType / memoryPerGPU GB) for exitDuration (NdNhNm) at priority 1-300. One GPR per workspace is provisioned at a time; the others wait in priority order. Returns gprId; follow it with GET /api/v1/gpr?gprId=. Check POST /api/v1/gpr/waittime first to see when it would start.",
+		roles:       rolesEditors, mcpName: "gprs_create",
+		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
+	}, s.createGPR)
+	register(s, opSpec{
+		id: "estimateGPRWaitTime", method: http.MethodPost, path: "/api/v1/gpr/waittime", tag: tag,
+		summary:     "Estimate a GPU provision request's wait time",
+		description: "Takes the body of a GPR create and answers when it would start if created now, without creating anything.",
+		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_waittime",
+		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
+	}, s.waitTime)
+	register(s, opSpec{
+		id: "updateGPR", method: http.MethodPut, path: "/api/v1/gpr", tag: tag,
+		summary:     "Update or early-release a GPU provision request",
+		description: "Changes a GPR's priority or name, or (earlyRelease: true) releases a provisioned GPR's nodes now. A queued GPR cannot be early-released (409): delete it instead.",
+		roles:       rolesEditors, destructive: true, idempotent: true, mcpName: "gprs_update",
+		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
+	}, s.updateGPR)
+	register(s, opSpec{
+		id: "deleteGPR", method: http.MethodDelete, path: "/api/v1/gpr", tag: tag,
+		summary:     "Delete a queued GPU provision request",
+		description: "Deletes a GPR that is still queued (or failed). A provisioned or completed GPR cannot be deleted (409): early-release a provisioned one with PUT /api/v1/gpr.",
+		roles:       rolesEditors, destructive: true, mcpName: "gprs_delete",
+		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
+	}, s.deleteGPR)
+	register(s, opSpec{
+		id: "getGPR", method: http.MethodGet, path: "/api/v1/gpr", tag: tag,
+		summary:     "Get a GPU provision request",
+		description: "Returns one GPR: its request, status (Queued, Provisioned, Complete, Error), nodes, and estimated start and wait while queued.",
+		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_get",
+		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity},
+	}, s.getGPR)
+	register(s, opSpec{
+		id: "listGPRs", method: http.MethodGet, path: "/api/v1/gpr/list", tag: tag,
+		summary:     "List GPU provision requests",
+		description: "Lists the GPRs of a workspace (sliceName), or of every workspace the caller may read, highest priority first.",
+		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_list",
+		errors: []int{http.StatusNotFound},
+	}, s.listGPRs)
+}
+
+func (s *Server) createGPR(ctx context.Context, in *gprRequestInput) (*envelope.Output[GPRCreated], error) {
+	g, err := s.gprFromRequest(ctx, &in.Body, true)
+	if err != nil {
+		return nil, err
+	}
+	for range 3 { // ids are random; a collision is retried with another
+		g.Name, err = newGPRID()
+		if err != nil {
+			return nil, s.kubeErr(err, "GPR id")
+		}
+		g.ResourceVersion = ""
+		err = s.client.Create(ctx, g)
+		if !apierrors.IsAlreadyExists(err) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", g.Spec.GPRName))
+	}
+	s.awaitCache(ctx, g, false)
+	return envelope.OK(GPRCreated{GPRID: g.Name}), nil
+}
+
+func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.Output[WaitTime], error) {
+	g, err := s.gprFromRequest(ctx, &in.Body, false)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := s.nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list v1alpha1.GPUProvisionRequestList
+	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, s.kubeErr(err, "GPRs")
+	}
+	now := s.now()
+	g.CreationTimestamp = metav1.NewTime(now)
+	est, err := s.opts.estimator.Estimate(ctx, g, nodes, list.Items, now)
+	if err != nil {
+		return nil, s.kubeErr(err, "wait time")
+	}
+	out := WaitTime{Satisfiable: est.Satisfiable, Reason: est.Reason}
+	if est.Satisfiable && !est.Start.IsZero() {
+		start := est.Start
+		if start.Before(now) {
+			start = now
+		}
+		out.EstimatedStartTime = start.UTC().Format(time.RFC3339)
+		out.EstimatedWaitTime = duration.Format(start.Sub(now).Round(time.Second))
+	}
+	return envelope.OK(out), nil
+}
+
+// gprFromRequest validates a create (or wait-time) request against the
+// caller's rights, the workspace and what the CRD accepts, and builds the
+// GPR object (without a name).
+func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) (*v1alpha1.GPUProvisionRequest, error) {
+	p := principal(ctx)
+	if write && !p.CanWriteGPRs(r.SliceName) {
+		return nil, forbiddenWorkspace(p, r.SliceName, "create GPRs")
+	}
+	if !write && !p.CanRead(r.SliceName) {
+		return nil, forbiddenWorkspace(p, r.SliceName, "read")
+	}
+	ws, err := s.sliceWorkspace(ctx, r.SliceName)
+	if err != nil {
+		return nil, err
+	}
+	if ws.DeletionTimestamp != nil {
+		return nil, envelope.Conflict("workspace %q is being deleted", ws.Name)
+	}
+	var bad []envelope.FieldError
+	cluster := r.ClusterName
+	switch {
+	case cluster == "" && len(ws.Spec.Clusters) > 0:
+		cluster = ws.Spec.Clusters[0]
+	case !slices.Contains(ws.Spec.Clusters, cluster):
+		bad = append(bad, envelope.FieldError{Field: "clusterName", Value: cluster,
+			Reason: fmt.Sprintf("workspace %q is not on cluster %q; its clusters: %s", ws.Name, cluster, strings.Join(ws.Spec.Clusters, ", "))})
+	}
+	var mem int32
+	switch {
+	case r.MemoryPerGPU != nil && r.MemoryPerGpu != nil && *r.MemoryPerGPU != *r.MemoryPerGpu:
+		bad = append(bad, envelope.FieldError{Field: "memoryPerGpu",
+			Reason: fmt.Sprintf("%d differs from memoryPerGPU %d; send one of them", *r.MemoryPerGpu, *r.MemoryPerGPU)})
+	case r.MemoryPerGPU != nil:
+		mem = *r.MemoryPerGPU
+	case r.MemoryPerGpu != nil:
+		mem = *r.MemoryPerGpu
+	}
+	if _, err := duration.Parse(r.ExitDuration); err != nil {
+		bad = append(bad, envelope.FieldError{Field: "exitDuration", Value: r.ExitDuration, Reason: durationReason(err)})
+	}
+	if r.IdleTimeOutDuration != "" {
+		if _, err := duration.Parse(r.IdleTimeOutDuration); err != nil {
+			bad = append(bad, envelope.FieldError{Field: "idleTimeOutDuration", Value: r.IdleTimeOutDuration, Reason: durationReason(err)})
+		}
+	}
+	if len(bad) > 0 {
+		return nil, envelope.Validation(bad...)
+	}
+	prio := r.Priority
+	if prio == 0 {
+		prio = v1alpha1.DefaultPriority
+	}
+	nodes := r.NumberOfGPUNodes
+	if nodes == 0 {
+		nodes = 1
+	}
+	return &v1alpha1.GPUProvisionRequest{
+		Spec: v1alpha1.GPUProvisionRequestSpec{
+			GPRName: r.GPRName, Workspace: ws.Name, ClusterName: cluster,
+			NumberOfGPUs: r.NumberOfGPUs, NumberOfGPUNodes: nodes,
+			InstanceType: r.InstanceType, GPUShape: r.GPUShape, MemoryPerGPU: mem,
+			Priority: prio, ExitDuration: r.ExitDuration,
+			IdleTimeOutDuration: r.IdleTimeOutDuration, EnforceIdleTimeOut: r.EnforceIdleTimeOut,
+			MultiNode: r.MultiNode, EnableEviction: r.EnableEviction, RequeueOnFailure: r.RequeueOnFailure,
+			PreferredClusters: r.PreferredClusters, GPUSharingMode: r.GPUSharingMode,
+			DedicatedNodes: r.DedicatedNodes, EnableRDMA: r.EnableRDMA, EnableSecondaryNetwork: r.EnableSecondaryNetwork,
+		},
+	}, nil
+}
+
+// sliceWorkspace is workspace for a sliceName, answering a missing one as
+// EGS does ("Slice Workspace Not Found").
+func (s *Server) sliceWorkspace(ctx context.Context, name string) (*v1alpha1.Workspace, error) {
+	ws, err := s.workspace(ctx, name)
+	var e *envelope.Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
+		return nil, envelope.New(http.StatusNotFound, envelope.KeyNotFound,
+			fmt.Sprintf("workspace %q not found (sliceName)", name), envelope.WithTitle("Slice Workspace Not Found"))
+	}
+	return ws, err
+}
+
+func durationReason(err error) string {
+	switch {
+	case errors.Is(err, duration.ErrEmpty):
+		return "is required, as NdNhNm (e.g. 0d0h5m)"
+	case errors.Is(err, duration.ErrZero):
+		return "must be longer than zero"
+	case errors.Is(err, duration.ErrOverflow):
+		return "is too long"
+	}
+	return "must be NdNhNm, e.g. 0d2h30m"
+}
+
+// gpr reads a GPR from the cache, then the apiserver; 404 if none.
+func (s *Server) gpr(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequest, error) {
+	var g v1alpha1.GPUProvisionRequest
+	key := types.NamespacedName{Name: id}
+	err := s.cache.Get(ctx, key, &g)
+	if apierrors.IsNotFound(err) {
+		err = s.client.Get(ctx, key, &g)
+	}
+	if err != nil {
+		return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
+	}
+	return &g, nil
+}
+
+func phase(g *v1alpha1.GPUProvisionRequest) v1alpha1.ProvisioningStatus {
+	if g.Status.ProvisioningStatus == "" {
+		return v1alpha1.GPRQueued // not reconciled yet: queued
+	}
+	return g.Status.ProvisioningStatus
+}
+
+func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.Output[envelope.Empty], error) {
+	p := principal(ctx)
+	id := in.Body.GPRID
+	for attempt := 0; ; attempt++ {
+		g, err := s.writableGPR(ctx, p, id, "change GPRs")
+		if err != nil {
+			return nil, err
+		}
+		changed := false
+		if er := in.Body.EarlyRelease; er != nil && *er && !g.Spec.EarlyRelease {
+			switch ph := phase(g); ph {
+			case v1alpha1.GPRProvisioned:
+				g.Spec.EarlyRelease = true
+				changed = true
+			default:
+				return nil, envelope.New(http.StatusConflict, envelope.KeyConflict,
+					fmt.Sprintf("Cannot update early release of GPR in %s state", ph), envelope.WithTitle("Unable to Early Release"))
+			}
+		}
+		if pr := in.Body.Priority; pr != nil && *pr != g.Spec.Priority {
+			g.Spec.Priority = *pr
+			changed = true
+		}
+		if n := in.Body.GPRName; n != nil && *n != g.Spec.GPRName {
+			g.Spec.GPRName = *n
+			changed = true
+		}
+		if !changed {
+			return envelope.OK(envelope.Empty{}), nil
+		}
+		err = s.client.Update(ctx, g)
+		if apierrors.IsConflict(err) && attempt < 5 {
+			continue // the controller wrote meanwhile: re-read, re-check
+		}
+		if err != nil {
+			return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
+		}
+		s.awaitCache(ctx, g, false)
+		return envelope.OK(envelope.Empty{}), nil
+	}
+}
+
+// writableGPR reads a GPR from the apiserver (the state rules must see its
+// latest version) after checking the caller may write its workspace.
+func (s *Server) writableGPR(ctx context.Context, p *auth.Principal, id, what string) (*v1alpha1.GPUProvisionRequest, error) {
+	var g v1alpha1.GPUProvisionRequest
+	if err := s.client.Get(ctx, types.NamespacedName{Name: id}, &g); err != nil {
+		return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
+	}
+	if !p.CanWriteGPRs(g.Spec.Workspace) {
+		return nil, forbiddenWorkspace(p, g.Spec.Workspace, what)
+	}
+	return &g, nil
+}
+
+func (s *Server) deleteGPR(ctx context.Context, in *gprIDBodyInput) (*envelope.Output[envelope.Empty], error) {
+	p := principal(ctx)
+	id := in.Body.GPRID
+	for attempt := 0; ; attempt++ {
+		g, err := s.writableGPR(ctx, p, id, "delete GPRs")
+		if err != nil {
+			return nil, err
+		}
+		ph := phase(g)
+		state := string(ph)
+		if ph == v1alpha1.GPRQueued && len(g.Status.Nodes) > 0 {
+			ph, state = v1alpha1.GPRProvisioned, string(v1alpha1.StateProvisioning) // binding is under way
+		}
+		if ph != v1alpha1.GPRQueued && ph != v1alpha1.GPRError {
+			return nil, envelope.New(http.StatusConflict, envelope.KeyConflict,
+				fmt.Sprintf("Cannot delete GPR in %s state", state), envelope.WithTitle("Cannot delete"))
+		}
+		// Delete exactly the version checked: if the controller provisioned
+		// it meanwhile, the precondition fails and the state is re-checked.
+		err = s.client.Delete(ctx, g, client.Preconditions{UID: &g.UID, ResourceVersion: &g.ResourceVersion})
+		if apierrors.IsConflict(err) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
+		}
+		s.awaitCache(ctx, g, true)
+		return envelope.OK(envelope.Empty{}), nil
+	}
+}
+
+func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Output[GPR], error) {
+	g, err := s.gpr(ctx, in.GPRID)
+	if err != nil {
+		return nil, err
+	}
+	p := principal(ctx)
+	if !p.CanRead(g.Spec.Workspace) {
+		return nil, forbiddenWorkspace(p, g.Spec.Workspace, "read")
+	}
+	return envelope.OK(gprOf(g, s.now())), nil
+}
+
+func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
+	p := principal(ctx)
+	ws := in.SliceName
+	if ws == "" && p.Workspace != "" {
+		ws = p.Workspace
+	}
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
+	if ws != "" {
+		if !p.CanRead(ws) {
+			return nil, forbiddenWorkspace(p, ws, "read")
+		}
+		if _, err := s.sliceWorkspace(ctx, ws); err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.MatchingFields{indexWorkspace: ws})
+	}
+	var list v1alpha1.GPUProvisionRequestList
+	if err := s.cache.List(ctx, &list, opts...); err != nil {
+		return nil, s.kubeErr(err, "GPRs")
+	}
+	now := s.now()
+	items := make([]GPR, 0, len(list.Items))
+	for i := range list.Items {
+		items = append(items, gprOf(&list.Items[i], now))
+	}
+	slices.SortFunc(items, func(a, b GPR) int {
+		if a.Priority != b.Priority {
+			return int(b.Priority - a.Priority)
+		}
+		if c := strings.Compare(a.CreatedAt, b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GPRID, b.GPRID)
+	})
+	return envelope.OK(GPRList{Items: items}), nil
+}
+
+// gprOf renders a GPR as EGS does: durations as Go durations, times as
+// RFC 3339 or "".
+func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time) GPR {
+	out := GPR{
+		GPRID: g.Name, SliceName: g.Spec.Workspace, ClusterName: g.Spec.ClusterName,
+		NumberOfGPUs: g.Spec.NumberOfGPUs, NumberOfGPUNodes: orDefault(g.Spec.NumberOfGPUNodes, 1),
+		InstanceType: g.Spec.InstanceType, MemoryPerGPU: g.Spec.MemoryPerGPU,
+		Priority: orDefault(g.Spec.Priority, int32(v1alpha1.DefaultPriority)), GPUSharingMode: orDefault(g.Spec.GPUSharingMode, "Virtual Machine"),
+		EstimatedStartTime: rfc3339(g.Status.EstimatedStartTime),
+		EstimatedWaitTime:  normalizeGoDuration(g.Status.EstimatedWaitTime),
+		ExitDuration:       normalizeEGSDuration(g.Spec.ExitDuration),
+		EarlyRelease:       g.Spec.EarlyRelease, GPRName: g.Spec.GPRName, GPUShape: g.Spec.GPUShape,
+		MultiNode: g.Spec.MultiNode, DedicatedNodes: g.Spec.DedicatedNodes, EnableRDMA: g.Spec.EnableRDMA,
+		EnableSecondaryNetwork: g.Spec.EnableSecondaryNetwork,
+		EnforceIdleTimeOut:     g.Spec.EnforceIdleTimeOut,
+		IdleTimeOutDuration:    normalizeEGSDuration(g.Spec.IdleTimeOutDuration),
+		EnableEviction:         g.Spec.EnableEviction, RequeueOnFailure: g.Spec.RequeueOnFailure,
+		PreferredClusters: nonNil(slices.Clone(g.Spec.PreferredClusters)),
+		CreatedAt:         rfc3339(&g.CreationTimestamp),
+		Status: GPRStatus{
+			ProvisioningStatus: string(phase(g)), FailureReason: g.Status.FailureReason,
+			NumGpusAllocated:    g.Status.NumGpusAllocated,
+			StartTimestamp:      rfc3339(g.Status.StartTimestamp),
+			CompletionTimestamp: rfc3339(g.Status.CompletionTimestamp),
+			Cost:                g.Status.Cost, Nodes: nonNil(slices.Clone(g.Status.Nodes)),
+			InternalState: string(g.Status.InternalState), RetryCount: g.Status.RetryCount, DelayedCount: g.Status.DelayedCount,
+		},
+	}
+	if phase(g) != v1alpha1.GPRQueued && out.EstimatedWaitTime == "" {
+		out.EstimatedWaitTime = "0h0m0s"
+	}
+	if phase(g) == v1alpha1.GPRQueued && out.EstimatedWaitTime == "" && g.Status.EstimatedStartTime != nil {
+		wait := g.Status.EstimatedStartTime.Sub(now)
+		if wait < 0 {
+			wait = 0
+		}
+		out.EstimatedWaitTime = duration.Format(wait.Round(time.Second))
+	}
+	return out
+}
+
+// normalizeEGSDuration writes an NdNhNm duration in Go form ("0d0h5m" ->
+// "0h5m0s"); anything unreadable is passed through.
+func normalizeEGSDuration(s string) string {
+	if s == "" {
+		return ""
+	}
+	d, err := duration.Parse(s)
+	if err != nil {
+		return s
+	}
+	return duration.Format(d)
+}
+
+// normalizeGoDuration writes a Go duration with hours, minutes and seconds
+// ("2m40s" -> "0h2m40s").
+func normalizeGoDuration(s string) string {
+	if s == "" {
+		return ""
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	return duration.Format(d)
+}
+
+// newGPRID returns an EGS-style id: gpr-xxxxxxxx-xxxx.
+func newGPRID() (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate GPR id: %w", err)
+	}
+	h := hex.EncodeToString(b)
+	return "gpr-" + h[:8] + "-" + h[8:], nil
+}
+
+func itoa64(v int64) string { return strconv.FormatInt(v, 10) }

@@ -1,0 +1,137 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/gpuspace/gpuspace/apiserver/envelope"
+)
+
+// KubeconfigRequest names the workspace (and cluster) of a kubeconfig.
+type KubeconfigRequest struct {
+	_             struct{} `additionalProperties:"true"`
+	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" doc:"Workspace whose namespaces the kubeconfig reaches"`
+	ClusterName   string   `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster; may be left out when the workspace is on one cluster"`
+}
+
+// Kubeconfig is the data of the kube-config operations.
+type Kubeconfig struct {
+	KubeConfig string `json:"kubeConfig" doc:"A kubeconfig (YAML) with one context per namespace of the workspace on the cluster"`
+}
+
+type kubeconfigGetInput struct {
+	WorkspaceName string `query:"workspaceName" maxLength:"63" doc:"Workspace (or send it in a JSON body, as EGS clients do)"`
+	ClusterName   string `query:"clusterName" maxLength:"63" doc:"Cluster (or in the body)"`
+	Body          *KubeconfigRequest
+}
+
+type kubeconfigPostInput struct {
+	Body KubeconfigRequest
+}
+
+func (s *Server) registerKubeconfig(tag string) {
+	const desc = "Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else."
+	register(s, opSpec{
+		id: "createWorkspaceKubeconfig", method: http.MethodPost, path: "/api/v1/slice-workspace/kube-config", tag: tag,
+		summary:     "Get a workspace kubeconfig",
+		description: desc,
+		roles:       rolesEditors, mcpName: "workspaces_kubeconfig",
+		errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
+	}, func(ctx context.Context, in *kubeconfigPostInput) (*envelope.Output[Kubeconfig], error) {
+		return s.kubeconfig(ctx, in.Body.WorkspaceName, in.Body.ClusterName)
+	})
+	register(s, opSpec{
+		id: "getWorkspaceKubeconfig", method: http.MethodGet, path: "/api/v1/slice-workspace/kube-config", tag: tag,
+		summary:     "Get a workspace kubeconfig (GET form)",
+		description: desc + " Parameters come from the query string or, as EGS clients send them, a JSON body.",
+		roles:       rolesEditors, aliasOf: "createWorkspaceKubeconfig",
+		errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
+	}, func(ctx context.Context, in *kubeconfigGetInput) (*envelope.Output[Kubeconfig], error) {
+		ws, cluster := in.WorkspaceName, in.ClusterName
+		if in.Body != nil {
+			ws = orDefault(ws, in.Body.WorkspaceName)
+			cluster = orDefault(cluster, in.Body.ClusterName)
+		}
+		return s.kubeconfig(ctx, ws, cluster)
+	})
+}
+
+func upstream(msg string) *envelope.Error {
+	return envelope.New(http.StatusBadRequest, envelope.KeyUpstreamRequest, msg,
+		envelope.WithStatus(envelope.KeyUpstreamRequest), envelope.WithTitle(msg))
+}
+
+func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envelope.Output[Kubeconfig], error) {
+	if wsName == "" {
+		return nil, upstream("Workspace name is required: send workspaceName in the body or as a query parameter")
+	}
+	p := principal(ctx)
+	if !p.CanWriteGPRs(wsName) {
+		return nil, forbiddenWorkspace(p, wsName, "get a kubeconfig")
+	}
+	ws, err := s.workspace(ctx, wsName)
+	if err != nil {
+		return nil, err
+	}
+	if cluster == "" {
+		if len(ws.Spec.Clusters) != 1 {
+			return nil, upstream("Worker name is required as a query parameter")
+		}
+		cluster = ws.Spec.Clusters[0]
+	}
+	if !slices.Contains(ws.Spec.Clusters, cluster) {
+		return nil, envelope.NotFound("workspace %q is not on cluster %q; its clusters: %s", ws.Name, cluster, strings.Join(ws.Spec.Clusters, ", "))
+	}
+	sa := ws.Status.ServiceAccount
+	if sa == "" {
+		return nil, envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady,
+			fmt.Sprintf("workspace %q is not ready yet (no ServiceAccount); retry in a few seconds", ws.Name))
+	}
+	var namespaces []string
+	for _, n := range namespacesOf(ws) {
+		if slices.Contains(n.Clusters, cluster) {
+			namespaces = append(namespaces, n.Namespace)
+		}
+	}
+	if len(namespaces) == 0 {
+		return nil, envelope.NotFound("workspace %q has no namespace on cluster %q", ws.Name, cluster)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: s.cfg.KubeconfigServer, CertificateAuthorityData: s.cfg.KubeconfigCAData}
+	ttl := int64(s.cfg.KubeconfigTokenTTL.Seconds())
+	for _, ns := range namespaces {
+		// One token per namespace: the ServiceAccount of each namespace is
+		// bound there, and only there.
+		tr, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl},
+		}, metav1.CreateOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady,
+				fmt.Sprintf("workspace %q is not ready yet (no ServiceAccount %s in namespace %s); retry in a few seconds", ws.Name, sa, ns))
+		}
+		if err != nil {
+			return nil, s.kubeErr(err, fmt.Sprintf("token for ServiceAccount %s/%s", ns, sa))
+		}
+		user := ws.Name + "/" + ns
+		ctxName := user + "@" + cluster
+		cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+		cfg.Contexts[ctxName] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: user, Namespace: ns}
+		if cfg.CurrentContext == "" {
+			cfg.CurrentContext = ctxName
+		}
+	}
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, s.kubeErr(fmt.Errorf("write kubeconfig: %w", err), "kubeconfig")
+	}
+	return envelope.OK(Kubeconfig{KubeConfig: string(b)}), nil
+}

@@ -1,0 +1,196 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/apiserver/envelope"
+)
+
+// Role sets operations declare.
+var (
+	rolesPublic  []auth.Role
+	rolesOwner   = []auth.Role{auth.RoleOwner}
+	rolesEditors = []auth.Role{auth.RoleOwner, auth.RoleEditor}
+	rolesReaders = []auth.Role{auth.RoleOwner, auth.RoleEditor, auth.RoleViewer}
+)
+
+// opSpec is one operation: everything huma and the MCP layer need to know.
+type opSpec struct {
+	id, method, path, summary, description string
+	tag                                    string
+	roles                                  []auth.Role
+	readOnly, destructive, idempotent      bool
+	// mcpName is the MCP tool name; aliasOf names the operation this one
+	// is another wire form of (no tool of its own).
+	mcpName, aliasOf string
+	errors           []int
+}
+
+// register registers one operation with huma, once, with its metadata.
+func register[I, O any](s *Server, o opSpec, h func(context.Context, *I) (*O, error)) {
+	meta := map[string]any{
+		MetaRoles:       o.roles,
+		MetaReadOnly:    o.readOnly,
+		MetaDestructive: o.destructive,
+		MetaIdempotent:  o.idempotent,
+	}
+	if o.mcpName != "" {
+		meta[MetaMCPName] = o.mcpName
+	}
+	if o.aliasOf != "" {
+		meta[MetaAliasOf] = o.aliasOf
+	}
+	errs := o.errors
+	if len(o.roles) > 0 {
+		errs = append(errs, http.StatusUnauthorized, http.StatusForbidden)
+	}
+	errs = append(errs, http.StatusInternalServerError)
+	op := huma.Operation{
+		OperationID:   o.id,
+		Method:        o.method,
+		Path:          o.path,
+		Summary:       o.summary,
+		Description:   o.description,
+		Tags:          []string{o.tag},
+		Errors:        errs,
+		DefaultStatus: http.StatusOK,
+		MaxBodyBytes:  s.cfg.MaxBodyBytes,
+		Metadata:      meta,
+	}
+	if len(o.roles) > 0 {
+		op.Security = []map[string][]string{{"bearer": {}}}
+		op.Description += fmt.Sprintf("\n\nRoles: %s.", roleList(o.roles))
+	}
+	huma.Register(s.api, op, h)
+}
+
+func (s *Server) registerOperations() {
+	s.registerAuth()
+	s.registerWorkspaces()
+	s.registerInventory()
+	s.registerGPRs()
+	s.registerAPIKeys()
+}
+
+// principal returns the caller; operations with roles always have one.
+func principal(ctx context.Context) *auth.Principal {
+	if p := auth.FromContext(ctx); p != nil {
+		return p
+	}
+	// Public operations have no principal; treat it as a caller with no
+	// rights rather than crash.
+	return &auth.Principal{}
+}
+
+func forbiddenWorkspace(p *auth.Principal, ws, what string) *envelope.Error {
+	if p.Workspace == "" {
+		return envelope.Errorf(http.StatusForbidden, envelope.KeyForbidden, "role %s may not %s", p.Role, what)
+	}
+	return envelope.Errorf(http.StatusForbidden, envelope.KeyForbidden,
+		"this %s key is limited to workspace %q and may not %s in workspace %q", p.Role, p.Workspace, what, ws)
+}
+
+// kubeErr maps an apiserver error to an envelope error; what names the
+// object ("workspace \"a\"").
+func (s *Server) kubeErr(err error, what string) error {
+	var e *envelope.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return envelope.NotFound("%s not found", what)
+	case apierrors.IsAlreadyExists(err):
+		return envelope.New(http.StatusConflict, envelope.KeyAlreadyExists, what+" already exists", envelope.WithTitle("Already Exists"))
+	case apierrors.IsConflict(err):
+		return envelope.Conflict("%s was changed concurrently; retry", what)
+	case apierrors.IsInvalid(err):
+		var fields []envelope.FieldError
+		if st, ok := err.(apierrors.APIStatus); ok && st.Status().Details != nil {
+			for _, c := range st.Status().Details.Causes {
+				fields = append(fields, envelope.FieldError{Field: apiField(c.Field), Reason: c.Message})
+			}
+		}
+		if len(fields) == 0 {
+			fields = append(fields, envelope.FieldError{Field: "body", Reason: err.Error()})
+		}
+		return envelope.Validation(fields...)
+	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err), apierrors.IsServiceUnavailable(err):
+		s.log.Warn("kube-apiserver unavailable", zap.String("object", what), zap.Error(err))
+		return envelope.New(http.StatusServiceUnavailable, envelope.KeyUnavailable, "the cluster is busy; retry shortly")
+	}
+	s.log.Error("kube-apiserver request failed", zap.String("object", what), zap.Error(err))
+	return envelope.Internal()
+}
+
+// apiField turns a CRD field path ("spec.priority") into the API's name.
+func apiField(f string) string {
+	f = strings.TrimPrefix(f, "spec.")
+	switch f {
+	case "workspace":
+		return "sliceName"
+	}
+	return f
+}
+
+func dnsLabel(field, v string) []envelope.FieldError {
+	if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
+		return []envelope.FieldError{{Field: field, Reason: strings.Join(errs, "; "), Value: v}}
+	}
+	return nil
+}
+
+func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
+
+// awaitCache waits, briefly, until the cache has seen obj at its current
+// resourceVersion (or, gone true, no longer has it), so that a client that
+// writes and then reads sees its write. It gives up quietly after two
+// seconds: the write has happened either way.
+func (s *Server) awaitCache(ctx context.Context, obj client.Object, gone bool) {
+	key := client.ObjectKeyFromObject(obj)
+	rv := obj.GetResourceVersion()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	probe := obj.DeepCopyObject().(client.Object)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := s.cache.Get(ctx, key, probe)
+		switch {
+		case gone && (apierrors.IsNotFound(err) || (err == nil && probe.GetDeletionTimestamp() != nil)):
+			return
+		case !gone && err == nil && rvAtLeast(probe.GetResourceVersion(), rv):
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// rvAtLeast reports whether resourceVersion have is at least want. They are
+// opaque strings by contract; etcd-backed apiservers write integers, so
+// compare those numerically and anything else by equality.
+func rvAtLeast(have, want string) bool {
+	h, err1 := strconv.ParseUint(have, 10, 64)
+	w, err2 := strconv.ParseUint(want, 10, 64)
+	if err1 != nil || err2 != nil {
+		return have == want
+	}
+	return h >= w
+}

@@ -1,0 +1,403 @@
+// Package apiserver serves gpuspace's /api/v1 REST API: the EGS-compatible
+// slice workspace, inventory, GPR and API key operations, with huma v2 on
+// net/http, the EGS envelope on every answer, bearer-token auth and roles.
+//
+// It holds no state: reads come from informer caches, writes go to the
+// kube-apiserver as Workspace and GPUProvisionRequest objects and Secrets.
+// Each operation is registered once with huma.Register; its roles and MCP
+// hints travel in Operation.Metadata (see the Meta* constants), so the MCP
+// layer can list operations from API() and call them through Do, which
+// runs the very handler chain HTTP clients get.
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+)
+
+// Config is what the API needs to run.
+type Config struct {
+	// RESTConfig reaches the kube-apiserver with the rights of the gpuspace
+	// control plane. Required.
+	RESTConfig *rest.Config
+	// Namespace holds API key Secrets and the token signing key; default
+	// auth.DefaultNamespace (gpuspace-system). It is created if missing.
+	Namespace string
+	// TokenTTL is the lifetime of /auth bearer tokens; default 15 minutes.
+	TokenTTL time.Duration
+	// KubeconfigTokenTTL is the lifetime of the ServiceAccount tokens in
+	// workspace kubeconfigs; default 8 hours, at least 10 minutes.
+	KubeconfigTokenTTL time.Duration
+	// KubeconfigServer is the kube-apiserver URL written into workspace
+	// kubeconfigs (the one users reach); default RESTConfig.Host.
+	KubeconfigServer string
+	// KubeconfigCAData is the PEM CA written into workspace kubeconfigs;
+	// default RESTConfig's CA.
+	KubeconfigCAData []byte
+	// MaxBodyBytes bounds request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// Version is reported in the OpenAPI document; default "dev".
+	Version string
+}
+
+// Option changes how the server is built.
+type Option func(*options)
+
+type options struct {
+	logger     *zap.Logger
+	cache      cache.Cache
+	registerer prometheus.Registerer
+	gatherer   prometheus.Gatherer
+	now        func() time.Time
+	estimator  Estimator
+}
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithCache makes the API read from c instead of building its own informer
+// cache. c must serve Workspaces, GPUProvisionRequests, Nodes, and the API
+// key Secrets of Config.Namespace, and have the spec.workspace field index
+// on GPUProvisionRequests (see IndexGPRWorkspace). The caller starts it.
+func WithCache(c cache.Cache) Option { return func(o *options) { o.cache = c } }
+
+// WithMetrics registers the API's metrics with reg and serves g on
+// /metrics. Default: a registry of the server's own, with Go and process
+// collectors. `gpuspace serve` passes controller-runtime's registry so one
+// /metrics shows the controllers and the API.
+func WithMetrics(reg prometheus.Registerer, g prometheus.Gatherer) Option {
+	return func(o *options) { o.registerer, o.gatherer = reg, g }
+}
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithEstimator sets what answers POST /gpr/waittime (default: the
+// built-in estimate).
+func WithEstimator(e Estimator) Option { return func(o *options) { o.estimator = e } }
+
+// Server is the /api/v1 API.
+type Server struct {
+	cfg     Config
+	opts    options
+	log     *zap.Logger
+	scheme  *runtime.Scheme
+	client  client.Client // writes and live reads
+	cache   cache.Cache   // reads
+	ownCach bool
+	kube    kubernetes.Interface
+	api     huma.API
+	mux     *http.ServeMux
+	handler http.Handler
+	metrics *metrics
+	auth    atomic.Pointer[auth.Authenticator]
+	ready   atomic.Bool
+	started atomic.Bool
+}
+
+// Meta* are the Operation.Metadata keys every operation carries.
+const (
+	// MetaRoles: []auth.Role allowed to call the operation; absent or empty
+	// means public (no token needed).
+	MetaRoles = "roles"
+	// MetaReadOnly: bool, the operation changes nothing.
+	MetaReadOnly = "readOnly"
+	// MetaDestructive: bool, the operation deletes or releases something.
+	MetaDestructive = "destructive"
+	// MetaIdempotent: bool, repeating the call has no further effect.
+	MetaIdempotent = "idempotent"
+	// MetaMCPName: string, the MCP tool name (noun_verb). Absent on
+	// operations that are aliases of another (same handler, other wire
+	// form) or not meant as tools; those carry MetaAliasOf instead.
+	MetaMCPName = "mcpName"
+	// MetaAliasOf: string, OperationID of the operation this one is
+	// another wire form of.
+	MetaAliasOf = "aliasOf"
+)
+
+// New builds the API. It does not start anything: call Start (or add the
+// server to a controller-runtime manager, it is a Runnable) and serve
+// Handler.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if cfg.RESTConfig == nil {
+		return nil, errors.New("apiserver: Config.RESTConfig is required")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = auth.DefaultNamespace
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = auth.DefaultTokenTTL
+	}
+	if cfg.KubeconfigTokenTTL <= 0 {
+		cfg.KubeconfigTokenTTL = 8 * time.Hour
+	}
+	if cfg.KubeconfigTokenTTL < 10*time.Minute {
+		return nil, fmt.Errorf("apiserver: KubeconfigTokenTTL %s is below the apiserver's minimum of 10m", cfg.KubeconfigTokenTTL)
+	}
+	if cfg.KubeconfigServer == "" {
+		cfg.KubeconfigServer = cfg.RESTConfig.Host
+	}
+	if len(cfg.KubeconfigCAData) == 0 {
+		cfg.KubeconfigCAData = cfg.RESTConfig.CAData
+		if len(cfg.KubeconfigCAData) == 0 && cfg.RESTConfig.CAFile != "" {
+			b, err := os.ReadFile(cfg.RESTConfig.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("apiserver: read CA file: %w", err)
+			}
+			cfg.KubeconfigCAData = b
+		}
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	o := options{logger: zap.NewNop(), now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.estimator == nil {
+		o.estimator = PlannerEstimator{}
+	}
+
+	s := &Server{cfg: cfg, opts: o, log: o.logger}
+	s.scheme = runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s.scheme); err != nil {
+		return nil, fmt.Errorf("apiserver: scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(s.scheme); err != nil {
+		return nil, fmt.Errorf("apiserver: scheme: %w", err)
+	}
+	var err error
+	s.client, err = client.New(cfg.RESTConfig, client.Options{Scheme: s.scheme})
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: client: %w", err)
+	}
+	s.kube, err = kubernetes.NewForConfig(cfg.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: clientset: %w", err)
+	}
+	if o.cache != nil {
+		s.cache = o.cache
+	} else {
+		s.cache, err = NewCache(cfg.RESTConfig, s.scheme, cfg.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		s.ownCach = true
+	}
+	if o.registerer == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		o.registerer, o.gatherer = reg, reg
+		s.opts = o
+	}
+	s.metrics, err = newMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.build()
+	return s, nil
+}
+
+// NewCache builds the informer cache the API reads from: Workspaces, GPRs
+// (indexed by workspace), Nodes, and only the API key Secrets of namespace.
+func NewCache(cfg *rest.Config, scheme *runtime.Scheme, namespace string) (cache.Cache, error) {
+	sel := labels.SelectorFromSet(labels.Set{auth.LabelAPIKey: "true"})
+	c, err := cache.New(cfg, cache.Options{
+		Scheme: scheme,
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: sel},
+		},
+		ReaderFailOnMissingInformer: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: cache: %w", err)
+	}
+	if err := IndexGPRWorkspace(context.Background(), c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// indexWorkspace is the field index of GPRs by spec.workspace.
+const indexWorkspace = "spec.workspace"
+
+// IndexGPRWorkspace adds the spec.workspace index on GPUProvisionRequests
+// that GET /gpr/list uses. Call it on a shared cache before it starts.
+func IndexGPRWorkspace(ctx context.Context, c cache.Cache) error {
+	err := c.IndexField(ctx, &v1alpha1.GPUProvisionRequest{}, indexWorkspace, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.GPUProvisionRequest).Spec.Workspace}
+	})
+	if err != nil {
+		return fmt.Errorf("apiserver: index GPRs by workspace: %w", err)
+	}
+	return nil
+}
+
+// Start prepares what the API needs — its namespace, the token signing key,
+// synced caches — marks the server ready and blocks until ctx ends. It
+// implements controller-runtime's manager.Runnable; the API serves on every
+// replica, so it needs no leader election.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("apiserver: already started")
+	}
+	if err := s.ensureNamespace(ctx); err != nil {
+		return err
+	}
+	key, err := auth.EnsureSigningKey(ctx, s.client, s.cfg.Namespace)
+	if err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	signer, err := auth.NewSigner(key)
+	if err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	s.auth.Store(auth.NewAuthenticator(signer, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now))
+
+	cacheErr := make(chan error, 1)
+	if s.ownCach {
+		go func() { cacheErr <- s.cache.Start(ctx) }()
+	}
+	// Ask for every informer now, so none starts lazily on a request.
+	for _, obj := range []client.Object{&v1alpha1.Workspace{}, &v1alpha1.GPUProvisionRequest{}, &corev1.Node{}, &corev1.Secret{}} {
+		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("apiserver: informer for %T: %w", obj, err)
+		}
+	}
+	if !s.cache.WaitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("apiserver: caches did not sync")
+	}
+	s.ready.Store(true)
+	s.log.Info("API ready", zap.String("namespace", s.cfg.Namespace))
+	select {
+	case <-ctx.Done():
+		s.ready.Store(false)
+		return nil
+	case err := <-cacheErr:
+		s.ready.Store(false)
+		if err != nil {
+			return fmt.Errorf("apiserver: cache: %w", err)
+		}
+		return nil
+	}
+}
+
+// NeedLeaderElection is false: every replica serves the API.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+func (s *Server) ensureNamespace(ctx context.Context) error {
+	ns := &corev1.Namespace{}
+	ns.Name = s.cfg.Namespace
+	err := s.client.Create(ctx, ns)
+	if err != nil && !isAlreadyExists(err) {
+		return fmt.Errorf("apiserver: create namespace %s: %w", s.cfg.Namespace, err)
+	}
+	return nil
+}
+
+// Ready reports whether Start has synced the caches.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Handler is the whole HTTP surface: /api/v1, health, metrics, OpenAPI and
+// docs, wrapped in panic recovery and the envelope 404/405.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Mux is the ServeMux behind Handler, for mounting more routes (e.g. /mcp)
+// under the same listener and middleware.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+// API is the huma API with every operation registered.
+func (s *Server) API() huma.API { return s.api }
+
+// Do runs r through the full handler chain in memory — recovery, routing,
+// auth and roles, validation, the handler, the envelope — and returns the
+// recorded response. The MCP layer calls operations through it.
+func (s *Server) Do(r *http.Request) *http.Response {
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, r)
+	return rec.Result()
+}
+
+// Authenticate verifies a bearer token (without "Bearer ") and returns its
+// principal. It fails before Start has loaded the signing key.
+func (s *Server) Authenticate(ctx context.Context, token string) (*auth.Principal, error) {
+	a := s.auth.Load()
+	if a == nil {
+		return nil, errors.New("apiserver: not started")
+	}
+	return a.Verify(ctx, token)
+}
+
+// Allowed reports whether p may call op (by role; workspace scope is
+// checked by the operation itself). MCP uses it to filter tools/list.
+func Allowed(p *auth.Principal, op *huma.Operation) bool {
+	roles := OperationRoles(op)
+	if len(roles) == 0 {
+		return true
+	}
+	return p.Allowed(roles)
+}
+
+// OperationRoles returns the roles an operation allows; nil means public.
+func OperationRoles(op *huma.Operation) []auth.Role {
+	r, _ := op.Metadata[MetaRoles].([]auth.Role)
+	return r
+}
+
+// Serve serves Handler on ln until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("apiserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("apiserver: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) authenticator() *auth.Authenticator { return s.auth.Load() }
+
+func (s *Server) now() time.Time { return s.opts.now() }
