@@ -13,8 +13,8 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 )
 
-// mockGPUs returns the GPUs of a mock server.
-func mockGPUs(t testing.TB, server string) []nvml.GPU {
+// newMock returns an initialised mock server, its Lib and its GPUs.
+func newMock(t testing.TB, server string) (*nvml.Mock, nvml.Lib, []nvml.GPU) {
 	t.Helper()
 	m, err := nvml.NewMock(server)
 	if err != nil {
@@ -28,6 +28,12 @@ func mockGPUs(t testing.TB, server string) []nvml.GPU {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, lib, gpus
+}
+
+// mockGPUs returns the GPUs of a mock server.
+func mockGPUs(t testing.TB, server string) []nvml.GPU {
+	_, _, gpus := newMock(t, server)
 	return gpus
 }
 

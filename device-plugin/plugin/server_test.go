@@ -98,18 +98,7 @@ type node struct {
 
 func startNode(t testing.TB, server string, cfg health.Config) *node {
 	t.Helper()
-	m, err := nvml.NewMock(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib := m.Lib()
-	if err := lib.Init(); err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := lib.GPUs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, lib, gpus := newMock(t, server)
 	// Unix socket paths are limited to 108 bytes; t.TempDir can be long.
 	dir, err := os.MkdirTemp("", "dp")
 	if err != nil {
