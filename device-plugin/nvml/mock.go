@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,11 @@ func (m *Mock) complete() {
 			}
 			return numa, gonvml.SUCCESS
 		}
+		// go-nvml names its A100 "Mock NVIDIA A100-SXM4-40GB"; a real
+		// driver never says "Mock", and labels derived from the name
+		// should look like a real node's.
+		name := strings.TrimPrefix(d.Config.Name, "Mock ")
+		d.GetNameFunc = func() (string, gonvml.Return) { return name, gonvml.SUCCESS }
 		getMem := d.GetMemoryInfoFunc
 		d.GetMemoryInfoFunc = func() (gonvml.Memory, gonvml.Return) {
 			if r := m.fail(d.UUID); r != gonvml.SUCCESS {

@@ -43,7 +43,7 @@ func TestMockServers(t *testing.T) {
 		server string
 		want   []gpuRow
 	}{
-		{"dgxa100", repeat(8, gpuRow{"Mock NVIDIA A100-SXM4-40GB", 40960, 0, "8.0"}, true)},
+		{"dgxa100", repeat(8, gpuRow{"NVIDIA A100-SXM4-40GB", 40960, 0, "8.0"}, true)},
 		{"dgxh100", repeat(8, gpuRow{"NVIDIA H100 80GB HBM3", 81920, 0, "9.0"}, true)},
 		{"h200", repeat(8, gpuRow{"NVIDIA H200 141GB HBM3e", 144384, 0, "9.0"}, true)},
 		{"dgxb200", repeat(8, gpuRow{"NVIDIA B200 180GB HBM3e", 184320, 0, "10.0"}, true)},
