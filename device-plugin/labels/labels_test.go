@@ -26,11 +26,7 @@ func gpusOf(t *testing.T, server string) []nvml.GPU {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib := m.Lib()
-	if err := lib.Init(); err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := lib.GPUs()
+	_, gpus, err := m.InitLib()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,6 +227,20 @@ func (m *Mock) fail(uuid string) gonvml.Return {
 // Lib returns the plugin's Lib over this mock.
 func (m *Mock) Lib() Lib { return New(m.Server) }
 
+// InitLib returns the plugin's Lib over this mock, initialised, and the
+// GPUs it lists.
+func (m *Mock) InitLib() (Lib, []GPU, error) {
+	lib := m.Lib()
+	if err := lib.Init(); err != nil {
+		return nil, nil, err
+	}
+	gpus, err := lib.GPUs()
+	if err != nil {
+		return nil, nil, err
+	}
+	return lib, gpus, nil
+}
+
 // UUIDs lists the GPUs' UUIDs in index order.
 func (m *Mock) UUIDs() []string {
 	var out []string

@@ -20,11 +20,7 @@ func newMock(t testing.TB, server string) (*nvml.Mock, nvml.Lib, []nvml.GPU) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib := m.Lib()
-	if err := lib.Init(); err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := lib.GPUs()
+	lib, gpus, err := m.InitLib()
 	if err != nil {
 		t.Fatal(err)
 	}
