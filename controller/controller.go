@@ -1,0 +1,180 @@
+// Package controller wires gpuspace's controllers into a controller-runtime
+// manager: the Workspace controller (namespaces, labels, ServiceAccounts,
+// RoleBindings) and the GPR controller (queue, planner, node binding,
+// expiry, release), plus the workspace-user ClusterRole they rely on.
+//
+// The gpuspace binary creates a manager with NewManager (or its own, with
+// a scheme from Scheme) and calls Setup before mgr.Start:
+//
+//	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{LeaderElection: true})
+//	if err != nil { ... }
+//	if err := controller.Setup(mgr, controller.Options{}); err != nil { ... }
+//	return mgr.Start(ctx)
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/gpr"
+	"github.com/gpuspace/gpuspace/controller/workspace"
+)
+
+// Options configure the controllers.
+type Options struct {
+	// DefaultCluster is the cluster of nodes without a gpuspace.io/cluster
+	// label; default v1alpha1.DefaultCluster ("worker-1").
+	DefaultCluster string
+	// Clock tells the time for expiry and estimates; default the real
+	// clock. Tests inject a fake one.
+	Clock clock.PassiveClock
+	// SkipNameValidation lets several managers in one process register
+	// controllers of the same name (tests).
+	SkipNameValidation bool
+}
+
+// Scheme returns a scheme with the built-in APIs and gpuspace.io/v1alpha1,
+// which the controllers need.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("add built-in types: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("add gpuspace types: %w", err)
+	}
+	return s, nil
+}
+
+// ManagerOptions are the manager settings gpuspace exposes as flags.
+type ManagerOptions struct {
+	// MetricsBindAddress serves Prometheus metrics at /metrics, e.g.
+	// ":8081"; "0" (the default when empty) disables the server, for
+	// callers that serve metrics.Registry themselves.
+	MetricsBindAddress string
+	// HealthProbeBindAddress serves /healthz and /readyz; empty disables.
+	HealthProbeBindAddress string
+	// LeaderElection turns on leader election with a Lease, so only one
+	// replica acts.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the Lease; default "kube-system" when
+	// run outside a cluster, the pod's namespace inside one.
+	LeaderElectionNamespace string
+	// LeaderElectionID is the Lease name; default "gpuspace-controller".
+	LeaderElectionID string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election;
+	// zero keeps controller-runtime's defaults (15s, 10s, 2s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Logger is the manager's logger; default ctrl.Log.
+	Logger logr.Logger
+}
+
+// NewManager returns a controller-runtime manager for gpuspace's
+// controllers. Leader election releases the Lease when the manager stops,
+// so a replacement takes over at once.
+func NewManager(cfg *rest.Config, o ManagerOptions) (manager.Manager, error) {
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	if o.MetricsBindAddress == "" {
+		o.MetricsBindAddress = "0"
+	}
+	if o.LeaderElectionID == "" {
+		o.LeaderElectionID = "gpuspace-controller"
+	}
+	if o.LeaderElection && o.LeaderElectionNamespace == "" {
+		if _, err := rest.InClusterConfig(); err != nil {
+			o.LeaderElectionNamespace = "kube-system"
+		}
+	}
+	mo := manager.Options{
+		Scheme:                        scheme,
+		Logger:                        o.Logger,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if o.LeaseDuration > 0 {
+		mo.LeaseDuration = &o.LeaseDuration
+	}
+	if o.RenewDeadline > 0 {
+		mo.RenewDeadline = &o.RenewDeadline
+	}
+	if o.RetryPeriod > 0 {
+		mo.RetryPeriod = &o.RetryPeriod
+	}
+	mgr, err := ctrl.NewManager(cfg, mo)
+	if err != nil {
+		return nil, fmt.Errorf("controller manager: %w", err)
+	}
+	if o.HealthProbeBindAddress != "" {
+		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+			return nil, fmt.Errorf("healthz: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+			return nil, fmt.Errorf("readyz: %w", err)
+		}
+	}
+	return mgr, nil
+}
+
+// Setup registers the Workspace and GPR controllers with mgr, and a
+// leader-elected start-up task that creates the workspace-user ClusterRole.
+// mgr's scheme must hold the built-in types and gpuspace.io/v1alpha1 (see
+// Scheme).
+func Setup(mgr manager.Manager, opts Options) error {
+	if opts.DefaultCluster == "" {
+		opts.DefaultCluster = v1alpha1.DefaultCluster
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	var skip *bool
+	if opts.SkipNameValidation {
+		skip = &opts.SkipNameValidation
+	}
+	ctx := context.Background()
+	if err := workspace.New(mgr.GetClient(), mgr.GetAPIReader()).SetupWithManager(ctx, mgr, skip); err != nil {
+		return fmt.Errorf("workspace controller: %w", err)
+	}
+	g := gpr.New(mgr.GetClient(), mgr.GetAPIReader(), opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster)
+	if err := g.SetupWithManager(mgr, skip); err != nil {
+		return fmt.Errorf("GPR controller: %w", err)
+	}
+	err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		log := mgr.GetLogger().WithName("clusterrole")
+		// The API may be briefly unavailable at start-up: retry.
+		for {
+			err := workspace.EnsureClusterRole(ctx, mgr.GetAPIReader(), mgr.GetClient())
+			if err == nil {
+				return nil
+			}
+			log.Error(err, "ensure workspace-user ClusterRole")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("add ClusterRole task: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package controller_test
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/duration"
+)
+
+// TestLifecycle: queued → provisioned → expired → the workspace's next GPR
+// starts on the freed node, the expired workspace's pods are evicted, and
+// estimates, events and metrics follow.
+func TestLifecycle(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	node := h.t4Node("n1")
+	ws := h.workspace("a")
+	nsName := h.name("a-ns")
+
+	first := h.gpr("first", ws)
+	g1 := h.status(first, v1alpha1.GPRProvisioned)
+	second := h.gpr("second", ws, func(s *v1alpha1.GPUProvisionRequestSpec) { s.Priority = 50 })
+
+	if diff := cmp.Diff([]string{node}, g1.Status.Nodes); diff != "" {
+		t.Errorf("first GPR nodes (-want +got):\n%s", diff)
+	}
+	if g1.Status.NumGpusAllocated != 1 || g1.Status.InternalState != v1alpha1.StateProvisioned || g1.Status.StartTimestamp == nil {
+		t.Errorf("first GPR status = %+v", g1.Status)
+	}
+	h.nodeBound(node, first)
+
+	// The second waits for the first: its estimate is the first's end.
+	wantStart := g1.Status.StartTimestamp.Add(time.Minute)
+	h.eventually(func() error {
+		g := h.getGPR(second)
+		if g.Status.ProvisioningStatus != v1alpha1.GPRQueued || g.Status.EstimatedStartTime == nil ||
+			!g.Status.EstimatedStartTime.Time.Equal(wantStart) {
+			return fmt.Errorf("second GPR status %+v, want Queued with estimate %v", g.Status, wantStart)
+		}
+		if want := duration.Format(wantStart.Sub(h.clock.Now())); g.Status.EstimatedWaitTime != want {
+			return fmt.Errorf("second GPR wait %q, want %q", g.Status.EstimatedWaitTime, want)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(metrics.QueueLength.WithLabelValues(ws)); got != 1 {
+		t.Errorf("queue length metric for %s = %v, want 1", ws, got)
+	}
+
+	// A pod of the workspace runs on the node; it must go on release.
+	h.eventually(func() error {
+		var ns corev1.Namespace
+		return env.Client.Get(h.ctx, client.ObjectKey{Name: nsName}, &ns)
+	})
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: nsName},
+		Spec: corev1.PodSpec{
+			NodeName:    node,
+			Containers:  []corev1.Container{{Name: "c", Image: "busybox"}},
+			Tolerations: []corev1.Toleration{{Key: v1alpha1.TaintWorkspace, Value: ws, Effect: corev1.TaintEffectNoSchedule}},
+		},
+	}
+	if err := env.Client.Create(h.ctx, pod); err != nil {
+		t.Fatalf("create pod: %v", err)
+	}
+
+	h.advance(61*time.Second, first)
+	done := h.status(first, v1alpha1.GPRComplete)
+	if done.Status.CompletionTimestamp == nil || done.Status.InternalState != v1alpha1.StateReleased {
+		t.Errorf("first GPR after expiry = %+v", done.Status)
+	}
+	g2 := h.status(second, v1alpha1.GPRProvisioned)
+	if diff := cmp.Diff([]string{node}, g2.Status.Nodes); diff != "" {
+		t.Errorf("second GPR nodes (-want +got):\n%s", diff)
+	}
+	h.nodeBound(node, second)
+	// Same workspace, so the pod stays: eviction is for pods of a
+	// workspace that lost the node.
+	if err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); err != nil {
+		t.Errorf("pod of the workspace that keeps the node: %v", err)
+	}
+
+	// Expiry of the last GPR unbinds the node and evicts the pod.
+	h.advance(61*time.Second, second)
+	h.status(second, v1alpha1.GPRComplete)
+	h.nodeBound(node, "")
+	h.eventually(func() error {
+		var p corev1.Pod
+		err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(pod), &p)
+		if err == nil {
+			return fmt.Errorf("pod %s still exists (deleting: %v)", pod.Name, p.DeletionTimestamp != nil)
+		}
+		return client.IgnoreNotFound(err)
+	})
+	h.eventually(func() error {
+		var w v1alpha1.Workspace
+		if err := env.Client.Get(h.ctx, client.ObjectKey{Name: ws}, &w); err != nil {
+			return err
+		}
+		if w.Status.ActiveGPR != "" || w.Status.QueuedGPRs != 0 {
+			return fmt.Errorf("workspace status active=%q queued=%d, want none", w.Status.ActiveGPR, w.Status.QueuedGPRs)
+		}
+		return nil
+	})
+}
+
+// TestPriorityAndBackfill: a high-priority GPR waiting for two nodes keeps
+// its reservation; a short low-priority GPR backfills the free node, a
+// long one does not, and the queue then runs in priority order.
+func TestPriorityAndBackfill(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	n1, n2 := h.t4Node("n1"), h.t4Node("n2")
+
+	// Holds one node for 10 minutes.
+	p0 := h.gpr("p0", h.workspace("w0"), exit("0d0h10m"), priority(300))
+	g0 := h.status(p0, v1alpha1.GPRProvisioned)
+	end0 := g0.Status.StartTimestamp.Add(10 * time.Minute)
+
+	head := h.gpr("head", h.workspace("w1"), nodeCount(2), exit("0d0h10m"), priority(250))
+	long := h.gpr("long", h.workspace("w2"), exit("0d0h11m"), priority(50))
+	short := h.gpr("short", h.workspace("w3"), exit("0d0h5m"), priority(50))
+
+	gs := h.status(short, v1alpha1.GPRProvisioned)
+	free := n1
+	if g0.Status.Nodes[0] == n1 {
+		free = n2
+	}
+	if diff := cmp.Diff([]string{free}, gs.Status.Nodes); diff != "" {
+		t.Errorf("backfilled GPR nodes (-want +got):\n%s", diff)
+	}
+	h.eventually(func() error {
+		for _, c := range []struct {
+			id   string
+			want time.Time
+		}{{head, end0}, {long, end0.Add(10 * time.Minute)}} {
+			g := h.getGPR(c.id)
+			if g.Status.ProvisioningStatus != v1alpha1.GPRQueued || g.Status.EstimatedStartTime == nil || !g.Status.EstimatedStartTime.Time.Equal(c.want) {
+				return fmt.Errorf("GPR %s: %s estimate %v, want Queued at %v", c.id, g.Status.ProvisioningStatus, g.Status.EstimatedStartTime, c.want)
+			}
+		}
+		return nil
+	})
+
+	// The backfilled GPR ends; the long one still must not start (it would
+	// delay head).
+	h.advance(5*time.Minute+time.Second, short)
+	h.status(short, v1alpha1.GPRComplete)
+	h.nodeBound(free, "")
+	if g := h.getGPR(long); g.Status.ProvisioningStatus != v1alpha1.GPRQueued {
+		t.Fatalf("long GPR %s after the backfill ended, want Queued", g.Status.ProvisioningStatus)
+	}
+
+	// p0 ends: head takes both nodes; then long runs.
+	h.advance(5*time.Minute, head)
+	h.status(p0, v1alpha1.GPRComplete)
+	gh := h.status(head, v1alpha1.GPRProvisioned)
+	if diff := cmp.Diff([]string{n1, n2}, gh.Status.Nodes); diff != "" {
+		t.Errorf("head GPR nodes (-want +got):\n%s", diff)
+	}
+	if g := h.getGPR(long); g.Status.ProvisioningStatus != v1alpha1.GPRQueued {
+		t.Errorf("long GPR is %s while head holds every node", g.Status.ProvisioningStatus)
+	}
+	h.advance(10*time.Minute+time.Second, head)
+	h.status(head, v1alpha1.GPRComplete)
+	h.status(long, v1alpha1.GPRProvisioned)
+}
+
+// TestEarlyRelease: setting earlyRelease on a provisioned GPR releases its
+// nodes at once.
+func TestEarlyRelease(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	node, id := h.oneDayGPR()
+	h.nodeBound(node, id)
+
+	g := h.getGPR(id)
+	orig := g.DeepCopy()
+	g.Spec.EarlyRelease = true
+	if err := env.Client.Patch(h.ctx, g, client.MergeFrom(orig)); err != nil {
+		t.Fatalf("set earlyRelease: %v", err)
+	}
+	done := h.status(id, v1alpha1.GPRComplete)
+	if done.Status.CompletionTimestamp == nil {
+		t.Errorf("completionTimestamp not set")
+	}
+	h.nodeBound(node, "")
+}
+
+// TestUnsatisfiable: a GPR no node could ever satisfy goes to Error with
+// the unmet constraint; the others are unaffected.
+func TestUnsatisfiable(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.t4Node("n1")
+	h.t4Node("n2")
+	ws := h.workspace("w")
+	shape := h.gpr("shape", ws, func(s *v1alpha1.GPUProvisionRequestSpec) { s.GPUShape = "A100" })
+	count := h.gpr("count", ws, nodeCount(3), func(s *v1alpha1.GPUProvisionRequestSpec) {
+		s.GPUShape, s.NumberOfGPUs = "T4", 4
+	})
+	ok := h.gpr("ok", ws, priority(1))
+
+	for id, want := range map[string]string{
+		shape: "no node with gpuShape A100 in cluster " + h.cluster,
+		count: "only 2 nodes with 4 GPUs of shape T4 in cluster " + h.cluster + ", 3 requested",
+	} {
+		g := h.status(id, v1alpha1.GPRError)
+		if g.Status.FailureReason != want || g.Status.InternalState != v1alpha1.StateFailed {
+			t.Errorf("GPR %s: failureReason %q (%s), want %q", id, g.Status.FailureReason, g.Status.InternalState, want)
+		}
+	}
+	h.status(ok, v1alpha1.GPRProvisioned)
+}
+
+// TestNodeHealth: a bound node that turns NotReady or disappears is
+// reported on the GPR as a condition and an event; the binding stays.
+func TestNodeHealth(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	node, id := h.oneDayGPR()
+
+	if err := env.SetNodeReady(h.ctx, node, false); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(func() error {
+		g := h.getGPR(id)
+		c := meta.FindStatusCondition(g.Status.Conditions, v1alpha1.GPRNodesHealthy)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NodeNotReady" {
+			return fmt.Errorf("NodesHealthy = %+v, want False/NodeNotReady", c)
+		}
+		if g.Status.ProvisioningStatus != v1alpha1.GPRProvisioned || !slices.Equal(g.Status.Nodes, []string{node}) {
+			return fmt.Errorf("GPR lost its node: %+v", g.Status)
+		}
+		return nil
+	})
+	h.eventually(func() error {
+		evs, err := env.Kube.EventsV1().Events(metav1.NamespaceDefault).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == id && e.Reason == "NodeNotReady" && e.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return fmt.Errorf("no NodeNotReady event for %s", id)
+	})
+
+	if err := env.Client.Delete(h.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(func() error {
+		c := meta.FindStatusCondition(h.getGPR(id).Status.Conditions, v1alpha1.GPRNodesHealthy)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NodeGone" {
+			return fmt.Errorf("NodesHealthy = %+v, want False/NodeGone", c)
+		}
+		return nil
+	})
+}
+
+// TestConcurrentGPRs: 50 GPRs of 10 workspaces created at once for 3
+// nodes. On every state a watch observes, no node is in two provisioned
+// GPRs and no workspace has two; in the end every GPR ran.
+func TestConcurrentGPRs(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	nodes := []string{h.t4Node("n1"), h.t4Node("n2"), h.t4Node("n3")}
+	var wss []string
+	for i := range 10 {
+		wss = append(wss, h.workspace(fmt.Sprintf("w%d", i)))
+	}
+
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(h.ctx, &v1alpha1.GPUProvisionRequestList{}, client.MatchingLabels(h.labels()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	violations := make(chan string, 100)
+	completed := make(chan string, 100)
+	go func() {
+		state := map[string]*v1alpha1.GPUProvisionRequest{}
+		for ev := range w.ResultChan() {
+			g, ok := ev.Object.(*v1alpha1.GPUProvisionRequest)
+			if !ok {
+				continue
+			}
+			prev := state[g.Name]
+			if ev.Type == watch.Deleted {
+				delete(state, g.Name)
+				continue
+			}
+			state[g.Name] = g
+			if g.Status.ProvisioningStatus == v1alpha1.GPRComplete && (prev == nil || prev.Status.ProvisioningStatus != v1alpha1.GPRComplete) {
+				completed <- g.Name
+			}
+			holder, wsHolder := map[string]string{}, map[string]string{}
+			for _, s := range state {
+				if s.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
+					continue
+				}
+				if o, ok := wsHolder[s.Spec.Workspace]; ok {
+					violations <- fmt.Sprintf("workspace %s has GPRs %s and %s provisioned", s.Spec.Workspace, o, s.Name)
+				}
+				wsHolder[s.Spec.Workspace] = s.Name
+				for _, n := range s.Status.Nodes {
+					if o, ok := holder[n]; ok {
+						violations <- fmt.Sprintf("node %s in GPRs %s and %s", n, o, s.Name)
+					}
+					holder[n] = s.Name
+				}
+			}
+		}
+	}()
+
+	var ids []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			id := h.gpr(fmt.Sprintf("g%02d", i), wss[i%len(wss)], priority(int32(1+i*7%300)))
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+
+	// Run the queue: each round, expire whatever holds the nodes.
+	done := map[string]bool{}
+	for round := 0; len(done) < len(ids); round++ {
+		if round > 60 {
+			t.Fatalf("only %d of %d GPRs completed", len(done), len(ids))
+		}
+		h.eventually(func() error {
+			var list v1alpha1.GPUProvisionRequestList
+			if err := env.Client.List(h.ctx, &list, client.MatchingLabels(h.labels())); err != nil {
+				return err
+			}
+			// Converged when no queued GPR could start: every node is
+			// busy, or its workspace already has a GPR.
+			busy, wsBusy := 0, map[string]bool{}
+			for _, g := range list.Items {
+				if g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned {
+					busy++
+					wsBusy[g.Spec.Workspace] = true
+				}
+			}
+			for _, g := range list.Items {
+				if (g.Status.ProvisioningStatus == v1alpha1.GPRQueued || g.Status.ProvisioningStatus == "") &&
+					!wsBusy[g.Spec.Workspace] && busy < len(nodes) {
+					return fmt.Errorf("round %d: GPR %s waits with %d of %d nodes busy", round, g.Name, busy, len(nodes))
+				}
+			}
+			return nil
+		})
+		h.advance(61*time.Second, ids[0])
+		h.eventually(func() error {
+			for {
+				select {
+				case id := <-completed:
+					done[id] = true
+				default:
+					var list v1alpha1.GPUProvisionRequestList
+					if err := env.Client.List(h.ctx, &list, client.MatchingLabels(h.labels())); err != nil {
+						return err
+					}
+					for _, g := range list.Items {
+						if g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned &&
+							!g.Status.StartTimestamp.Add(time.Minute).After(h.clock.Now()) {
+							return fmt.Errorf("GPR %s is due but still provisioned", g.Name)
+						}
+					}
+					return nil
+				}
+			}
+		})
+		select {
+		case v := <-violations:
+			t.Fatal(v)
+		default:
+		}
+	}
+	for _, n := range nodes {
+		h.nodeBound(n, "")
+	}
+	select {
+	case v := <-violations:
+		t.Fatal(v)
+	default:
+	}
+}

@@ -1,0 +1,54 @@
+// Package metrics holds the Prometheus metrics of gpuspace's controllers.
+// They are registered with controller-runtime's registry, so they are served
+// on the manager's metrics endpoint beside controller-runtime's own, and by
+// any handler that serves sigs.k8s.io/controller-runtime/pkg/metrics.Registry.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// QueueLength is the number of queued GPRs per workspace.
+	QueueLength = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "gpuspace",
+		Name:      "gpr_queue_length",
+		Help:      "Queued GPU provision requests per workspace.",
+	}, []string{"workspace"})
+
+	// WaitSeconds is how long GPRs waited between creation and
+	// provisioning.
+	WaitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "gpuspace",
+		Name:      "gpr_wait_seconds",
+		Help:      "Time GPU provision requests waited in the queue before they were provisioned.",
+		// 10s to about 11 days.
+		Buckets: prometheus.ExponentialBuckets(10, 4, 10),
+	})
+
+	// ProvisionedGPUs is the number of GPUs held by provisioned GPRs.
+	ProvisionedGPUs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "gpuspace",
+		Name:      "provisioned_gpus",
+		Help:      "GPUs allocated to provisioned GPU provision requests.",
+	})
+
+	// ProvisionedGPRs is the number of provisioned GPRs.
+	ProvisionedGPRs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "gpuspace",
+		Name:      "provisioned_gprs",
+		Help:      "GPU provision requests that hold nodes now.",
+	})
+
+	// ReconcileErrors counts failed reconciles per controller.
+	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gpuspace",
+		Name:      "reconcile_errors_total",
+		Help:      "Reconciles of gpuspace controllers that returned an error.",
+	}, []string{"controller"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, ReconcileErrors)
+}
