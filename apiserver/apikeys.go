@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
@@ -205,6 +207,10 @@ func (s *Server) deleteAPIKey(ctx context.Context, in *apiKeyDeleteInput) (*enve
 	case err != nil:
 		return nil, s.kubeErr(err, "API key")
 	}
+	// Tokens of the key stop working once the cache sees it gone; wait for
+	// that, so the caller's next request already finds them revoked.
+	gone := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: auth.SecretPrefix + info.ID}}
+	s.awaitCache(ctx, gone, true)
 	s.log.Info("API key deleted", zap.String("id", info.ID), zap.String("name", info.Name), zap.String("by", principal(ctx).KeyID))
 	return envelope.OK(envelope.Empty{}), nil
 }

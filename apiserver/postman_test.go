@@ -141,7 +141,9 @@ func TestPostmanCollection(t *testing.T) {
 	expired := ts.createKey(auth.KeyRequest{Name: "expiring", Role: auth.RoleOwner, ValidUntil: time.Now().Add(time.Second)})
 	damaged := ts.createKey(auth.KeyRequest{Name: "damaged", Role: auth.RoleOwner})
 	damageKey(t, ts.ns, damaged)
-	waitFor(t, "key to expire", func() bool { return ts.do(http.MethodPost, "/api/v1/auth", "", map[string]string{"apiKey": expired}).code == http.StatusUnauthorized })
+	waitFor(t, "key to expire", func() bool {
+		return ts.do(http.MethodPost, "/api/v1/auth", "", map[string]string{"apiKey": expired}).code == http.StatusUnauthorized
+	})
 
 	setBody := func(k string, v any) func(map[string]any, string) string {
 		return func(b map[string]any, u string) string { b[k] = v; return u }
@@ -157,13 +159,17 @@ func TestPostmanCollection(t *testing.T) {
 		{request: "List Workspaces", example: "Success"},
 		{request: "Generate KubeConfig for Workspace", example: "Success"},
 		{request: "List Inventory", example: "Success"},
-		{request: "List Inventory by Slice Name", example: "Not Found", change: func(_ map[string]any, u string) string { return strings.Replace(u, "sliceName="+ws, "sliceName=evening-x", 1) }},
+		{request: "List Inventory by Slice Name", example: "Not Found", change: func(_ map[string]any, u string) string {
+			return strings.Replace(u, "sliceName="+ws, "sliceName=evening-x", 1)
+		}},
 		{request: "Create GPR", example: "Success", after: func(r result) { gprID = r.data()["gprId"].(string); vars["gprId"] = gprID }},
 		{request: "Create GPR", example: "Bad Request", change: setBody("exitDuration", "")},
 		{request: "Get GPR", example: "Success"},
 		{request: "Get GPR", example: "Not Found", change: func(_ map[string]any, u string) string { return u + "-x" }},
 		{request: "List GPRs by Slice", example: "Success"},
-		{request: "List GPRs by Slice", example: "Not Found", change: func(_ map[string]any, u string) string { return strings.Replace(u, "sliceName="+ws, "sliceName=evening-x", 1) }},
+		{request: "List GPRs by Slice", example: "Not Found", change: func(_ map[string]any, u string) string {
+			return strings.Replace(u, "sliceName="+ws, "sliceName=evening-x", 1)
+		}},
 		{request: "Update GPR", example: "Unable to Early Release", code: http.StatusConflict},
 		{request: "Update GPR", example: "Update Priority", change: func(b map[string]any, u string) string { delete(b, "earlyRelease"); delete(b, "gprName"); return u }},
 		{request: "Update GPR", example: "Update GPR Name", change: func(b map[string]any, u string) string { delete(b, "earlyRelease"); delete(b, "priority"); return u }},

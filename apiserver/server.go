@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -364,6 +366,20 @@ func Allowed(p *auth.Principal, op *huma.Operation) bool {
 		return true
 	}
 	return p.Allowed(roles)
+}
+
+// Operations returns every operation registered on api, by OperationID.
+func Operations(api huma.API) []*huma.Operation {
+	var ops []*huma.Operation
+	for _, item := range api.OpenAPI().Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch, item.Head, item.Options} {
+			if op != nil {
+				ops = append(ops, op)
+			}
+		}
+	}
+	slices.SortFunc(ops, func(a, b *huma.Operation) int { return strings.Compare(a.OperationID, b.OperationID) })
+	return ops
 }
 
 // OperationRoles returns the roles an operation allows; nil means public.

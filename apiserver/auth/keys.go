@@ -241,6 +241,7 @@ func DeleteKey(ctx context.Context, c client.Client, namespace, ref string) (Key
 		return KeyInfo{}, ErrKeyNotFound
 	}
 	info, _ := infoOf(target) // a damaged record is deleted all the same
+	info.ID = strings.TrimPrefix(target.Name, SecretPrefix)
 	err = c.Delete(ctx, target, client.Preconditions{UID: &target.UID})
 	if apierrors.IsNotFound(err) {
 		return KeyInfo{}, ErrKeyNotFound
