@@ -22,7 +22,10 @@ import (
 // about the API, and doing the controllers' part directly makes each state
 // (a ready workspace, a provisioned GPR) a deterministic step.
 
-const workspaceSA = "gpuspace-workspace"
+const (
+	workspaceSA   = "gpuspace-workspace"
+	workspaceRole = "gpuspace-test-workspace-user"
+)
 
 // readyWorkspace does the workspace controller's part for ws: namespaces,
 // the ServiceAccount and an edit RoleBinding in each, status.
@@ -33,12 +36,18 @@ func readyWorkspace(t *testing.T, name string) {
 	if err := env.Client.Get(ctx, types.NamespacedName{Name: name}, &ws); err != nil {
 		t.Fatalf("get workspace: %v", err)
 	}
+	// The built-in "edit" role is aggregated by kube-controller-manager,
+	// which the test control plane does not run: bind a role of our own.
+	mustCreate(t, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: workspaceRole},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "services"}, Verbs: []string{"*"}}},
+	})
 	for _, n := range ws.Spec.Namespaces {
 		mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.Namespace, Labels: map[string]string{v1alpha1.LabelWorkspace: name}}})
 		mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: workspaceSA, Namespace: n.Namespace}})
 		mustCreate(t, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "gpuspace-workspace-user", Namespace: n.Namespace},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: workspaceRole},
 			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: workspaceSA, Namespace: n.Namespace}},
 		})
 	}
