@@ -30,7 +30,7 @@ BENCH        ?= .
 BENCH_FLAGS  ?= -benchtime=1x -count=1
 
 .PHONY: build
-build: $(addprefix $(BIN)/,$(CMDS)) control-plane ## Build every binary into bin/
+build: $(addprefix $(BIN)/,$(CMDS)) control-plane $(BIN)/kubectl ## Build every binary into bin/ (and a matching kubectl)
 
 .PHONY: control-plane
 control-plane: $(CONTROL_PLANE) ## Build etcd, kube-apiserver and kube-controller-manager into bin/
@@ -54,6 +54,9 @@ $(BIN)/kube-apiserver: FORCE
 
 $(BIN)/kube-controller-manager: FORCE
 	$(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+
+$(BIN)/kubectl: FORCE
+	$(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kubectl
 
 .PHONY: FORCE
 FORCE:
@@ -80,6 +83,19 @@ verify: ## gofmt, go vet, generated files and go.mod up to date
 	$(GO) vet ./...
 	hack/verify-clean.sh "generated files" $(MAKE) --no-print-directory generate
 	hack/verify-clean.sh "go.mod/go.sum" $(GO) mod tidy
+
+TAG ?= dev
+IMAGES := gpuspace gpuspace-scheduler gpuspace-device-plugin
+
+.PHONY: images
+images: ## Build the container images gpuspace/<binary>:$(TAG) (needs Docker)
+	@for img in $(IMAGES); do \
+	  docker build -f cmd/$$img/Dockerfile -t gpuspace/$$img:$(TAG) --build-arg VERSION=$(VERSION) . || exit 1; \
+	done
+
+.PHONY: e2e-kind
+e2e-kind: ## Create a kind cluster, deploy gpuspace and run the e2e suite (needs Docker and kind)
+	hack/e2e-kind.sh
 
 .PHONY: clean
 clean: ## Remove bin/ and the local system's state

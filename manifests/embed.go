@@ -4,7 +4,7 @@ package manifests
 
 import "embed"
 
-// CRDs holds crds/*.yaml, one CustomResourceDefinition per file.
+// CRDs holds crds/gpuspace.io_*.yaml, one CustomResourceDefinition per file.
 //
-//go:embed crds/*.yaml
+//go:embed crds/gpuspace.io_*.yaml
 var CRDs embed.FS

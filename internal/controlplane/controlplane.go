@@ -78,7 +78,7 @@ type ControlPlane struct {
 // waits until the apiserver is ready, writes the admin kubeconfig and
 // installs the gpuspace CRDs. On error everything already started is
 // stopped.
-func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
+func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("controlplane: Dir is required")
 	}
@@ -99,11 +99,10 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	cp = &ControlPlane{Dir: dir}
+	cp := &ControlPlane{Dir: dir}
 	defer func() {
 		if err != nil {
 			_ = cp.Stop()
-			cp = nil
 		}
 	}()
 
@@ -256,9 +255,8 @@ func (cp *ControlPlane) startControllerManager(cfg Config, p *pki) error {
 		"--use-service-account-credentials=false",
 		"--service-account-private-key-file=" + p.SAKeyFile,
 		"--root-ca-file=" + p.CAFile,
-		"--cluster-signing-cert-file=" + p.CAFile,
-		// Node IPAM, cloud and volume controllers have nothing to do here.
-		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume",
+		// Node IPAM and volume controllers have nothing to do here.
+		"--controllers=*,-nodeipam,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume",
 		"--v=1",
 	}
 	_, err := cp.spawn("kube-controller-manager", filepath.Join(cfg.BinDir, ControllerManagerBinary.Name), args)

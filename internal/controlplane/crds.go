@@ -24,7 +24,7 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("apiextensions client: %w", err)
 	}
-	files, err := fs.Glob(manifests.CRDs, "crds/*.yaml")
+	files, err := fs.Glob(manifests.CRDs, "crds/gpuspace.io_*.yaml")
 	if err != nil {
 		return err
 	}
