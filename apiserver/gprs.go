@@ -23,13 +23,17 @@ import (
 	"github.com/gpuspace/gpuspace/internal/duration"
 )
 
-const durationPattern = `^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$`
+// Patterns of durations, as the CRD has them.
+const (
+	durationPattern    = `^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$`
+	optDurationPattern = `^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$`
+)
 
 // GPRRequest is the body of POST /gpr and POST /gpr/waittime.
 type GPRRequest struct {
 	_ struct{} `additionalProperties:"true"`
 
-	GPRName          string `json:"gprName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" patternDescription:"a DNS-1123 label (lower-case letters, digits, '-')" doc:"Name of the request (not unique; gprId is the id)"`
+	GPRName          string `json:"gprName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the request (not unique; gprId is the id)"`
 	SliceName        string `json:"sliceName" minLength:"1" maxLength:"63" doc:"Workspace the GPUs are for"`
 	ClusterName      string `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster to provision in; default the workspace's first cluster"`
 	NumberOfGPUs     int32  `json:"numberOfGPUs" minimum:"1" maximum:"64" doc:"GPUs per node"`
@@ -39,9 +43,9 @@ type GPRRequest struct {
 	MemoryPerGPU     *int32 `json:"memoryPerGPU,omitempty" minimum:"0" maximum:"4096" doc:"Memory per GPU in GB, at least; 0 or absent for any"`
 	MemoryPerGpu     *int32 `json:"memoryPerGpu,omitempty" minimum:"0" maximum:"4096" doc:"Same as memoryPerGPU (the EGS SDK's spelling)"`
 	Priority         int32  `json:"priority,omitempty" minimum:"1" maximum:"300" default:"101" doc:"1-300: low 1-100, medium 101-200, high 201-300; default 101"`
-	ExitDuration     string `json:"exitDuration" maxLength:"20" pattern:"^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$" patternDescription:"NdNhNm, e.g. 0d2h30m" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
+	ExitDuration     string `json:"exitDuration" maxLength:"20" pattern:"^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
 
-	IdleTimeOutDuration    string   `json:"idleTimeOutDuration,omitempty" maxLength:"20" pattern:"^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$" patternDescription:"NdNhNm, e.g. 0d0h30m" doc:"GPUs idle this long may be reclaimed (NdNhNm)"`
+	IdleTimeOutDuration    string   `json:"idleTimeOutDuration,omitempty" maxLength:"20" pattern:"^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$" doc:"GPUs idle this long may be reclaimed (NdNhNm)"`
 	EnforceIdleTimeOut     bool     `json:"enforceIdleTimeOut,omitempty"`
 	MultiNode              bool     `json:"multiNode,omitempty"`
 	EnableEviction         bool     `json:"enableEviction,omitempty"`
@@ -59,7 +63,7 @@ type GPRUpdate struct {
 	GPRID        string   `json:"gprId" minLength:"1" maxLength:"63" doc:"Id of the GPR (from create)"`
 	Priority     *int32   `json:"priority,omitempty" minimum:"1" maximum:"300" doc:"New priority, 1-300"`
 	EarlyRelease *bool    `json:"earlyRelease,omitempty" doc:"true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)"`
-	GPRName      *string  `json:"gprName,omitempty" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" patternDescription:"a DNS-1123 label" doc:"New name"`
+	GPRName      *string  `json:"gprName,omitempty" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"New name"`
 }
 
 // GPRID names a GPR in a body (delete).

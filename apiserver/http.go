@@ -31,6 +31,9 @@ all workspaces or one).`
 // middleware around everything.
 func (s *Server) build() {
 	envelope.Install()
+	envelope.DescribePattern(dnsPattern, "a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit")
+	envelope.DescribePattern(durationPattern, "NdNhNm, e.g. 0d2h30m (at most 4 digits of days, 5 of hours, 6 of minutes)")
+	envelope.DescribePattern(optDurationPattern, "empty or NdNhNm, e.g. 0d0h30m")
 	s.mux = http.NewServeMux()
 
 	cfg := huma.DefaultConfig("gpuspace API", s.cfg.Version)

@@ -39,7 +39,7 @@ type WorkspaceFields struct {
 // /slice-workspace (update naming the workspace in the body).
 type CreateWorkspaceBody struct {
 	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" patternDescription:"a DNS-1123 label (lower-case letters, digits, '-')" doc:"Name of the workspace"`
+	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
 	WorkspaceFields
 }
 

@@ -312,6 +312,11 @@ func fieldOf(d *huma.ErrorDetail) FieldError {
 	if strings.HasPrefix(reason, "unexpected property") {
 		reason = "is not a known field"
 	}
+	if pat, ok := strings.CutPrefix(reason, "expected string to match pattern "); ok {
+		if desc, ok := patternHints.Load(pat); ok {
+			reason = "must be " + desc.(string)
+		}
+	}
 	field := strings.TrimPrefix(loc, "body.")
 	if field == "" {
 		field = "body"
@@ -332,6 +337,14 @@ func short(v any) string {
 	}
 	return string(b)
 }
+
+// patternHints maps a schema pattern to words for it, for messages.
+var patternHints sync.Map
+
+// DescribePattern makes validation failures of pattern say "must be desc"
+// instead of quoting the regular expression. (The OpenAPI keyword huma has
+// for this, patternDescription, is not valid OpenAPI.)
+func DescribePattern(pattern, desc string) { patternHints.Store(pattern, desc) }
 
 var installOnce sync.Once
 

@@ -1,0 +1,93 @@
+package apiserver
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// TestOpenAPI validates the served OpenAPI document (JSON and YAML) with
+// kin-openapi, and checks the other non-API endpoints answer.
+func TestOpenAPI(t *testing.T) {
+	ts := newTestServer(t)
+	for _, path := range []string{"/openapi.json", "/openapi.yaml"} {
+		t.Run(path, func(t *testing.T) {
+			r := ts.do(http.MethodGet, path, "", nil)
+			if r.code != http.StatusOK {
+				t.Fatalf("%d %s", r.code, trunc(r.raw))
+			}
+			loader := openapi3.NewLoader()
+			doc, err := loader.LoadFromData([]byte(r.raw))
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if err := doc.Validate(context.Background()); err != nil {
+				t.Fatalf("invalid OpenAPI document: %v", err)
+			}
+			if !doc.IsOpenAPI31OrLater() {
+				t.Errorf("openapi %s, want 3.1", doc.OpenAPI)
+			}
+			// Every operation documents its errors in the envelope.
+			for p, item := range doc.Paths.Map() {
+				for method, op := range item.Operations() {
+					if op.Responses.Value("200") == nil {
+						t.Errorf("%s %s: no 200 response", method, p)
+					}
+					if op.Responses.Value("500") == nil {
+						t.Errorf("%s %s: no 500 response", method, p)
+					}
+				}
+			}
+		})
+	}
+	for _, c := range []struct{ path, contains string }{
+		{"/docs", "<html"},
+		{"/metrics", "gpuspace_api_requests_total"},
+	} {
+		r := ts.do(http.MethodGet, c.path, "", nil)
+		if r.code != http.StatusOK || !strings.Contains(r.raw, c.contains) {
+			t.Errorf("GET %s: %d, want 200 containing %q: %s", c.path, r.code, c.contains, trunc(r.raw))
+		}
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 400 {
+		return s[:400] + "..."
+	}
+	return s
+}
+
+// TestOperationMetadata: every operation carries what the MCP layer needs,
+// and tool names are unique.
+func TestOperationMetadata(t *testing.T) {
+	ts := newTestServer(t)
+	names := map[string]string{}
+	for _, op := range Operations(ts.srv.API()) {
+		for _, k := range []string{MetaRoles, MetaReadOnly, MetaDestructive, MetaIdempotent} {
+			if _, ok := op.Metadata[k]; !ok {
+				t.Errorf("%s: no %s in Metadata", op.OperationID, k)
+			}
+		}
+		name, _ := op.Metadata[MetaMCPName].(string)
+		alias, _ := op.Metadata[MetaAliasOf].(string)
+		if name != "" {
+			if prev, dup := names[name]; dup {
+				t.Errorf("MCP name %s used by %s and %s", name, prev, op.OperationID)
+			}
+			names[name] = op.OperationID
+		}
+		if ro, _ := op.Metadata[MetaReadOnly].(bool); ro && (op.Method != http.MethodGet && op.OperationID != "estimateGPRWaitTime") {
+			t.Errorf("%s: readOnly but %s", op.OperationID, op.Method)
+		}
+		if alias != "" && name != "" {
+			t.Errorf("%s: an alias has no tool of its own", op.OperationID)
+		}
+		if len(OperationRoles(op)) > 0 && len(op.Security) == 0 {
+			t.Errorf("%s: has roles but no security requirement in OpenAPI", op.OperationID)
+		}
+	}
+}
