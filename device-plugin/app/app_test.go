@@ -1,0 +1,192 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/gpuspace/gpuspace/device-plugin/nvml"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(*Config) string
+		wantErr string
+	}{
+		{"defaults", []string{"--node-name=n1"}, nil, func(c *Config) string {
+			return cmp.Diff([]any{"real", "nvidia.com/gpu", true, "gpuspace.io/gpu-memory", "/var/lib/kubelet/device-plugins/", []uint64{13, 31, 43, 45, 68, 109}, true},
+				[]any{c.NVML, c.ResourceName, c.GPUMemory, c.GPUMemoryResource, c.KubeletSocketDir, c.ignoredXIDs, c.Labels})
+		}, ""},
+		{"environment mirrors flags", nil, map[string]string{
+			"NVML": "mock:t4x1", "RESOURCE_NAME": "example.com/gpu", "GPU_MEMORY": "false", "NODE_NAME": "n2",
+			"KUBELET_SOCKET_DIR": "/tmp/dp", "XID_IGNORE": "13", "LOG_FORMAT": "console", "HEALTH_PROBE_INTERVAL": "2s",
+		}, func(c *Config) string {
+			return cmp.Diff([]any{"mock:t4x1", "example.com/gpu", false, "n2", "/tmp/dp", []uint64{13}, "console", 2 * time.Second},
+				[]any{c.NVML, c.ResourceName, c.GPUMemory, c.NodeName, c.KubeletSocketDir, c.ignoredXIDs, c.LogFormat, c.ProbeInterval})
+		}, ""},
+		{"flags win over the environment", []string{"--nvml=mock:dgxa100", "--labels=false"}, map[string]string{"NVML": "mock:t4x1", "LABELS": "true"},
+			func(c *Config) string { return cmp.Diff([]any{"mock:dgxa100", false}, []any{c.NVML, c.Labels}) }, ""},
+		{"empty ignore list", []string{"--labels=false", "--xid-ignore="}, map[string]string{"XID_IGNORE": "13"},
+			func(c *Config) string { return cmp.Diff([]uint64{}, c.ignoredXIDs) }, ""},
+		{"print-inventory needs no node", []string{"--print-inventory"}, nil, nil, ""},
+		{"labels need a node name", nil, nil, nil, "--node-name"},
+		{"bad nvml", []string{"--nvml=fake", "--labels=false"}, nil, nil, "--nvml"},
+		{"bad XID in the environment", []string{"--labels=false"}, map[string]string{"XID_IGNORE": "13,x"}, nil, "--xid-ignore"},
+		{"bad bool in the environment", []string{"--labels=false"}, map[string]string{"GPU_MEMORY": "maybe"}, nil, "GPU_MEMORY"},
+		{"same resource names", []string{"--labels=false", "--gpu-memory-resource-name=nvidia.com/gpu"}, nil, nil, "differ"},
+		{"stray argument", []string{"--labels=false", "extra"}, nil, nil, "unexpected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			c, err := ParseConfig(tt.args, getenv, &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				if diff := tt.check(c); diff != "" {
+					t.Errorf("config (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for flag, env := range map[string]string{"nvml": "NVML", "kubelet-socket-dir": "KUBELET_SOCKET_DIR", "node-name": "NODE_NAME"} {
+		if got := EnvName(flag); got != env {
+			t.Errorf("EnvName(%q) = %q, want %q", flag, got, env)
+		}
+	}
+}
+
+func TestPrintInventory(t *testing.T) {
+	m, err := nvml.NewMock("mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuids := m.UUIDs()
+	cfg, err := ParseConfig([]string{"--print-inventory", "--nvml=mock:mixed", "--log-format=console"}, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "index, name, uuid, memory.total [MiB], pci.bus_id\n" +
+		"0, NVIDIA A100-PCIE-80GB, " + uuids[0] + ", 81920 MiB, 00000000:00:00.0\n" +
+		"1, NVIDIA A100-PCIE-80GB, " + uuids[1] + ", 81920 MiB, 00000000:01:00.0\n" +
+		"2, NVIDIA A30-PCIE-24GB, " + uuids[2] + ", 24576 MiB, 00000000:02:00.0\n" +
+		"3, Tesla T4, " + uuids[3] + ", 15360 MiB, 00000000:03:00.0\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("CSV inventory (-want +got):\n%s", diff)
+	}
+
+	cfg.InventoryFormat = "json"
+	out.Reset()
+	if err := Run(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	var inv Inventory
+	if err := json.Unmarshal(out.Bytes(), &inv); err != nil {
+		t.Fatalf("JSON inventory: %v\n%s", err, out.String())
+	}
+	wantRes := map[string]int{"nvidia.com/gpu": 4, "gpuspace.io/gpu-memory": 80 + 80 + 24 + 15}
+	if diff := cmp.Diff(wantRes, inv.Resources); diff != "" {
+		t.Errorf("resources (-want +got):\n%s", diff)
+	}
+	if inv.Labels["gpuspace.io/gpu.shape"] != "A100" || len(inv.GPUs) != 4 || inv.GPUs[3].NUMANode != 1 {
+		t.Errorf("inventory = %+v", inv)
+	}
+}
+
+func TestRealNVMLMissing(t *testing.T) {
+	cfg := &Config{NVML: "real"}
+	lib, err := OpenNVML(cfg)
+	if err == nil {
+		lib.Shutdown()
+		t.Skip("libnvidia-ml is installed here")
+	}
+	if !errors.Is(err, nvml.ErrLibraryNotFound) || !strings.Contains(err.Error(), "--nvml=mock:") {
+		t.Errorf("error %q: want ErrLibraryNotFound with a hint at --nvml=mock:", err)
+	}
+}
+
+// TestRunServesAndCleansUp runs the whole plugin on a mock node without a
+// kubelet: it serves both resources and removes its sockets on exit.
+func TestRunServesAndCleansUp(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dpapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := ParseConfig([]string{"--nvml=mock:dgxb200", "--labels=false", "--kubelet-socket-dir=" + dir,
+		"--kubelet-poll-interval=10ms", "--log-level=error"}, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, &bytes.Buffer{}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		for _, s := range []string{GPUSocket, GPUMemorySocket} {
+			if _, err := os.Stat(filepath.Join(dir, s)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s left behind: %v", s, err)
+			}
+		}
+	}()
+
+	wantCounts := map[string]int{GPUSocket: 8, GPUMemorySocket: 8 * 180}
+	for socket, want := range wantCounts {
+		path := filepath.Join(dir, socket)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared", socket)
+			}
+		}
+		conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := pluginapi.NewDevicePluginClient(conn).ListAndWatch(ctx, &pluginapi.Empty{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Devices) != want {
+			t.Errorf("%s: %d devices, want %d", socket, len(resp.Devices), want)
+		}
+	}
+}
