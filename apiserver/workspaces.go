@@ -290,6 +290,9 @@ func (s *Server) updateWorkspace(ctx context.Context, in *updateWorkspaceInput) 
 		return nil, envelope.Validation(envelope.FieldError{Field: "workspaceName",
 			Reason: fmt.Sprintf("%q differs from the workspace in the path, %q", in.Body.WorkspaceName, name)})
 	}
+	if _, err := s.workspace(ctx, name); err != nil {
+		return nil, err // 404 before any complaint about the body
+	}
 	if err := s.validateWorkspace(ctx, name, &in.Body.WorkspaceFields); err != nil {
 		return nil, err
 	}
