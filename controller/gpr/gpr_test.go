@@ -1,0 +1,112 @@
+package gpr
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+)
+
+// laggingClient serves some GPRs from a stale snapshot, as an informer
+// cache that has not yet seen the latest writes does.
+type laggingClient struct {
+	client.Client
+	stale map[string]*v1alpha1.GPUProvisionRequest
+}
+
+func (c *laggingClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := c.Client.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	if l, ok := list.(*v1alpha1.GPUProvisionRequestList); ok {
+		for i := range l.Items {
+			if s, ok := c.stale[l.Items[i].Name]; ok {
+				l.Items[i] = *s.DeepCopy()
+			}
+		}
+	}
+	return nil
+}
+
+func testGPR(name, ws string, prio int32, created time.Time) *v1alpha1.GPUProvisionRequest {
+	return &v1alpha1.GPUProvisionRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)},
+		Spec: v1alpha1.GPUProvisionRequestSpec{
+			GPRName: name, Workspace: ws, ClusterName: v1alpha1.DefaultCluster,
+			NumberOfGPUs: 1, NumberOfGPUNodes: 1, Priority: prio, ExitDuration: "0d1h0m",
+		},
+	}
+}
+
+// TestStaleCacheNeverDoubleBinds: after a pass starts GPR a on the only
+// node, the next pass runs on a cache that still shows a queued, while a
+// higher-priority b has arrived. Planning on the stale a would give b the
+// node a holds; the reconciler must use its own last write instead.
+func TestStaleCacheNeverDoubleBinds(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{
+			v1alpha1.LabelGPUProduct: "Tesla-T4", v1alpha1.LabelGPUMemory: "15360", v1alpha1.LabelGPUCount: "4",
+		}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Capacity:   corev1.ResourceList{v1alpha1.ResourceGPU: resource.MustParse("4")},
+		},
+	}
+	a := testGPR("a", "wa", 101, now.Add(-2*time.Minute))
+	fc := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
+		WithObjects(node, a).Build()
+	lag := &laggingClient{Client: fc, stale: map[string]*v1alpha1.GPUProvisionRequest{}}
+	r := New(lag, fc, clocktesting.NewFakePassiveClock(now), nil, v1alpha1.DefaultCluster)
+
+	var before v1alpha1.GPUProvisionRequest
+	if err := fc.Get(ctx, client.ObjectKey{Name: "a"}, &before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	var got v1alpha1.GPUProvisionRequest
+	if err := fc.Get(ctx, client.ObjectKey{Name: "a"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
+		t.Fatalf("a is %q after the first pass, want Provisioned", got.Status.ProvisioningStatus)
+	}
+
+	lag.stale["a"] = &before
+	if err := fc.Create(ctx, testGPR("b", "wb", 300, now.Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("second pass: %v", err)
+	}
+	if err := fc.Get(ctx, client.ObjectKey{Name: "b"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.ProvisioningStatus != v1alpha1.GPRQueued {
+		t.Errorf("b is %q on nodes %v while a holds n1, want Queued", got.Status.ProvisioningStatus, got.Status.Nodes)
+	}
+	if got.Status.EstimatedStartTime == nil || !got.Status.EstimatedStartTime.Time.Equal(now.Add(time.Hour)) {
+		t.Errorf("b estimated start %v, want a's end %v", got.Status.EstimatedStartTime, now.Add(time.Hour))
+	}
+}
