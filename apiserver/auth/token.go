@@ -80,7 +80,8 @@ func (s *Signer) Verify(token string, now time.Time) (*Claims, error) {
 	if !ok || strings.Contains(sig, ".") {
 		return nil, ErrTokenMalformed
 	}
-	gotSig, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: one signature, one encoding (no malleable trailing bits).
+	gotSig, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil {
 		return nil, ErrTokenMalformed
 	}
