@@ -17,6 +17,7 @@ func newDevCommand() *cobra.Command {
 		stateDir  string
 		binDir    string
 		nodesFile string
+		listen    string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -32,7 +33,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_STATE_DIR.`,
 			return bindEnv(cmd.Flags())
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := devcluster.Options{StateDir: stateDir, BinDir: binDir, Out: cmd.OutOrStdout()}
+			opts := devcluster.Options{StateDir: stateDir, BinDir: binDir, Listen: listen, Out: cmd.OutOrStdout()}
 			if nodesFile != "" {
 				nodes, err := devcluster.LoadNodes(nodesFile)
 				if err != nil {
@@ -51,6 +52,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_STATE_DIR.`,
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".gpuspace/dev", "directory for the kubeconfig, keys, logs and etcd data")
 	cmd.Flags().StringVar(&binDir, "bin-dir", controlplane.BinDir(), "directory holding etcd, kube-apiserver and kube-controller-manager")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the REST API and MCP")
 	cmd.Flags().StringVar(&nodesFile, "nodes", "", "YAML file listing the simulated GPU nodes (default: 3×8 H100-80GB and 3×1 T4)")
 	return cmd
 }

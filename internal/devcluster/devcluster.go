@@ -9,12 +9,24 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver"
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/controlplane"
 	"github.com/gpuspace/gpuspace/internal/nodesim"
+	"github.com/gpuspace/gpuspace/internal/server"
 )
 
 // Options configures the local system.
@@ -25,6 +37,9 @@ type Options struct {
 	BinDir string
 	// Nodes is the simulated inventory; default DefaultNodes().
 	Nodes []nodesim.Node
+	// Listen is the address of the REST API and MCP; default
+	// 127.0.0.1:8080.
+	Listen string
 	// Out receives progress and the summary.
 	Out io.Writer
 }
@@ -35,6 +50,7 @@ type System struct {
 	Kube         kubernetes.Interface
 	Nodes        []nodesim.Node
 	opts         Options
+	begin        time.Time
 }
 
 // Start boots the local system and returns once it is ready; Run keeps it
@@ -48,6 +64,9 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	if len(opts.Nodes) == 0 {
 		opts.Nodes = DefaultNodes()
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:8080"
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
@@ -67,7 +86,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
-	sys := &System{ControlPlane: cp, Nodes: opts.Nodes, opts: opts}
+	sys := &System{ControlPlane: cp, Nodes: opts.Nodes, opts: opts, begin: begin}
 	if sys.Kube, err = kubernetes.NewForConfig(cp.Config); err != nil {
 		cp.Stop()
 		return nil, err
@@ -76,24 +95,70 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	return sys, nil
 }
 
-// Run adds the simulated nodes, prints the summary and runs until ctx ends,
-// then stops everything it started.
+// Run adds the simulated nodes, starts the gpuspace control plane
+// (controllers, REST API, MCP), creates an Owner API key, prints the
+// summary and runs until ctx ends, then stops everything it started.
 func (s *System) Run(ctx context.Context) error {
 	defer s.ControlPlane.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	step := func(msg string) {
+		fmt.Fprintf(s.opts.Out, "[%5.1fs] %s\n", time.Since(s.begin).Seconds(), msg)
+	}
+
 	sim := nodesim.New(s.Kube)
-	simDone := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
 	go func() {
-		defer close(simDone)
+		defer wg.Done()
 		sim.Run(ctx)
 	}()
-	defer func() { <-simDone }()
 	for _, n := range s.Nodes {
 		if _, err := sim.AddNode(ctx, n); err != nil {
 			return fmt.Errorf("add simulated node: %w", err)
 		}
 	}
-	fmt.Fprintf(s.opts.Out, "        %d simulated GPU nodes ready\n", len(s.Nodes))
-	s.printSummary()
+	step(fmt.Sprintf("%d simulated GPU nodes ready", len(s.Nodes)))
+
+	logPath := filepath.Join(s.ControlPlane.Dir, "gpuspace.log")
+	zl, err := fileLogger(logPath)
+	if err != nil {
+		return err
+	}
+	defer zl.Sync() //nolint:errcheck // best effort at exit
+
+	step("starting gpuspace (controllers, REST API, MCP) on " + s.opts.Listen)
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- server.Run(ctx, server.Options{
+			RESTConfig:     s.ControlPlane.Config,
+			Listen:         s.opts.Listen,
+			Namespace:      auth.DefaultNamespace,
+			DefaultCluster: v1alpha1.DefaultCluster,
+			Logger:         zl,
+			API:            apiserver.Config{KubeconfigServer: s.ControlPlane.URL, KubeconfigCAData: s.ControlPlane.CAData},
+			OnReady:        func(addr string, _ *apiserver.Server) { ready <- addr },
+		})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		return fmt.Errorf("gpuspace: %w (log: %s)", err, logPath)
+	case <-ctx.Done():
+		return nil
+	}
+
+	key, err := s.ownerKey(ctx)
+	if err != nil {
+		return err
+	}
+	step("gpuspace ready")
+	s.printSummary("http://"+addr, key, logPath)
 
 	// The control plane's processes are children: if one dies, say so and
 	// stop instead of serving a broken system.
@@ -104,6 +169,8 @@ func (s *System) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			fmt.Fprintln(s.opts.Out, "stopping the local system...")
 			return nil
+		case err := <-errc:
+			return fmt.Errorf("gpuspace stopped: %w (log: %s)", err, logPath)
 		case <-tick.C:
 			if err := s.ControlPlane.Err(); err != nil {
 				return fmt.Errorf("%w (logs in %s)", err, s.ControlPlane.Dir)
@@ -112,29 +179,76 @@ func (s *System) Run(ctx context.Context) error {
 	}
 }
 
-func (s *System) printSummary() {
-	kc := s.ControlPlane.KubeconfigPath
-	if rel, err := filepath.Rel(mustGetwd(), kc); err == nil && len(rel) < len(kc) {
-		kc = rel
+// ownerKey creates an Owner API key for this run and writes it to
+// <state-dir>/owner-api-key (0600): the cluster is new each run, so the
+// key of the previous run is gone with it.
+func (s *System) ownerKey(ctx context.Context) (string, error) {
+	scheme, err := controller.Scheme()
+	if err != nil {
+		return "", err
+	}
+	c, err := client.New(s.ControlPlane.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", err
+	}
+	key, _, err := auth.CreateKey(ctx, c, auth.DefaultNamespace, auth.KeyRequest{
+		Name: "dev-owner", UserName: "gpuspace dev", Role: auth.RoleOwner,
+		Description: "created by gpuspace dev",
+	}, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("create the Owner API key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.ControlPlane.Dir, "owner-api-key"), []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write owner-api-key: %w", err)
+	}
+	return key, nil
+}
+
+func fileLogger(path string) (*zap.Logger, error) {
+	cfg := zap.NewProductionConfig()
+	cfg.OutputPaths = []string{path}
+	cfg.ErrorOutputPaths = []string{path}
+	zl, err := cfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	ctrl.SetLogger(zapr.NewLogger(zl))
+	klog.SetLogger(zapr.NewLogger(zl))
+	return zl, nil
+}
+
+func (s *System) printSummary(api, key, logPath string) {
+	dir := s.ControlPlane.Dir
+	if rel, err := filepath.Rel(mustGetwd(), dir); err == nil && !strings.HasPrefix(rel, "..") {
+		dir = rel
 	}
 	gpus := 0
 	for _, n := range s.Nodes {
 		gpus += n.GPUs
 	}
 	fmt.Fprintf(s.opts.Out, `
-gpuspace local system is running (%d nodes, %d GPUs, simulated).
+gpuspace local system is running (%[1]d nodes, %[2]d GPUs, simulated).
 
-  kube-apiserver   %s
-  kubeconfig       %s
-  logs, state      %s
+  REST API        %[3]s/api/v1      (OpenAPI: %[3]s/docs)
+  MCP             %[3]s/mcp
+  kube-apiserver  %[4]s
+  kubeconfig      %[5]s/kubeconfig
+  Owner API key   %[5]s/owner-api-key
+  logs            %[5]s/*.log
 
 Try:
-  export KUBECONFIG=%s
+  export KUBECONFIG=%[5]s/kubeconfig
   kubectl get nodes -L gpuspace.io/gpu.shape,nvidia.com/gpu.count,node.kubernetes.io/instance-type
-  kubectl get workspaces,gpr
+
+  TOKEN=$(curl -s %[3]s/api/v1/auth -d "{\"apiKey\": \"$(cat %[5]s/owner-api-key)\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+  curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/inventory/list
+  curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/slice-workspace -d '{"workspaceName":"team-a","clusters":["worker-1"],"namespaces":["team-a"],"username":"Jane","email":"jane@example.com"}'
+  curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/gpr -d '{"gprName":"first","sliceName":"team-a","clusterName":"worker-1","numberOfGPUs":8,"numberOfGPUNodes":1,"gpuShape":"H100","exitDuration":"0d1h0m","priority":201}'
+  kubectl get gpr,ws
+  kubectl get nodes -L gpuspace.io/workspace,gpuspace.io/gpr
 
 Press Ctrl-C to stop everything.
-`, len(s.Nodes), gpus, s.ControlPlane.URL, kc, s.ControlPlane.Dir, kc)
+`, len(s.Nodes), gpus, api, s.ControlPlane.URL, dir)
 }
 
 func mustGetwd() string {

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver"
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/server"
+)
+
+func newServeCommand() *cobra.Command {
+	var (
+		kubeconfig, listen, namespace, cluster string
+		leaderElect                            bool
+		tokenTTL, kubeconfigTokenTTL           time.Duration
+		kubeconfigServer                       string
+		maxBody                                int64
+		logFormat, logLevel                    string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gpuspace control plane: controllers, REST API and MCP",
+		Long: `serve runs the workspace and GPR controllers (leader-elected when
+--leader-elect is set, so several replicas can run) and serves the /api/v1
+REST API, MCP at /mcp, /healthz, /readyz, /metrics and the OpenAPI document
+on --listen.
+
+Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd.Flags()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			zl, _, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			defer zl.Sync() //nolint:errcheck // nothing to do about it at exit
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err = server.Run(ctx, server.Options{
+				RESTConfig:     cfg,
+				Listen:         listen,
+				Namespace:      namespace,
+				LeaderElect:    leaderElect,
+				DefaultCluster: cluster,
+				Logger:         zl,
+				API: apiserver.Config{
+					TokenTTL:           tokenTTL,
+					KubeconfigTokenTTL: kubeconfigTokenTTL,
+					KubeconfigServer:   kubeconfigServer,
+					MaxBodyBytes:       maxBody,
+					Version:            Version,
+				},
+			})
+			if err != nil {
+				zl.Error("gpuspace stopped", zap.Error(err))
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to reach the cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	f.StringVar(&listen, "listen", ":8080", "address of the REST API, MCP, health and metrics")
+	f.StringVar(&namespace, "namespace", auth.DefaultNamespace, "namespace for API keys, the token signing key and the leader Lease")
+	f.StringVar(&cluster, "cluster-name", v1alpha1.DefaultCluster, "cluster name of nodes without a gpuspace.io/cluster label")
+	f.BoolVar(&leaderElect, "leader-elect", false, "elect one replica to run the controllers (set it when running more than one)")
+	f.DurationVar(&tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of bearer tokens from POST /api/v1/auth")
+	f.DurationVar(&kubeconfigTokenTTL, "kubeconfig-token-ttl", 8*time.Hour, "lifetime of the token in workspace kubeconfigs (at least 10m)")
+	f.StringVar(&kubeconfigServer, "kubeconfig-server", "", "kube-apiserver URL written into workspace kubeconfigs (default: the one gpuspace uses)")
+	f.Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body the API accepts")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
