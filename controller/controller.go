@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -159,10 +160,16 @@ func Setup(mgr manager.Manager, opts Options) error {
 	}
 	err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		log := mgr.GetLogger().WithName("clusterrole")
-		// The API may be briefly unavailable at start-up: retry.
+		// The API may be briefly unavailable at start-up: retry. Without
+		// the right to create or update ClusterRoles (a locked-down
+		// install), the role shipped in manifests/rbac is used as it is.
 		for {
 			err := workspace.EnsureClusterRole(ctx, mgr.GetAPIReader(), mgr.GetClient())
 			if err == nil {
+				return nil
+			}
+			if apierrors.IsForbidden(err) {
+				log.Info("cannot manage the workspace-user ClusterRole; apply manifests/rbac", "error", err.Error())
 				return nil
 			}
 			log.Error(err, "ensure workspace-user ClusterRole")

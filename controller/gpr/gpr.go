@@ -187,6 +187,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	// disjoint nodes.
 	in, invalid := Input(now, gprs, nodes, r.defaultCluster)
 	plan := planner.Compute(in)
+	if len(plan.Unsatisfiable) > 0 {
+		// Failing a GPR is final, so confirm against a live node list: a
+		// node created just before the GPR may not be in the cache yet.
+		// This costs a list only in passes that would fail a GPR.
+		var live corev1.NodeList
+		if err := r.apiReader.List(ctx, &live); err != nil {
+			return reconcile.Result{}, fmt.Errorf("list nodes: %w", err)
+		}
+		nodes = make([]*corev1.Node, len(live.Items))
+		nodeByName = make(map[string]*corev1.Node, len(nodes))
+		for i := range live.Items {
+			nodes[i] = &live.Items[i]
+			nodeByName[nodes[i].Name] = nodes[i]
+		}
+		in, invalid = Input(now, gprs, nodes, r.defaultCluster)
+		plan = planner.Compute(in)
+	}
 	byName := make(map[string]int, len(gprs))
 	for i, g := range gprs {
 		byName[g.Name] = i

@@ -22,11 +22,16 @@ import (
 type laggingClient struct {
 	client.Client
 	stale map[string]*v1alpha1.GPUProvisionRequest
+	// noNodes hides every node, as a cache that has not seen them yet.
+	noNodes bool
 }
 
 func (c *laggingClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	if err := c.Client.List(ctx, list, opts...); err != nil {
 		return err
+	}
+	if l, ok := list.(*corev1.NodeList); ok && c.noNodes {
+		l.Items = nil
 	}
 	if l, ok := list.(*v1alpha1.GPUProvisionRequestList); ok {
 		for i := range l.Items {
@@ -36,6 +41,29 @@ func (c *laggingClient) List(ctx context.Context, list client.ObjectList, opts .
 		}
 	}
 	return nil
+}
+
+// testWorld returns a scheme and a Ready node with 4 T4 GPUs in the
+// default cluster.
+func testWorld(t *testing.T) (*runtime.Scheme, *corev1.Node) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{
+			v1alpha1.LabelGPUProduct: "Tesla-T4", v1alpha1.LabelGPUMemory: "15360", v1alpha1.LabelGPUCount: "4",
+		}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Capacity:   corev1.ResourceList{v1alpha1.ResourceGPU: resource.MustParse("4")},
+		},
+	}
+	return scheme, node
 }
 
 func testGPR(name, ws string, prio int32, created time.Time) *v1alpha1.GPUProvisionRequest {
@@ -55,22 +83,7 @@ func testGPR(name, ws string, prio int32, created time.Time) *v1alpha1.GPUProvis
 func TestStaleCacheNeverDoubleBinds(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{
-			v1alpha1.LabelGPUProduct: "Tesla-T4", v1alpha1.LabelGPUMemory: "15360", v1alpha1.LabelGPUCount: "4",
-		}},
-		Status: corev1.NodeStatus{
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
-			Capacity:   corev1.ResourceList{v1alpha1.ResourceGPU: resource.MustParse("4")},
-		},
-	}
+	scheme, node := testWorld(t)
 	a := testGPR("a", "wa", 101, now.Add(-2*time.Minute))
 	fc := fake.NewClientBuilder().WithScheme(scheme).
 		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
@@ -108,5 +121,28 @@ func TestStaleCacheNeverDoubleBinds(t *testing.T) {
 	}
 	if got.Status.EstimatedStartTime == nil || !got.Status.EstimatedStartTime.Time.Equal(now.Add(time.Hour)) {
 		t.Errorf("b estimated start %v, want a's end %v", got.Status.EstimatedStartTime, now.Add(time.Hour))
+	}
+}
+
+// TestNodeMissingFromCacheDoesNotFail: a GPR for a node the cache has not
+// seen yet is not failed as unsatisfiable: the reconciler checks a live
+// node list before failing anyone.
+func TestNodeMissingFromCacheDoesNotFail(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	scheme, node := testWorld(t)
+	fc := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
+		WithObjects(node, testGPR("a", "wa", 101, now)).Build()
+	r := New(&laggingClient{Client: fc, noNodes: true}, fc, clocktesting.NewFakePassiveClock(now), nil, v1alpha1.DefaultCluster)
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	var got v1alpha1.GPUProvisionRequest
+	if err := fc.Get(ctx, client.ObjectKey{Name: "a"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
+		t.Errorf("a is %q (%s), want Provisioned on the node the cache missed", got.Status.ProvisioningStatus, got.Status.FailureReason)
 	}
 }

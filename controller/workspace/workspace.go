@@ -22,10 +22,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
@@ -69,10 +72,16 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, ski
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&v1alpha1.Workspace{}).
+		// The workspace's GPR summary changes only when a GPR comes, goes
+		// or changes phase; estimate updates are ignored.
 		Watches(&v1alpha1.GPUProvisionRequest{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.(*v1alpha1.GPUProvisionRequest).Spec.Workspace}}}
-			})).
+			}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.GPUProvisionRequest)
+			n, ok2 := e.ObjectNew.(*v1alpha1.GPUProvisionRequest)
+			return !ok1 || !ok2 || o.Status.ProvisioningStatus != n.Status.ProvisioningStatus
+		}})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				if ws := o.GetLabels()[v1alpha1.LabelWorkspace]; ws != "" {
