@@ -36,7 +36,7 @@ type APIKeyRequest struct {
 	Description   string   `json:"description,omitempty" maxLength:"1024"`
 	Role          string   `json:"role" enum:"Owner,Editor,Viewer,owner,editor,viewer" doc:"Owner: everything. Editor: the GPRs and kubeconfig of workspaceName. Viewer: reads, of workspaceName if given, else of everything"`
 	ValidUntil    string   `json:"validUntil,omitempty" maxLength:"40" doc:"When the key stops working: RFC 3339, or a date (YYYY-MM-DD, valid through that day, UTC); empty for never"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" doc:"Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)"`
+	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)"`
 }
 
 // APIKeyCreated is the data of POST /api-key: the key, shown this once.
@@ -71,7 +71,7 @@ type apiKeyDeleteInput struct {
 }
 
 type apiKeyListInput struct {
-	WorkspaceName string `query:"workspaceName" maxLength:"63" doc:"Only keys limited to this workspace"`
+	WorkspaceName string `query:"workspaceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Only keys limited to this workspace"`
 }
 
 func (s *Server) registerAuth() {

@@ -34,7 +34,7 @@ type GPRRequest struct {
 	_ struct{} `additionalProperties:"true"`
 
 	GPRName          string `json:"gprName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the request (not unique; gprId is the id)"`
-	SliceName        string `json:"sliceName" minLength:"1" maxLength:"63" doc:"Workspace the GPUs are for"`
+	SliceName        string `json:"sliceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Workspace the GPUs are for"`
 	ClusterName      string `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster to provision in; default the workspace's first cluster"`
 	NumberOfGPUs     int32  `json:"numberOfGPUs" minimum:"1" maximum:"64" doc:"GPUs per node"`
 	NumberOfGPUNodes int32  `json:"numberOfGPUNodes,omitempty" minimum:"1" maximum:"1024" default:"1" doc:"Distinct nodes; default 1"`
@@ -60,7 +60,7 @@ type GPRRequest struct {
 // GPRUpdate is the body of PUT /gpr.
 type GPRUpdate struct {
 	_            struct{} `additionalProperties:"true"`
-	GPRID        string   `json:"gprId" minLength:"1" maxLength:"63" doc:"Id of the GPR (from create)"`
+	GPRID        string   `json:"gprId" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR (from create)"`
 	Priority     *int32   `json:"priority,omitempty" minimum:"1" maximum:"300" doc:"New priority, 1-300"`
 	EarlyRelease *bool    `json:"earlyRelease,omitempty" doc:"true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)"`
 	GPRName      *string  `json:"gprName,omitempty" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"New name"`
@@ -69,7 +69,7 @@ type GPRUpdate struct {
 // GPRID names a GPR in a body (delete).
 type GPRID struct {
 	_     struct{} `additionalProperties:"true"`
-	GPRID string   `json:"gprId" minLength:"1" maxLength:"63" doc:"Id of the GPR"`
+	GPRID string   `json:"gprId" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR"`
 }
 
 // GPRCreated is the data of POST /gpr.
@@ -147,11 +147,11 @@ type gprIDBodyInput struct {
 }
 
 type gprIDQueryInput struct {
-	GPRID string `query:"gprId" required:"true" maxLength:"63" doc:"Id of the GPR"`
+	GPRID string `query:"gprId" required:"true" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR"`
 }
 
 type gprListInput struct {
-	SliceName string `query:"sliceName" maxLength:"63" doc:"Workspace whose GPRs to list; empty for every workspace the caller may read"`
+	SliceName string `query:"sliceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace whose GPRs to list; empty for every workspace the caller may read"`
 }
 
 func (s *Server) registerGPRs() {

@@ -32,6 +32,7 @@ all workspaces or one).`
 func (s *Server) build() {
 	envelope.Install()
 	envelope.DescribePattern(dnsPattern, "a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit")
+	envelope.DescribePattern(optDNSPattern, "empty or a DNS-1123 label")
 	envelope.DescribePattern(durationPattern, "NdNhNm, e.g. 0d2h30m (at most 4 digits of days, 5 of hours, 6 of minutes)")
 	envelope.DescribePattern(optDurationPattern, "empty or NdNhNm, e.g. 0d0h30m")
 	s.mux = http.NewServeMux()

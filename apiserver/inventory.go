@@ -74,7 +74,7 @@ type WorkspaceInventory struct {
 }
 
 type inventoryBySliceInput struct {
-	SliceName string `query:"sliceName" required:"true" maxLength:"63" doc:"Workspace name"`
+	SliceName string `query:"sliceName" required:"true" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Workspace name"`
 }
 
 func (s *Server) registerInventory() {

@@ -19,7 +19,7 @@ import (
 // KubeconfigRequest names the workspace (and cluster) of a kubeconfig.
 type KubeconfigRequest struct {
 	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" doc:"Workspace whose namespaces the kubeconfig reaches"`
+	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace whose namespaces the kubeconfig reaches"`
 	ClusterName   string   `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster; may be left out when the workspace is on one cluster"`
 }
 
@@ -29,7 +29,7 @@ type Kubeconfig struct {
 }
 
 type kubeconfigGetInput struct {
-	WorkspaceName string `query:"workspaceName" maxLength:"63" doc:"Workspace (or send it in a JSON body, as EGS clients do)"`
+	WorkspaceName string `query:"workspaceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace (or send it in a JSON body, as EGS clients do)"`
 	ClusterName   string `query:"clusterName" maxLength:"63" doc:"Cluster (or in the body)"`
 	Body          *KubeconfigRequest
 }

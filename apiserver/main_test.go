@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 // testServer is a started API on a loopback HTTP server, with its own
 // namespace for keys, and an Owner token.
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	http   *httptest.Server
 	ns     string
@@ -40,11 +40,15 @@ func suffix() string {
 	return hex.EncodeToString(b)
 }
 
-func newTestServer(t *testing.T, opts ...Option) *testServer {
+func newTestServer(t testing.TB, opts ...Option) *testServer {
 	t.Helper()
 	ns := "gs-test-" + suffix()
 	cfg := Config{RESTConfig: env.Config, Namespace: ns}
-	opts = append([]Option{WithLogger(zaptest.NewLogger(t))}, opts...)
+	// Log into the test's output; fuzzers and benchmarks must not log
+	// through F or B from inside their iterations.
+	if tt, ok := t.(*testing.T); ok {
+		opts = append([]Option{WithLogger(zaptest.NewLogger(tt))}, opts...)
+	}
 	srv, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -17,7 +17,11 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 )
 
-const dnsPattern = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+// Patterns of names: a DNS-1123 label, and the same or empty.
+const (
+	dnsPattern    = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	optDNSPattern = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
+)
 
 // WorkspaceFields are the fields of a workspace create or update request,
 // as EGS clients send them.
@@ -46,14 +50,14 @@ type CreateWorkspaceBody struct {
 // UpdateWorkspaceBody is the body of PUT /slice-workspace/{name}.
 type UpdateWorkspaceBody struct {
 	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" doc:"Optional; must equal the name in the path"`
+	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Optional; must equal the name in the path"`
 	WorkspaceFields
 }
 
 // WorkspaceNameBody names a workspace in the body (delete).
 type WorkspaceNameBody struct {
 	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" doc:"Name of the workspace"`
+	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
 }
 
 // WorkspaceCreated is the data of create and update.
@@ -186,7 +190,7 @@ type createWorkspaceInput struct {
 }
 
 type updateWorkspaceInput struct {
-	Name string `path:"name" maxLength:"63" doc:"Name of the workspace"`
+	Name string `path:"name" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
 	Body UpdateWorkspaceBody
 }
 
@@ -199,11 +203,11 @@ type workspaceNameInput struct {
 }
 
 type getWorkspaceInput struct {
-	Name string `path:"name" maxLength:"63" doc:"Name of the workspace"`
+	Name string `path:"name" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
 }
 
 type overlayInput struct {
-	Workspace string `path:"workspace" maxLength:"63" doc:"Name of the workspace"`
+	Workspace string `path:"workspace" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
 }
 
 type noInput struct{}
