@@ -183,7 +183,7 @@ func TestRoleMatrix(t *testing.T) {
 	}
 }
 
-func createWorkspace(t *testing.T, ts *testServer, name string, namespaces ...string) {
+func createWorkspace(t testing.TB, ts *testServer, name string, namespaces ...string) {
 	t.Helper()
 	r := ts.do(http.MethodPost, "/api/v1/slice-workspace", ts.owner, map[string]any{
 		"workspaceName": name, "clusters": []string{"worker-1"}, "namespaces": namespaces, "username": "test", "email": "t@example.com",
