@@ -19,7 +19,7 @@ export CGO_CFLAGS  ?= -Wno-deprecated-declarations
 export GPUSPACE_BIN_DIR := $(BIN)
 
 # Our binaries: one per directory under cmd/.
-CMDS := $(notdir $(wildcard cmd/*))
+CMDS := $(notdir $(patsubst %/main.go,%,$(wildcard cmd/*/main.go)))
 # The control plane the local system and the integration tests run, built
 # from the pinned Kubernetes and etcd modules.
 CONTROL_PLANE := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager
@@ -92,6 +92,10 @@ images: ## Build the container images gpuspace/<binary>:$(TAG) (needs Docker)
 	@for img in $(IMAGES); do \
 	  docker build -f cmd/$$img/Dockerfile -t gpuspace/$$img:$(TAG) --build-arg VERSION=$(VERSION) . || exit 1; \
 	done
+
+.PHONY: e2e
+e2e: build ## Run the e2e suite against a fresh local system (gpuspace dev)
+	hack/e2e-local.sh
 
 .PHONY: e2e-kind
 e2e-kind: ## Create a kind cluster, deploy gpuspace and run the e2e suite (needs Docker and kind)
