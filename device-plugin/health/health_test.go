@@ -81,7 +81,7 @@ func start(t *testing.T, cfg Config, setup func(*nvml.Mock)) *fixture {
 func (f *fixture) waitRegistered(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !f.mock.Watching(f.uuids[0], nvml.EventXID) {
+	for !f.mock.WatchingAll(nvml.EventXID) {
 		if time.Now().After(deadline) {
 			t.Fatal("monitor never registered for events")
 		}

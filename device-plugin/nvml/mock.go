@@ -312,6 +312,20 @@ func (m *Mock) Watching(uuid string, eventType uint64) bool {
 	return false
 }
 
+// WatchingAll reports whether every GPU that supports events has an event
+// set registered for eventType: then nothing injected goes astray.
+func (m *Mock) WatchingAll(eventType uint64) bool {
+	for _, u := range m.UUIDs() {
+		m.mu.Lock()
+		unsupported := m.unsupported[u]
+		m.mu.Unlock()
+		if !unsupported && !m.Watching(u, eventType) {
+			return false
+		}
+	}
+	return true
+}
+
 // SetFailing makes every NVML call fail with ret (pass gonvml.SUCCESS to
 // heal), as when the driver stops answering.
 func (m *Mock) SetFailing(ret gonvml.Return) {

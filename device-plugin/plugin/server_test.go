@@ -121,7 +121,7 @@ func startNode(t testing.TB, server string, cfg health.Config) *node {
 	}()
 	t.Cleanup(n.stop)
 	// Injected events need the monitor's event set.
-	for deadline := time.Now().Add(5 * time.Second); !m.Watching(m.UUIDs()[0], nvml.EventXID); {
+	for deadline := time.Now().Add(5 * time.Second); !m.WatchingAll(nvml.EventXID); {
 		if time.Now().After(deadline) {
 			t.Fatal("health monitor never registered for events")
 		}
