@@ -110,3 +110,5 @@ func addNode(t *testing.T, n testenv.GPUNode) {
 		_ = env.Kube.CoreV1().Nodes().Delete(context.Background(), n.Name, metav1.DeleteOptions{})
 	})
 }
+
+func keyOf(name string) types.NamespacedName { return types.NamespacedName{Name: name} }
