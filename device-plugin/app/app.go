@@ -82,15 +82,21 @@ func OpenNVML(cfg *Config) (nvml.Lib, error) {
 // Run runs the plugin until ctx ends, or prints the inventory to out and
 // returns when cfg.PrintInventory.
 func Run(ctx context.Context, cfg *Config, out io.Writer) error {
-	_, log, err := logging.New(logging.Options{Format: cfg.LogFormat, Level: cfg.LogLevel})
-	if err != nil {
-		return err
-	}
 	lib, err := OpenNVML(cfg)
 	if err != nil {
 		return err
 	}
 	defer lib.Shutdown()
+	return RunWithNVML(ctx, cfg, lib, out)
+}
+
+// RunWithNVML is Run over an initialised Lib, such as a mock a test keeps
+// a handle on to inject events.
+func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, out io.Writer) error {
+	_, log, err := logging.New(logging.Options{Format: cfg.LogFormat, Level: cfg.LogLevel})
+	if err != nil {
+		return err
+	}
 	gpus, err := lib.GPUs()
 	if err != nil {
 		return fmt.Errorf("list GPUs: %w", err)

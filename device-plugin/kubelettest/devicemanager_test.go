@@ -41,9 +41,9 @@ const inNamespace = "GPUSPACE_DP_TEST_IN_MOUNT_NS"
 // TestKubeletDeviceManager registers the plugin (the whole program, as
 // app.Run wires it, on an 8×H100 mock) with the kubelet's device manager:
 // the manager sees 8 GPUs and 640 GiB of GPU memory, allocates through the
-// plugin's preferred allocation and Allocate, and after a kubelet restart
-// (a new manager, which wipes the socket directory and creates a new
-// kubelet.sock) the plugin registers again.
+// plugin's preferred allocation and Allocate, drops a GPU that reports XID
+// 79, and after a kubelet restart (a new manager, which wipes the socket
+// directory and creates a new kubelet.sock) the plugin registers again.
 func TestKubeletDeviceManager(t *testing.T) {
 	if os.Getenv(inNamespace) == "" {
 		reexecUnshared(t)
@@ -185,9 +185,17 @@ func testDeviceManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mock, err := nvml.NewMock("dgxh100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := mock.Lib()
+	if err := lib.Init(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, &bytes.Buffer{}) }()
+	go func() { done <- app.RunWithNVML(ctx, cfg, lib, &bytes.Buffer{}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -218,6 +226,17 @@ func testDeviceManager(t *testing.T) {
 		t.Errorf("container environments (-want +got):\n%s", diff)
 	}
 
+	// XID 79 on GPU 5: the kubelet takes the GPU and its 80 GiB out of
+	// the allocatable resources.
+	for !mock.WatchingAll(nvml.EventXID) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := mock.InjectXID(uuid(5), 79); err != nil {
+		t.Fatal(err)
+	}
+	unhealthy := map[string]int64{"nvidia.com/gpu": 7, "gpuspace.io/gpu-memory": 7 * 80}
+	k.waitCapacity(t, unhealthy)
+
 	// Kubelet restart: the old manager stops (kubelet.sock goes), a new
 	// one wipes the directory and serves a new kubelet.sock; the plugin
 	// must notice and register again.
@@ -225,7 +244,7 @@ func testDeviceManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	k = startKubelet(t)
-	k.waitCapacity(t, want)
+	k.waitCapacity(t, unhealthy)
 	names, err := os.ReadDir(pluginapi.DevicePluginPath)
 	if err != nil {
 		t.Fatal(err)
