@@ -393,7 +393,10 @@ func (m *Monitor) applyProbes(res map[string]error) {
 				m.record(EventWarning, "GPUUnhealthy", fmt.Sprintf("GPU %s: probe failed: %v", u, err))
 				changed = true
 			}
-			g.healthy, g.clean, g.reason = false, 0, "probe failed: "+err.Error()
+			g.healthy, g.clean = false, 0
+			if !g.fatal { // keep the XID that took it down for good
+				g.reason = "probe failed: " + err.Error()
+			}
 		case g.healthy || g.fatal:
 		default:
 			g.clean++
