@@ -138,7 +138,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 			metrics.ReconcileErrors.WithLabelValues(ControllerName).Inc()
 		}
 	}()
-	now := r.clock.Now()
+	// Status timestamps have second precision; planning on whole seconds
+	// keeps estimates, wait times and expiries consistent with them.
+	now := r.clock.Now().Truncate(time.Second)
 
 	gprs, err := r.listGPRs(ctx)
 	if err != nil {
@@ -320,8 +322,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 		return reconcile.Result{}, err
 	}
 	if !next.IsZero() {
-		// Status timestamps have second precision: wake just after.
-		return reconcile.Result{RequeueAfter: max(next.Sub(now), 0) + 100*time.Millisecond}, nil
+		// Wake just after the next expiry, measured on the real clock
+		// reading (now is truncated).
+		return reconcile.Result{RequeueAfter: max(next.Sub(r.clock.Now()), 0) + 100*time.Millisecond}, nil
 	}
 	return reconcile.Result{}, nil
 }
