@@ -27,14 +27,22 @@ type fakeKubelet struct {
 	dir string
 	srv *grpc.Server
 
-	mu   sync.Mutex
-	regs []*pluginapi.RegisterRequest
-	ch   chan *pluginapi.RegisterRequest
+	mu     sync.Mutex
+	regs   []*pluginapi.RegisterRequest
+	ch     chan *pluginapi.RegisterRequest
+	refuse int // registrations to refuse before accepting
 }
 
 func startKubelet(t *testing.T, dir string) *fakeKubelet {
 	t.Helper()
-	k := &fakeKubelet{dir: dir, ch: make(chan *pluginapi.RegisterRequest, 16)}
+	return startRefusingKubelet(t, dir, 0)
+}
+
+// startRefusingKubelet starts a kubelet that refuses the first refuse
+// registrations.
+func startRefusingKubelet(t *testing.T, dir string, refuse int) *fakeKubelet {
+	t.Helper()
+	k := &fakeKubelet{dir: dir, ch: make(chan *pluginapi.RegisterRequest, 16), refuse: refuse}
 	lis, err := net.Listen("unix", filepath.Join(dir, KubeletSocketName))
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +66,12 @@ func (k *fakeKubelet) Register(_ context.Context, r *pluginapi.RegisterRequest) 
 		return nil, errors.New("unsupported version " + r.Version)
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.refuse > 0 {
+		k.refuse--
+		return nil, errors.New("kubelet not ready")
+	}
 	k.regs = append(k.regs, r)
-	k.mu.Unlock()
 	k.ch <- r
 	return &pluginapi.Empty{}, nil
 }
@@ -305,6 +317,20 @@ func TestReRegistration(t *testing.T) {
 	case r := <-k2.ch:
 		t.Errorf("registered again without a kubelet restart: %v", r)
 	default:
+	}
+}
+
+// TestRegistrationRetried: a kubelet that refuses registration at first
+// gets it again at the next poll.
+func TestRegistrationRetried(t *testing.T) {
+	n := startNode(t, "t4x1", health.Config{ProbeInterval: time.Hour})
+	k := startRefusingKubelet(t, n.dir, 3)
+	got := map[string]bool{}
+	for range 2 {
+		got[k.waitRegistration(t).ResourceName] = true
+	}
+	if diff := cmp.Diff(map[string]bool{"nvidia.com/gpu": true, "gpuspace.io/gpu-memory": true}, got); diff != "" {
+		t.Errorf("registered after refusals (-want +got):\n%s", diff)
 	}
 }
 
