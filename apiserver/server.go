@@ -319,10 +319,15 @@ func (s *Server) ensureNamespace(ctx context.Context) error {
 	ns := &corev1.Namespace{}
 	ns.Name = s.cfg.Namespace
 	err := s.client.Create(ctx, ns)
-	if err != nil && !isAlreadyExists(err) {
-		return fmt.Errorf("apiserver: create namespace %s: %w", s.cfg.Namespace, err)
+	if err == nil || isAlreadyExists(err) {
+		return nil
 	}
-	return nil
+	// A locked-down install may not let gpuspace create namespaces; the
+	// manifests create it then.
+	if getErr := s.client.Get(ctx, client.ObjectKeyFromObject(ns), ns); getErr == nil {
+		return nil
+	}
+	return fmt.Errorf("apiserver: create namespace %s: %w", s.cfg.Namespace, err)
 }
 
 // Ready reports whether Start has synced the caches.

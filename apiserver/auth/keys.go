@@ -164,6 +164,15 @@ func CreateKey(ctx context.Context, c client.Client, namespace string, req KeyRe
 			sec.Data[dataValidUntil] = []byte(req.ValidUntil.UTC().Format(time.RFC3339))
 		}
 		err = c.Create(ctx, sec)
+		if apierrors.IsNotFound(err) {
+			// First key of an install (`gpuspace apikey create` before the
+			// server ever started): make the namespace, try again.
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+			if nsErr := c.Create(ctx, ns); nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
+				return "", KeyInfo{}, fmt.Errorf("create namespace %s: %w", namespace, nsErr)
+			}
+			err = c.Create(ctx, sec)
+		}
 		if apierrors.IsAlreadyExists(err) {
 			continue
 		}

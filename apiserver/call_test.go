@@ -1,0 +1,57 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/gpuspace/gpuspace/apiserver/auth"
+)
+
+// TestCall: operations invoked by id go through the same chain as HTTP
+// (what the MCP layer does).
+func TestCall(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	viewer := ts.token(ts.createKey(auth.KeyRequest{Name: "v", Role: auth.RoleViewer}))
+	tests := []struct {
+		id, token string
+		params    map[string]string
+		body      any
+		code      int
+		key       string
+	}{
+		{"listWorkspaces", ts.owner, nil, nil, http.StatusOK, ""},
+		{"getGPR", ts.owner, map[string]string{"gprId": "gpr-00000000-0000"}, nil, http.StatusNotFound, "NOT_FOUND"},
+		{"getWorkspace", "", map[string]string{"name": "x"}, nil, http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"createWorkspace", viewer, nil, map[string]any{"workspaceName": "x"}, http.StatusForbidden, "FORBIDDEN"},
+		{"createGPR", ts.owner, nil, map[string]any{"gprName": "g", "sliceName": "s", "numberOfGPUs": 1, "exitDuration": "1h"}, http.StatusUnprocessableEntity, "VALIDATION_ERROR"},
+		{"healthcheck", "", nil, nil, http.StatusOK, ""},
+	}
+	for _, tt := range tests {
+		code, raw, err := ts.srv.Call(ctx, tt.id, tt.token, tt.params, tt.body)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.id, err)
+		}
+		var env struct {
+			StatusCode int `json:"statusCode"`
+			Error      *struct {
+				ErrorKey string `json:"errorKey"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatalf("%s: %v: %s", tt.id, err, raw)
+		}
+		key := ""
+		if env.Error != nil {
+			key = env.Error.ErrorKey
+		}
+		if code != tt.code || env.StatusCode != tt.code || key != tt.key {
+			t.Errorf("%s: %d %s, want %d %s: %s", tt.id, code, key, tt.code, tt.key, raw)
+		}
+	}
+	if _, _, err := ts.srv.Call(ctx, "nope", "", nil, nil); err == nil {
+		t.Error("Call of an unknown operation: no error")
+	}
+}
