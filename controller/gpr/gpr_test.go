@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,5 +145,56 @@ func TestNodeMissingFromCacheDoesNotFail(t *testing.T) {
 	}
 	if got.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
 		t.Errorf("a is %q (%s), want Provisioned on the node the cache missed", got.Status.ProvisioningStatus, got.Status.FailureReason)
+	}
+}
+
+// TestSteadyStateWritesNothing: once the queue is planned, passes that find
+// nothing changed (time moved on, but no GPR or node did) write no GPR and
+// no node: estimates are absolute times, not countdowns.
+func TestSteadyStateWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	scheme, node := testWorld(t)
+	fc := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
+		WithObjects(node,
+			testGPR("a", "wa", 101, now.Add(-3*time.Minute)),
+			testGPR("b", "wb", 101, now.Add(-2*time.Minute)),
+			testGPR("c", "wa", 101, now.Add(-time.Minute))).Build()
+	clk := clocktesting.NewFakePassiveClock(now)
+	r := New(fc, fc, clk, nil, v1alpha1.DefaultCluster)
+	versions := func() map[string]string {
+		v := map[string]string{}
+		var gprs v1alpha1.GPUProvisionRequestList
+		var nodes corev1.NodeList
+		if err := fc.List(ctx, &gprs); err != nil {
+			t.Fatal(err)
+		}
+		if err := fc.List(ctx, &nodes); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gprs.Items {
+			v[g.Name] = g.ResourceVersion + " " + string(g.Status.ProvisioningStatus)
+		}
+		for _, n := range nodes.Items {
+			v[n.Name] = n.ResourceVersion
+		}
+		return v
+	}
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	first := versions()
+	if first["a"] == "" || first["b"] == "" {
+		t.Fatalf("GPRs missing: %v", first)
+	}
+	for range 3 {
+		clk.SetTime(clk.Now().Add(10 * time.Second))
+		if _, err := r.Reconcile(ctx, planRequest); err != nil {
+			t.Fatalf("pass: %v", err)
+		}
+		if diff := cmp.Diff(first, versions()); diff != "" {
+			t.Fatalf("a pass with nothing changed wrote objects (-before +after):\n%s", diff)
+		}
 	}
 }
