@@ -1,0 +1,47 @@
+package v1
+
+import (
+	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+)
+
+// DefaultExemptNamespaces are the namespaces of the cluster's own
+// components: Kubernetes' and gpuspace's.
+var DefaultExemptNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "gpuspace-system"}
+
+// DefaultGPUResourceNames are the extended resources gpuspace's device
+// plugin (and NVIDIA's) advertise.
+var DefaultGPUResourceNames = []string{gpuspacev1alpha1.ResourceGPU, gpuspacev1alpha1.ResourceGPUMemory}
+
+// SetDefaultsWorkspaceBindingArgs fills in unset fields of a.
+func SetDefaultsWorkspaceBindingArgs(a *WorkspaceBindingArgs) {
+	if a.APIVersion == "" {
+		a.APIVersion = SchemeGroupVersion.String()
+	}
+	if a.Kind == "" {
+		a.Kind = "WorkspaceBindingArgs"
+	}
+	// nil means unset; an explicit empty list means "exempt nothing".
+	if a.ExemptNamespaces == nil {
+		a.ExemptNamespaces = append([]string(nil), DefaultExemptNamespaces...)
+	}
+	if len(a.GPUResourceNames) == 0 {
+		a.GPUResourceNames = append([]string(nil), DefaultGPUResourceNames...)
+	}
+	if a.UpdatePodCondition == nil {
+		v := true
+		a.UpdatePodCondition = &v
+	}
+}
+
+// SetDefaultsGPRPriorityArgs fills in unset fields of a.
+func SetDefaultsGPRPriorityArgs(a *GPRPriorityArgs) {
+	if a.APIVersion == "" {
+		a.APIVersion = SchemeGroupVersion.String()
+	}
+	if a.Kind == "" {
+		a.Kind = "GPRPriorityArgs"
+	}
+	if a.ExemptNamespaces == nil {
+		a.ExemptNamespaces = append([]string(nil), DefaultExemptNamespaces...)
+	}
+}

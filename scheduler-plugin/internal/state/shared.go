@@ -1,0 +1,207 @@
+// Package state holds what the gpuspace scheduler plugins of one profile
+// know about the cluster: which workspace each namespace belongs to, each
+// workspace's GPRs, and which nodes are bound to each workspace. All of it
+// comes from informers; nothing here calls the API on a scheduling path.
+package state
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+)
+
+// GPRResource is the GPUProvisionRequest resource.
+var GPRResource = gpuspacev1alpha1.SchemeGroupVersion.WithResource("gpuprovisionrequests")
+
+// GPREventResource is how the scheduler names GPR events in
+// EventsToRegister: <plural>.<version>.<group>. The scheduler watches it
+// through its dynamic informer factory and runs our queueing hints.
+var GPREventResource = fwk.EventResource(fmt.Sprintf("%s.%s.%s", GPRResource.Resource, GPRResource.Version, GPRResource.Group))
+
+// SyncTimeout bounds how long plugin construction waits for the GPR
+// informer: without the CRD the scheduler must fail loudly, not hold every
+// GPU pod forever.
+var SyncTimeout = 60 * time.Second
+
+// Shared is the state of one scheduling profile, shared by its plugins.
+type Shared struct {
+	Namespaces corelisters.NamespaceLister
+	GPRs       *GPRIndex
+	Nodes      *NodeIndex
+
+	gprSynced cache.InformerSynced
+}
+
+// DynamicClientFunc builds the dynamic client the GPR informer lists and
+// watches with.
+type DynamicClientFunc func() (dynamic.Interface, error)
+
+// FromHandle builds a dynamic client from the handle's kubeconfig.
+func FromHandle(h fwk.Handle) DynamicClientFunc {
+	return func() (dynamic.Interface, error) {
+		cfg := h.KubeConfig()
+		if cfg == nil {
+			return nil, fmt.Errorf("the framework handle has no kubeconfig")
+		}
+		c, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("dynamic client: %w", err)
+		}
+		return c, nil
+	}
+}
+
+type entry struct {
+	once sync.Once
+	s    *Shared
+	err  error
+}
+
+// profiles maps a framework handle to its Shared state, so that the plugins
+// of one profile (WorkspaceBinding and GPRPriority) share informers and
+// indexes.
+var profiles sync.Map
+
+// For returns the Shared state of h's profile, building it on first use:
+// it registers namespace and node informers with the scheduler's informer
+// factory (started by the scheduler) and starts a GPR informer of its own,
+// waiting for it to sync. The state lives until ctx ends.
+func For(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Shared, error) {
+	v, _ := profiles.LoadOrStore(h, &entry{})
+	e := v.(*entry)
+	e.once.Do(func() {
+		e.s, e.err = build(ctx, h, newClient)
+		go func() {
+			<-ctx.Done()
+			profiles.CompareAndDelete(h, e)
+		}()
+	})
+	return e.s, e.err
+}
+
+func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Shared, error) {
+	logger := klog.FromContext(ctx)
+	s := &Shared{GPRs: NewGPRIndex(), Nodes: NewNodeIndex()}
+	f := h.SharedInformerFactory()
+	s.Namespaces = f.Core().V1().Namespaces().Lister()
+	if _, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.OnNode(nil, obj) },
+		UpdateFunc: func(oldObj, obj any) { s.OnNode(oldObj, obj) },
+		DeleteFunc: func(obj any) { s.OnNodeDelete(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("node event handler: %w", err)
+	}
+
+	client, err := newClient()
+	if err != nil {
+		return nil, err
+	}
+	inf := dynamicinformer.NewFilteredDynamicInformer(client, GPRResource, "", 0, cache.Indexers{}, nil).Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.OnGPR(obj) },
+		UpdateFunc: func(_, obj any) { s.OnGPR(obj) },
+		DeleteFunc: func(obj any) { s.OnGPRDelete(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("GPR event handler: %w", err)
+	}
+	go inf.RunWithContext(ctx)
+	syncCtx, cancel := context.WithTimeout(ctx, SyncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+		return nil, fmt.Errorf("GPUProvisionRequest informer did not sync within %s (is the gpuspace.io CRD installed and readable?)", SyncTimeout)
+	}
+	s.gprSynced = inf.HasSynced
+	logger.V(2).Info("gpuspace scheduler state ready")
+	return s, nil
+}
+
+// OnNode records a node add or update event (old is unused; the signature
+// fits informer handlers and queueing hints).
+func (s *Shared) OnNode(_, obj any) bool {
+	n, ok := obj.(*v1.Node)
+	if !ok || n == nil {
+		return false
+	}
+	return s.Nodes.Upsert(n)
+}
+
+// OnNodeDelete records a node deletion.
+func (s *Shared) OnNodeDelete(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if n, ok := obj.(*v1.Node); ok {
+		s.Nodes.Delete(n.Name)
+	}
+}
+
+// OnGPR records a GPR add or update event, from the informer or a hint.
+// It returns the GPR as recorded.
+func (s *Shared) OnGPR(obj any) (GPR, bool) {
+	// Queueing hints call this once per held pod and event: skip the
+	// conversion when the index already holds this version.
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		if rv := u.GetResourceVersion(); rv != "" {
+			if have, ok := s.GPRs.Get(u.GetName()); ok && have.ResourceVersion == rv {
+				return have, true
+			}
+		}
+	}
+	g, err := ToGPR(obj)
+	if err != nil {
+		return GPR{}, false
+	}
+	s.GPRs.Upsert(g)
+	return g, true
+}
+
+// OnGPRDelete records a GPR deletion.
+func (s *Shared) OnGPRDelete(obj any) (GPR, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	g, err := ToGPR(obj)
+	if err != nil {
+		return GPR{}, false
+	}
+	s.GPRs.Delete(g.Name, g.ResourceVersion)
+	return g, true
+}
+
+// ToGPR converts an informer object (unstructured, or typed in tests).
+func ToGPR(obj any) (GPR, error) {
+	switch o := obj.(type) {
+	case *gpuspacev1alpha1.GPUProvisionRequest:
+		return GPRFrom(o), nil
+	case *unstructured.Unstructured:
+		var g gpuspacev1alpha1.GPUProvisionRequest
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.UnstructuredContent(), &g); err != nil {
+			return GPR{}, fmt.Errorf("convert GPUProvisionRequest %s: %w", o.GetName(), err)
+		}
+		return GPRFrom(&g), nil
+	default:
+		return GPR{}, fmt.Errorf("not a GPUProvisionRequest: %T", obj)
+	}
+}
+
+// NamespaceWorkspace returns the workspace the namespace belongs to, or "".
+func (s *Shared) NamespaceWorkspace(ns string) string {
+	n, err := s.Namespaces.Get(ns)
+	if err != nil {
+		return ""
+	}
+	return n.Labels[gpuspacev1alpha1.LabelWorkspace]
+}

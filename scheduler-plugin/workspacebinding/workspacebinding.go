@@ -1,0 +1,260 @@
+// Package workspacebinding is the WorkspaceBinding scheduler plugin: a
+// workspace's GPU pods run only on the nodes bound to the workspace (node
+// label gpuspace.io/workspace), nobody else's pods land there, and a
+// workspace's GPU pods wait in the queue until its GPUProvisionRequest is
+// provisioned.
+//
+// The plugin also does the taint check of the in-tree TaintToleration
+// Filter, with one difference: the workspace taint
+// (gpuspace.io/workspace=<ws>:NoSchedule) is tolerated by the workspace's
+// own pods and by exempt pods. That is how those pods pass the taint without
+// carrying a toleration, so a profile enabling WorkspaceBinding must
+// disable TaintToleration's Filter (its Score stays).
+package workspacebinding
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	v1helper "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/features"
+
+	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	configv1 "github.com/gpuspace/gpuspace/scheduler-plugin/apis/config/v1"
+	"github.com/gpuspace/gpuspace/scheduler-plugin/internal/state"
+)
+
+// Name is the plugin's name in the registry and in configurations.
+const Name = "WorkspaceBinding"
+
+// stateKey is where PreFilter leaves the pod's classification for Filter.
+const stateKey fwk.StateKey = "PreFilter" + Name
+
+// signerKey names the plugin's signature fragment: the namespace (which
+// decides the workspace and exemption) and the pod facts Filter reads.
+const signerKey = "gpuspace.io/WorkspaceBinding"
+
+// Filter rejection reasons.
+const (
+	// ErrReasonBoundElsewhere: the node is bound to another workspace, or
+	// to one while the pod belongs to none.
+	ErrReasonBoundElsewhere = "node(s) bound to another workspace"
+	// ErrReasonNotBound: a workspace's GPU pod on a node not bound to it.
+	ErrReasonNotBound = "node(s) not bound to the pod's workspace"
+	// ErrReasonTaint mirrors TaintToleration's reason.
+	ErrReasonTaint = "node(s) had untolerated taint(s)"
+)
+
+// WorkspaceBinding is the plugin.
+type WorkspaceBinding struct {
+	handle     fwk.Handle
+	state      *state.Shared
+	exempt     map[string]struct{}
+	gpuNames   []v1.ResourceName
+	conditions *conditionWriter
+	// cmpOps mirrors the TaintTolerationComparisonOperators gate the
+	// in-tree TaintToleration plugin honours, as this plugin replaces its
+	// Filter.
+	cmpOps bool
+}
+
+var (
+	_ fwk.PreEnqueuePlugin  = &WorkspaceBinding{}
+	_ fwk.PreFilterPlugin   = &WorkspaceBinding{}
+	_ fwk.FilterPlugin      = &WorkspaceBinding{}
+	_ fwk.SignPlugin        = &WorkspaceBinding{}
+	_ fwk.EnqueueExtensions = &WorkspaceBinding{}
+)
+
+// New builds the plugin from its args (WorkspaceBindingArgs, optional).
+func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	return newPlugin(ctx, obj, h, state.FromHandle(h))
+}
+
+func newPlugin(ctx context.Context, obj runtime.Object, h fwk.Handle, newClient state.DynamicClientFunc) (*WorkspaceBinding, error) {
+	args, err := configv1.DecodeWorkspaceBindingArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	s, err := state.For(ctx, h, newClient)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	pl := &WorkspaceBinding{
+		handle: h,
+		state:  s,
+		exempt: make(map[string]struct{}, len(args.ExemptNamespaces)),
+		cmpOps: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
+	}
+	for _, ns := range args.ExemptNamespaces {
+		pl.exempt[ns] = struct{}{}
+	}
+	for _, n := range args.GPUResourceNames {
+		pl.gpuNames = append(pl.gpuNames, v1.ResourceName(n))
+	}
+	if *args.UpdatePodCondition && h.ClientSet() != nil {
+		pl.conditions = newConditionWriter(h.ClientSet())
+		go pl.conditions.run(ctx)
+	}
+	return pl, nil
+}
+
+// Name returns the plugin's name.
+func (pl *WorkspaceBinding) Name() string { return Name }
+
+// podClass is what the plugin decides on, computed once per scheduling
+// cycle in PreFilter. It is immutable, so Clone shares it.
+type podClass struct {
+	// exempt: system namespace, DaemonSet or mirror pod.
+	exempt    bool
+	workspace string
+	gpu       bool
+}
+
+// Clone implements fwk.StateData.
+func (c *podClass) Clone() fwk.StateData { return c }
+
+func (pl *WorkspaceBinding) classify(pod *v1.Pod) podClass {
+	if _, ok := pl.exempt[pod.Namespace]; ok || state.IsDaemonSetPod(pod) || state.IsMirrorPod(pod) {
+		return podClass{exempt: true}
+	}
+	return podClass{
+		workspace: pl.state.NamespaceWorkspace(pod.Namespace),
+		gpu:       state.RequestsAny(pod, pl.gpuNames),
+	}
+}
+
+// holdMessage says why a pod of class c must wait, or "" when it need not:
+// a workspace's GPU pod waits until the workspace has a provisioned GPR and
+// at least one node bound to it.
+func (pl *WorkspaceBinding) holdMessage(c podClass) string {
+	if c.exempt || c.workspace == "" || !c.gpu {
+		return ""
+	}
+	sum := pl.state.GPRs.Workspace(c.workspace)
+	if p := sum.Provisioned; p.Name != "" {
+		if pl.state.Nodes.Count(c.workspace) > 0 {
+			return ""
+		}
+		return fmt.Sprintf("GPUProvisionRequest %s of workspace %s is provisioned; waiting for its nodes to be bound", p.Name, c.workspace)
+	}
+	if n := sum.Next; n.Name != "" {
+		start := "not estimated yet"
+		if !n.EstimatedStart.IsZero() {
+			start = n.EstimatedStart.UTC().Format(time.RFC3339)
+		}
+		return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, start)
+	}
+	return fmt.Sprintf("workspace %s has no queued or provisioned GPUProvisionRequest", c.workspace)
+}
+
+// PreEnqueue holds a workspace's GPU pods until the workspace's GPR is
+// provisioned and its nodes are bound. The status message names the GPR
+// the pod waits for and its estimated start; it is also written, off this
+// path, to the pod's PodScheduled condition.
+func (pl *WorkspaceBinding) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
+	msg := pl.holdMessage(pl.classify(pod))
+	if msg == "" {
+		return nil
+	}
+	if pl.conditions != nil {
+		pl.conditions.request(pod, msg)
+	}
+	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+}
+
+// PreFilter classifies the pod for Filter and, for a workspace's GPU pod,
+// narrows the candidate nodes to those bound to its workspace, so the
+// other plugins' filters run on a handful of nodes instead of the cluster.
+func (pl *WorkspaceBinding) PreFilter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	c := pl.classify(pod)
+	cs.Write(stateKey, &c)
+	if c.exempt || c.workspace == "" || !c.gpu {
+		return nil, nil
+	}
+	nodes := pl.state.Nodes.Nodes(c.workspace)
+	if nodes.Len() == 0 {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("no node is bound to workspace %s", c.workspace))
+	}
+	return &fwk.PreFilterResult{NodeNames: nodes}, nil
+}
+
+// PreFilterExtensions returns nil: other pods on a node do not change the
+// plugin's decision.
+func (pl *WorkspaceBinding) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// Filter admits the pod on the node if the node's binding allows it and
+// the pod tolerates the node's NoSchedule/NoExecute taints (the workspace
+// taint counting as tolerated by the workspace's own pods and exempt pods).
+// It reads only the node's labels and taints: O(1) in the cluster's size
+// and allocation-free when the node fits.
+func (pl *WorkspaceBinding) Filter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	d, err := cs.Read(stateKey)
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("%s: reading %q from cycle state: %w", Name, stateKey, err))
+	}
+	c, ok := d.(*podClass)
+	if !ok {
+		return fwk.AsStatus(fmt.Errorf("%s: unexpected cycle state %T", Name, d))
+	}
+	node := nodeInfo.Node()
+	if node == nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node not found")
+	}
+	if reason := pl.check(ctx, c, pod, node); reason != "" {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
+	}
+	return nil
+}
+
+// check returns why a pod of class c may not run on node, or "".
+func (pl *WorkspaceBinding) check(ctx context.Context, c *podClass, pod *v1.Pod, node *v1.Node) string {
+	if !c.exempt {
+		bound := node.Labels[gpuspacev1alpha1.LabelWorkspace]
+		switch {
+		case bound != "" && bound != c.workspace:
+			return ErrReasonBoundElsewhere
+		case bound == "" && c.gpu && c.workspace != "":
+			return ErrReasonNotBound
+		}
+	}
+	taints := node.Spec.Taints
+	for i := range taints {
+		t := &taints[i]
+		if t.Effect != v1.TaintEffectNoSchedule && t.Effect != v1.TaintEffectNoExecute {
+			continue
+		}
+		if t.Key == gpuspacev1alpha1.TaintWorkspace && (c.exempt || (c.workspace != "" && t.Value == c.workspace)) {
+			continue
+		}
+		if !v1helper.TolerationsTolerateTaint(klog.FromContext(ctx), pod.Spec.Tolerations, t, pl.cmpOps) {
+			return ErrReasonTaint
+		}
+	}
+	return ""
+}
+
+// podSign is the plugin's signature fragment value.
+type podSign struct {
+	Namespace string `json:"ns"`
+	Exempt    bool   `json:"exempt,omitempty"`
+	GPU       bool   `json:"gpu,omitempty"`
+}
+
+// SignPod lets the scheduler batch pods that this plugin treats alike: the
+// decision depends on the namespace (workspace, exemption), whether the pod
+// is a GPU pod or exempt by ownership, and its tolerations (shared with
+// TaintToleration's fragment of the same key).
+func (pl *WorkspaceBinding) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	exempt := state.IsDaemonSetPod(pod) || state.IsMirrorPod(pod)
+	return []fwk.SignFragment{
+		{Key: signerKey, Value: podSign{Namespace: pod.Namespace, Exempt: exempt, GPU: state.RequestsAny(pod, pl.gpuNames)}},
+		{Key: fwk.TolerationsSignerName, Value: fwk.TolerationsSigner(pod)},
+	}, nil
+}
