@@ -19,10 +19,15 @@ import (
 // pki is the key material of one local control plane: a CA, the
 // apiserver's serving certificate, an admin client certificate in
 // system:masters, and the service-account signing key.
+//
+// The CA's key is kept too (ca.key, 0600, next to the admin key that
+// already grants everything), so that a local tool can issue more client
+// certificates, e.g. a kubelet's system:node:<name> (hack/e2e-node.sh).
 type pki struct {
-	CAFile, ServingCertFile, ServingKeyFile string
-	AdminCertFile, AdminKeyFile             string
-	SAKeyFile, SAPubFile                    string
+	CAFile, CAKeyFile               string
+	ServingCertFile, ServingKeyFile string
+	AdminCertFile, AdminKeyFile     string
+	SAKeyFile, SAPubFile            string
 
 	CAPEM, AdminCertPEM, AdminKeyPEM []byte
 }
@@ -33,6 +38,7 @@ type pki struct {
 func loadOrCreatePKI(dir string) (*pki, error) {
 	p := &pki{
 		CAFile:          filepath.Join(dir, "ca.crt"),
+		CAKeyFile:       filepath.Join(dir, "ca.key"),
 		ServingCertFile: filepath.Join(dir, "apiserver.crt"),
 		ServingKeyFile:  filepath.Join(dir, "apiserver.key"),
 		AdminCertFile:   filepath.Join(dir, "admin.crt"),
@@ -69,6 +75,9 @@ func loadOrCreatePKI(dir string) (*pki, error) {
 		return nil, fmt.Errorf("parse CA: %w", err)
 	}
 	if err := writeCert(p.CAFile, caDER); err != nil {
+		return nil, err
+	}
+	if err := writeKey(p.CAKeyFile, caKey); err != nil {
 		return nil, err
 	}
 
