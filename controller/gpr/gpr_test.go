@@ -67,6 +67,13 @@ func testWorld(t *testing.T) (*runtime.Scheme, *corev1.Node) {
 	return scheme, node
 }
 
+// fakeClient is a fake API with the GPR status subresource.
+func fakeClient(scheme *runtime.Scheme, objs ...client.Object) client.WithWatch {
+	return fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
+		WithObjects(objs...).Build()
+}
+
 func testGPR(name, ws string, prio int32, created time.Time) *v1alpha1.GPUProvisionRequest {
 	return &v1alpha1.GPUProvisionRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)},
@@ -86,9 +93,7 @@ func TestStaleCacheNeverDoubleBinds(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	scheme, node := testWorld(t)
 	a := testGPR("a", "wa", 101, now.Add(-2*time.Minute))
-	fc := fake.NewClientBuilder().WithScheme(scheme).
-		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
-		WithObjects(node, a).Build()
+	fc := fakeClient(scheme, node, a)
 	lag := &laggingClient{Client: fc, stale: map[string]*v1alpha1.GPUProvisionRequest{}}
 	r := New(lag, fc, clocktesting.NewFakePassiveClock(now), nil, v1alpha1.DefaultCluster)
 
@@ -132,9 +137,7 @@ func TestNodeMissingFromCacheDoesNotFail(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	scheme, node := testWorld(t)
-	fc := fake.NewClientBuilder().WithScheme(scheme).
-		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
-		WithObjects(node, testGPR("a", "wa", 101, now)).Build()
+	fc := fakeClient(scheme, node, testGPR("a", "wa", 101, now))
 	r := New(&laggingClient{Client: fc, noNodes: true}, fc, clocktesting.NewFakePassiveClock(now), nil, v1alpha1.DefaultCluster)
 	if _, err := r.Reconcile(ctx, planRequest); err != nil {
 		t.Fatalf("pass: %v", err)
@@ -155,12 +158,10 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	scheme, node := testWorld(t)
-	fc := fake.NewClientBuilder().WithScheme(scheme).
-		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
-		WithObjects(node,
-			testGPR("a", "wa", 101, now.Add(-3*time.Minute)),
-			testGPR("b", "wb", 101, now.Add(-2*time.Minute)),
-			testGPR("c", "wa", 101, now.Add(-time.Minute))).Build()
+	fc := fakeClient(scheme, node,
+		testGPR("a", "wa", 101, now.Add(-3*time.Minute)),
+		testGPR("b", "wb", 101, now.Add(-2*time.Minute)),
+		testGPR("c", "wa", 101, now.Add(-time.Minute)))
 	clk := clocktesting.NewFakePassiveClock(now)
 	r := New(fc, fc, clk, nil, v1alpha1.DefaultCluster)
 	versions := func() map[string]string {
