@@ -91,3 +91,19 @@ func TestOperationMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribe: the cluster-less description has the same operations as a
+// running server.
+func TestDescribe(t *testing.T) {
+	ts := newTestServer(t)
+	var want, got []string
+	for _, op := range Operations(ts.srv.API()) {
+		want = append(want, op.OperationID)
+	}
+	for _, op := range Operations(Describe("")) {
+		got = append(got, op.OperationID)
+	}
+	if strings.Join(want, ",") != strings.Join(got, ",") {
+		t.Errorf("Describe: %v, want %v", got, want)
+	}
+}

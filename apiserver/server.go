@@ -422,3 +422,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) authenticator() *auth.Authenticator { return s.auth.Load() }
 
 func (s *Server) now() time.Time { return s.opts.now() }
+
+// Describe returns a huma API with every operation registered and nothing
+// behind it — no clients, no cache — for listing operations, their schemas
+// and metadata without a cluster (MCP tool descriptions for a remote
+// server, writing the OpenAPI document at build time). Its handlers must
+// not be called.
+func Describe(version string) huma.API {
+	if version == "" {
+		version = "dev"
+	}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		panic(err) // a fresh registry takes every collector
+	}
+	s := &Server{
+		cfg:     Config{MaxBodyBytes: 1 << 20, Version: version, Namespace: auth.DefaultNamespace},
+		opts:    options{logger: zap.NewNop(), now: time.Now, registerer: reg, gatherer: reg, estimator: PlannerEstimator{}},
+		log:     zap.NewNop(),
+		metrics: m,
+	}
+	s.build()
+	return s.api
+}
