@@ -94,10 +94,14 @@ func newTool(op *huma.Operation, name string, res *resolver, refs map[string]str
 	if err != nil {
 		return nil, fmt.Errorf("encode input schema: %w", err)
 	}
+	outRaw, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode output schema: %w", err)
+	}
 	t.def = mcpgo.Tool{
 		Name:           name,
 		Title:          op.Summary,
-		Description:    describe(op, name, string(inRaw), out != nil, refs),
+		Description:    describe(op, name, string(inRaw)+string(outRaw), out != nil, refs),
 		RawInputSchema: inRaw,
 		Annotations: mcpgo.ToolAnnotation{
 			Title:           op.Summary,
@@ -110,9 +114,7 @@ func newTool(op *huma.Operation, name string, res *resolver, refs map[string]str
 		},
 	}
 	if out != nil {
-		if t.def.RawOutputSchema, err = json.Marshal(out); err != nil {
-			return nil, fmt.Errorf("encode output schema: %w", err)
-		}
+		t.def.RawOutputSchema = outRaw
 	}
 	return t, nil
 }
@@ -288,7 +290,10 @@ var statusMeaning = map[int]string{
 // describe writes the tool description: the operation's own summary and
 // description, tool-specific guidance, units where the schemas use them,
 // and what the answer and each documented error mean.
-func describe(op *huma.Operation, name, inSchema string, hasOutput bool, refs map[string]string) string {
+//
+// schemas is the text of the input and output schemas: units are
+// explained where a field that has them appears.
+func describe(op *huma.Operation, name, schemas string, hasOutput bool, refs map[string]string) string {
 	var b strings.Builder
 	b.WriteString(strings.TrimSuffix(op.Summary, "."))
 	b.WriteString(".")
@@ -301,10 +306,10 @@ func describe(op *huma.Operation, name, inSchema string, hasOutput bool, refs ma
 		b.WriteString(g)
 	}
 	var units []string
-	if strings.Contains(inSchema, `"memoryPerGPU"`) || strings.Contains(name, "inventory") {
+	if strings.Contains(schemas, `"memoryPerGPU"`) || strings.Contains(schemas, `"memory"`) {
 		units = append(units, "GPU memory is in GB (gigabytes, whole numbers)")
 	}
-	if strings.Contains(inSchema, `"exitDuration"`) || strings.HasPrefix(name, "gprs_") {
+	if strings.Contains(schemas, `"exitDuration"`) || strings.Contains(schemas, `"estimatedWaitTime"`) {
 		units = append(units, "durations are sent as NdNhNm (e.g. 0d2h30m: days, hours, minutes, all three parts) and come back as Go durations (e.g. 2h30m0s)",
 			"times are RFC 3339 in UTC")
 	}
