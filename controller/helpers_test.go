@@ -4,27 +4,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller"
+	"github.com/gpuspace/gpuspace/internal/logging"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+// TestMain starts one control plane for the package. Controller logs are
+// dropped unless GPUSPACE_TEST_LOG is set (e.g. GPUSPACE_TEST_LOG=debug).
+func TestMain(m *testing.M) {
+	log := logr.Discard()
+	if lvl := os.Getenv("GPUSPACE_TEST_LOG"); lvl != "" {
+		_, lr, err := logging.New(logging.Options{Format: "console", Level: lvl})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		log = lr
+	}
+	ctrl.SetLogger(log)
+	testenv.Main(m, &env)
+}
 
 // labelCase marks every object a test creates, for watches and clean-up.
 const labelCase = "test.gpuspace.io/case"
