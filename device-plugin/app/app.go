@@ -13,14 +13,9 @@ import (
 	"sync"
 	"syscall"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/gpuspace/gpuspace/device-plugin/health"
 	"github.com/gpuspace/gpuspace/device-plugin/labels"
@@ -120,7 +115,7 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, out io.Writer) 
 		if err != nil {
 			log.Info("no Kubernetes API access; GPU health events are only logged", "err", err.Error())
 		} else if cfg.NodeName != "" {
-			rec, stopEvents := nodeRecorder(kube, cfg.NodeName)
+			rec, stopEvents := health.NewNodeRecorder(kube, cfg.NodeName)
 			defer stopEvents()
 			recorder = rec
 		}
@@ -177,23 +172,6 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	}
 	rc.UserAgent = "gpuspace-device-plugin"
 	return kubernetes.NewForConfig(rc)
-}
-
-// recorderFunc adapts a function to health.Recorder.
-type recorderFunc func(eventType, reason, message string)
-
-func (f recorderFunc) Event(eventType, reason, message string) { f(eventType, reason, message) }
-
-// nodeRecorder records events about the node, as the kubelet does (the
-// node's UID in events is its name).
-func nodeRecorder(kube kubernetes.Interface, node string) (health.Recorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gpuspace-device-plugin", Host: node})
-	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node)}
-	return recorderFunc(func(eventType, reason, message string) {
-		rec.Event(ref, eventType, reason, message)
-	}), b.Shutdown
 }
 
 // Inventory is what --print-inventory --inventory-format=json prints.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/device-plugin/health"
+	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 )
 
 // manifestDir holds the DaemonSet's RBAC and admission policy.
@@ -142,5 +146,56 @@ func TestManifestsConfineThePluginToItsNode(t *testing.T) {
 	}
 	if _, err := c.CoreV1().Events("default").Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		t.Errorf("recording an event: %v", err)
+	}
+}
+
+// TestNVMLFailureEvent runs a health monitor whose NVML stops answering,
+// recording with the plugin's own (impersonated) credentials: a Warning
+// NVMLUnresponsive event about the node reaches the API.
+func TestNVMLFailureEvent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applyManifests(t, ctx, "namespace.yaml", "rbac.yaml")
+	createNode(t, ctx, "gpu-events", nil, "kubelet")
+
+	m, err := nvml.NewMock("t4x1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, _, err := m.InitLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, stopRec := health.NewNodeRecorder(pluginClient(t, "gpu-events"), "gpu-events")
+	defer stopRec()
+	mon := health.NewMonitor(lib, m.UUIDs(), health.Config{ProbeInterval: 10 * time.Millisecond, Recorder: rec})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { mon.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	m.SetFailing(gonvml.ERROR_UNKNOWN)
+	for {
+		evs, err := env.Kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=Node,involvedObject.name=gpu-events,reason=NVMLUnresponsive",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs.Items) > 0 {
+			e := evs.Items[0]
+			if e.Type != corev1.EventTypeWarning || e.Source.Component != "gpuspace-device-plugin" {
+				t.Errorf("event %+v: want a Warning from gpuspace-device-plugin", e)
+			}
+			if len(mon.Unhealthy()) != 1 {
+				t.Errorf("unhealthy = %v, want the one GPU", mon.Unhealthy())
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no NVMLUnresponsive event recorded")
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
