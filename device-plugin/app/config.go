@@ -53,6 +53,12 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	c := &Config{}
 	fs := flag.NewFlagSet("gpuspace-device-plugin", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
+	fs.Usage = func() {
+		fmt.Fprint(usageOut, "Usage: gpuspace-device-plugin [flags]\n\n"+
+			"Every flag can also be set by an environment variable: its name in upper case with _ for -\n"+
+			"(--kubelet-socket-dir is KUBELET_SOCKET_DIR). A flag on the command line wins.\n\n")
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.NVML, "nvml", "real", `NVML to use: "real" (libnvidia-ml.so.1) or "mock:<server>" with server one of dgxa100, dgxh100, dgxh200, dgxb200, t4x<N>, mixed`)
 	fs.StringVar(&c.ResourceName, "resource-name", v1alpha1.ResourceGPU, "extended resource name of whole GPUs")
 	fs.BoolVar(&c.GPUMemory, "gpu-memory", true, "also advertise GPU memory in GiB units")

@@ -35,6 +35,7 @@ type Manager struct {
 	registered  fileID // kubelet.sock we registered with
 	ourSockets  []fileID
 	needRestart bool
+	waiting     bool // "waiting for the kubelet" was logged
 }
 
 // fileID tells a file from the one that replaced it at the same path.
@@ -94,6 +95,10 @@ func (m *Manager) sync(ctx context.Context) error {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			// No kubelet (yet); our sockets stay up for when it comes.
+			if !m.waiting {
+				m.log.Info("waiting for the kubelet", "socket", m.KubeletSocket())
+				m.waiting = true
+			}
 			if m.needRestart {
 				return m.restart()
 			}
@@ -101,6 +106,7 @@ func (m *Manager) sync(ctx context.Context) error {
 		}
 		return fmt.Errorf("stat kubelet socket: %w", err)
 	}
+	m.waiting = false
 	restart := m.needRestart || !m.socketsIntact()
 	if !restart && kubelet == m.registered {
 		return nil
