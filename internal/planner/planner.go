@@ -47,12 +47,15 @@ type group struct {
 	// total counts every node of the group, whatever its state: it decides
 	// whether a GPR could ever be satisfied.
 	total int
-	// heap holds the nodes that can be planned on, by freeAt then name.
+	// heap holds the nodes that can be planned on and are not in
+	// unreserved, by freeAt then name.
 	heap nodeHeap
 	// unreserved holds nodes free now without reservation, by name, from
-	// cursor on; entries whose flag is cleared are skipped.
-	unreserved []*node
-	cursor     int
+	// cursor on; entries whose flag is cleared are skipped. nUnreserved
+	// counts those still flagged.
+	unreserved  []*node
+	cursor      int
+	nUnreserved int
 	// holes holds nodes free now with a reservation later, by holeEnd
 	// descending then name.
 	holes []*node
@@ -167,12 +170,13 @@ func Compute(in Input) Plan {
 	// Sorting by name makes every per-group list ordered by name.
 	slices.SortFunc(nodes, func(a, b *node) int { return strings.Compare(a.name, b.name) })
 	for _, n := range nodes {
-		if n.freeAt != never {
+		switch {
+		case n.unreserved:
+			n.g.unreserved = append(n.g.unreserved, n)
+			n.g.nUnreserved++
+		case n.freeAt != never:
 			n.heapIdx = len(n.g.heap)
 			n.g.heap = append(n.g.heap, n)
-		}
-		if n.unreserved {
-			n.g.unreserved = append(n.g.unreserved, n)
 		}
 	}
 	all := make([]*group, 0, len(groups))
@@ -298,10 +302,9 @@ func (st *state) startNow(m *match, need int, dur int64) []string {
 			g.holes = g.holes[1:]
 			continue // freeAt stays the end of its reservation
 		}
-		n.unreserved = false
-		g.firstUnreserved()
+		g.takeUnreserved(n)
 		n.freeAt = dur
-		heap.Fix(&g.heap, n.heapIdx)
+		heap.Push(&g.heap, n)
 	}
 	slices.Sort(names)
 	return names
@@ -310,47 +313,76 @@ func (st *state) startNow(m *match, need int, dur int64) []string {
 // reserve finds the earliest time, not before ready, at which need matching
 // nodes are free, and reserves them from then for dur. It returns the time,
 // or never if there are not enough nodes that will become free.
+//
+// Nodes free now are reserved only when busy nodes cannot do as well: a
+// GPR whose workspace is busy until ready takes nodes that free up by then,
+// so the nodes free now stay open for backfill.
 func (st *state) reserve(m *match, need int, dur, ready int64) int64 {
+	free := 0
+	for _, g := range m.groups {
+		free += g.nUnreserved
+	}
 	picked := st.scratch[:0]
+	t := ready
 	for len(picked) < need {
 		var best *group
 		for _, g := range m.groups {
-			if len(g.heap) == 0 {
-				continue
-			}
-			if best == nil || nodeLess(g.heap[0], best.heap[0]) {
+			if len(g.heap) > 0 && (best == nil || nodeLess(g.heap[0], best.heap[0])) {
 				best = g
 			}
 		}
-		if best == nil {
+		// Take the next busy node if it is free by t anyway, or if the
+		// nodes free now are too few to make up the rest.
+		if best == nil || (best.heap[0].freeAt > t && len(picked) >= need-free) {
 			break
 		}
-		picked = append(picked, heap.Pop(&best.heap).(*node))
+		n := heap.Pop(&best.heap).(*node)
+		t = max(t, n.freeAt)
+		picked = append(picked, n)
+	}
+	busy := len(picked)
+	for _, g := range m.groups {
+		for n := g.firstUnreserved(); n != nil && len(picked) < need; n = g.nextUnreserved(n) {
+			picked = append(picked, n)
+		}
 	}
 	st.scratch = picked[:0]
 	if len(picked) < need {
-		for _, n := range picked {
+		for _, n := range picked[:busy] {
 			heap.Push(&n.g.heap, n)
 		}
 		return never
 	}
-	t := ready
-	for _, n := range picked {
-		t = max(t, n.freeAt)
-	}
 	for _, n := range picked {
 		if n.unreserved {
 			// Free now and reserved from t: now a hole [0, t).
-			n.unreserved = false
+			n.g.takeUnreserved(n)
 			n.hole = true
 			n.holeEnd = t
-			n.g.firstUnreserved()
 			n.g.insertHole(n)
 		}
 		n.freeAt = addSat(t, dur)
 		heap.Push(&n.g.heap, n)
 	}
 	return t
+}
+
+// takeUnreserved removes n from g's unreserved nodes.
+func (g *group) takeUnreserved(n *node) {
+	n.unreserved = false
+	g.nUnreserved--
+	g.firstUnreserved()
+}
+
+// nextUnreserved returns the unreserved node after n in g's list, or nil.
+func (g *group) nextUnreserved(n *node) *node {
+	i, _ := slices.BinarySearchFunc(g.unreserved, n.name, func(a *node, name string) int { return strings.Compare(a.name, name) })
+	for i++; i < len(g.unreserved); i++ {
+		if g.unreserved[i].unreserved {
+			return g.unreserved[i]
+		}
+	}
+	return nil
 }
 
 func (g *group) insertHole(n *node) {

@@ -110,10 +110,11 @@ func TestCompute(t *testing.T) {
 		in: Input{Now: t0, Nodes: []Node{t4("a"), t4("b"), t4("c")},
 			Provisioned: []Provisioned{{ID: "p1", Workspace: "ws", Nodes: []string{"a"}, End: at(30 * time.Minute)}},
 			Queued:      []Request{req("g1", "ws"), req("g2", "ws", created(time.Second)), req("g3", "other", created(2*time.Second))}},
-		// g1 reserves b, the first node free by +30m; g3 (1h) does not
-		// fit in b's 30-minute hole and takes c.
+		// g1 and g2 reserve a, which frees when their workspace does, so
+		// b and c stay free for g3 (which would not fit in a 30-minute
+		// hole).
 		want: Plan{
-			Starts:    []Start{{"g3", []string{"c"}}},
+			Starts:    []Start{{"g3", []string{"b"}}},
 			Estimates: map[string]time.Time{"g1": at(30 * time.Minute), "g2": at(90 * time.Minute), "g3": t0},
 		},
 	}, {
@@ -176,6 +177,31 @@ func TestCompute(t *testing.T) {
 		want: Plan{
 			Starts:    []Start{{"any", []string{"big"}}},
 			Estimates: map[string]time.Time{"head": at(time.Hour), "any": t0},
+		},
+	}, {
+		name: "a busy workspace's next GPR reserves the node it holds, not a free one",
+		in: Input{Now: t0, Nodes: []Node{t4("x"), t4("y")},
+			Provisioned: []Provisioned{{ID: "p", Workspace: "a", Nodes: []string{"x"}, End: at(time.Hour)}},
+			Queued: []Request{
+				req("a-next", "a", prio(250)),
+				req("b-long", "b", prio(50), dur(2*time.Hour)),
+			}},
+		want: Plan{
+			Starts:    []Start{{"b-long", []string{"y"}}},
+			Estimates: map[string]time.Time{"a-next": at(time.Hour), "b-long": t0},
+		},
+	}, {
+		name: "a reservation takes free nodes when busy ones would start it later",
+		in: Input{Now: t0, Nodes: []Node{t4("x"), t4("y"), t4("z")},
+			Provisioned: []Provisioned{{ID: "p", Workspace: "a", Nodes: []string{"x"}, End: at(time.Hour)}},
+			Queued: []Request{
+				req("head", "w", prio(250), nodes(3)),
+				req("short", "b", prio(50), dur(time.Hour)),
+				req("long", "c", prio(50), dur(61*time.Minute)),
+			}},
+		want: Plan{
+			Starts:    []Start{{"short", []string{"y"}}},
+			Estimates: map[string]time.Time{"head": at(time.Hour), "short": t0, "long": at(2 * time.Hour)},
 		},
 	}, {
 		name: "matching nodes all unhealthy: no estimate, no reservation, the workspace waits",
