@@ -105,6 +105,28 @@ func TestWorkspace(t *testing.T) {
 		t.Errorf("listing RoleBindings in its namespace: %v, want Forbidden", err)
 	}
 
+	// Dropping a namespace from the spec releases it and narrows the
+	// RoleBinding of the other.
+	var ws v1alpha1.Workspace
+	if err := env.Client.Get(h.ctx, client.ObjectKey{Name: name}, &ws); err != nil {
+		t.Fatal(err)
+	}
+	orig := ws.DeepCopy()
+	ws.Spec.Namespaces = ws.Spec.Namespaces[:1]
+	if err := env.Client.Patch(h.ctx, &ws, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(func() error {
+		var rb rbacv1.RoleBinding
+		if err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: existing, Name: workspace.RoleBindingName}, &rb); err != nil {
+			return err
+		}
+		if diff := cmp.Diff(wantSubjects[:1], rb.Subjects); diff != "" {
+			return fmt.Errorf("RoleBinding subjects in %s (-want +got):\n%s", existing, diff)
+		}
+		return released(h, created)
+	})
+
 	h.nodeBound(node, id)
 	if err := env.Client.Delete(h.ctx, &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
@@ -123,26 +145,38 @@ func TestWorkspace(t *testing.T) {
 		t.Error(err)
 	}
 	for _, ns := range []string{existing, created} {
-		var n corev1.Namespace
-		if err := env.Client.Get(h.ctx, client.ObjectKey{Name: ns}, &n); err != nil || n.DeletionTimestamp != nil {
-			t.Errorf("namespace %s after workspace deletion: %v (deleting: %v)", ns, err, n.DeletionTimestamp != nil)
-		}
-		if _, ok := n.Labels[v1alpha1.LabelWorkspace]; ok {
-			t.Errorf("namespace %s keeps label %v", ns, n.Labels)
-		}
-		for _, o := range []client.Object{&corev1.ServiceAccount{}, &rbacv1.RoleBinding{}} {
-			key := client.ObjectKey{Namespace: ns, Name: workspace.ServiceAccountName}
-			if _, isRB := o.(*rbacv1.RoleBinding); isRB {
-				key.Name = workspace.RoleBindingName
-			}
-			if err := env.Client.Get(h.ctx, key, o); !apierrors.IsNotFound(err) {
-				t.Errorf("%T %v after workspace deletion: %v, want NotFound", o, key, err)
-			}
+		if err := released(h, ns); err != nil {
+			t.Error(err)
 		}
 	}
 	if err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(data), &corev1.ConfigMap{}); err != nil {
 		t.Errorf("user data after workspace deletion: %v", err)
 	}
+}
+
+// released checks that namespace ns still exists but no longer carries the
+// workspace label, ServiceAccount or RoleBinding.
+func released(h *harness, ns string) error {
+	var n corev1.Namespace
+	if err := env.Client.Get(h.ctx, client.ObjectKey{Name: ns}, &n); err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	if n.DeletionTimestamp != nil {
+		return fmt.Errorf("namespace %s is being deleted", ns)
+	}
+	if l, ok := n.Labels[v1alpha1.LabelWorkspace]; ok {
+		return fmt.Errorf("namespace %s keeps label %s=%s", ns, v1alpha1.LabelWorkspace, l)
+	}
+	for _, o := range []client.Object{&corev1.ServiceAccount{}, &rbacv1.RoleBinding{}} {
+		key := client.ObjectKey{Namespace: ns, Name: workspace.ServiceAccountName}
+		if _, isRB := o.(*rbacv1.RoleBinding); isRB {
+			key.Name = workspace.RoleBindingName
+		}
+		if err := env.Client.Get(h.ctx, key, o); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("%T %v: %v, want NotFound", o, key, err)
+		}
+	}
+	return nil
 }
 
 // TestWorkspaceNamespaceConflict: a namespace of another workspace is not
