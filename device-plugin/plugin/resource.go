@@ -293,10 +293,14 @@ func (r *Memory) Preferred(available, must []string, size int) []string {
 			touched[uuid] = true
 		}
 	}
+	type unit struct {
+		id string
+		k  int
+	}
 	type gpuUnits struct {
 		index int
 		uuid  string
-		free  []string // unit IDs by k
+		free  []unit // by k
 	}
 	byGPU := map[string]*gpuUnits{}
 	var other []string // IDs that are not ours
@@ -313,22 +317,20 @@ func (r *Memory) Preferred(available, must []string, size int) []string {
 		if byGPU[uuid] == nil {
 			byGPU[uuid] = &gpuUnits{index: g.Index, uuid: uuid}
 		}
-		byGPU[uuid].free = append(byGPU[uuid].free, id)
+		byGPU[uuid].free = append(byGPU[uuid].free, unit{id, k})
 	}
 	var gpus []*gpuUnits
 	for _, g := range byGPU {
-		slices.SortFunc(g.free, func(a, b string) int {
-			_, ka, _ := ParseUnitID(a)
-			_, kb, _ := ParseUnitID(b)
-			return cmp.Compare(ka, kb)
-		})
+		slices.SortFunc(g.free, func(a, b unit) int { return cmp.Compare(a.k, b.k) })
 		gpus = append(gpus, g)
 	}
 	take := func(g *gpuUnits) {
-		k := min(left, len(g.free))
-		chosen = append(chosen, g.free[:k]...)
-		left -= k
-		g.free = g.free[k:]
+		n := min(left, len(g.free))
+		for _, u := range g.free[:n] {
+			chosen = append(chosen, u.id)
+		}
+		left -= n
+		g.free = g.free[n:]
 	}
 	// Most free first, then index: the order for filling.
 	byFree := func() {

@@ -235,3 +235,27 @@ func TestParseUnitID(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPreferred measures GetPreferredAllocation's work on the
+// largest node: 8×H200, 1128 memory units free, 100 GiB wanted.
+func BenchmarkPreferred(b *testing.B) {
+	gpus := mockGPUs(b, "dgxh200")
+	for _, bc := range []struct {
+		name      string
+		res       Resource
+		available []string
+		size      int
+	}{
+		{"gpu", NewGPUs("nvidia.com/gpu", gpus), ids(gpus, 0, 1, 2, 3, 4, 5, 6, 7), 3},
+		{"memory", NewMemory("gpuspace.io/gpu-memory", gpus), units(gpus, "0:0-140 1:0-140 2:0-140 3:0-140 4:0-140 5:0-140 6:0-140 7:0-140"), 100},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if got := bc.res.Preferred(bc.available, nil, bc.size); len(got) != bc.size {
+					b.Fatalf("%d devices, want %d", len(got), bc.size)
+				}
+			}
+		})
+	}
+}
