@@ -247,6 +247,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	for i, g := range gprs {
 		ng := g.DeepCopy()
 		switch {
+		case failed[g.Name] != "" && g.Spec.RequeueOnFailure && invalid[g.Name] == "":
+			// Asked to wait for inventory that may come: stay queued,
+			// saying why, with no estimate.
+			ng.Status.ProvisioningStatus = v1alpha1.GPRQueued
+			ng.Status.InternalState = v1alpha1.StateQueued
+			ng.Status.FailureReason = failed[g.Name]
+			ng.Status.EstimatedStartTime = nil
+			ng.Status.EstimatedWaitTime = ""
 		case failed[g.Name] != "":
 			ng.Status.ProvisioningStatus = v1alpha1.GPRError
 			ng.Status.InternalState = v1alpha1.StateFailed
@@ -256,6 +264,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 		case IsQueued(g):
 			ng.Status.ProvisioningStatus = v1alpha1.GPRQueued
 			ng.Status.InternalState = v1alpha1.StateQueued
+			ng.Status.FailureReason = ""
 			setEstimate(ng, plan.Estimates, now)
 		case g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned:
 			r.setNodesHealthy(ng, nodeByName)

@@ -199,3 +199,45 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRequeueOnFailure: an unsatisfiable GPR with requeueOnFailure stays
+// queued with the reason, and starts once a matching node joins.
+func TestRequeueOnFailure(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	scheme, node := testWorld(t)
+	g := testGPR("a", "wa", 101, now)
+	g.Spec.GPUShape, g.Spec.RequeueOnFailure = "H100", true
+	fc := fakeClient(scheme, node, g)
+	r := New(fc, fc, clocktesting.NewFakePassiveClock(now), nil, v1alpha1.DefaultCluster)
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	var got v1alpha1.GPUProvisionRequest
+	if err := fc.Get(ctx, client.ObjectKey{Name: "a"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := v1alpha1.GPUProvisionRequestStatus{
+		ProvisioningStatus: v1alpha1.GPRQueued, InternalState: v1alpha1.StateQueued, ObservedGeneration: got.Generation,
+		FailureReason: "no node with gpuShape H100 in cluster worker-1",
+	}
+	if diff := cmp.Diff(want, got.Status); diff != "" {
+		t.Fatalf("status (-want +got):\n%s", diff)
+	}
+
+	h100 := node.DeepCopy()
+	h100.Name, h100.ResourceVersion = "h", ""
+	h100.Labels[v1alpha1.LabelGPUProduct] = "NVIDIA-H100-80GB-HBM3"
+	if err := fc.Create(ctx, h100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, planRequest); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	if err := fc.Get(ctx, client.ObjectKey{Name: "a"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.ProvisioningStatus != v1alpha1.GPRProvisioned || got.Status.FailureReason != "" {
+		t.Errorf("after an H100 node joined: %s, reason %q, want Provisioned", got.Status.ProvisioningStatus, got.Status.FailureReason)
+	}
+}
