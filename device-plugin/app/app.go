@@ -134,6 +134,7 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, out io.Writer) 
 		}
 		mon := health.NewMonitor(lib, uuids, health.Config{
 			IgnoredXIDs:   cfg.ignoredXIDs,
+			FatalXIDs:     cfg.fatalXIDs,
 			ProbeInterval: cfg.ProbeInterval,
 			RecoverAfter:  cfg.RecoverAfter,
 			Recorder:      recorder,

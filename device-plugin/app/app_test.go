@@ -40,6 +40,8 @@ func TestParseConfig(t *testing.T) {
 		}, ""},
 		{"flags win over the environment", []string{"--nvml=mock:dgxa100", "--labels=false"}, map[string]string{"NVML": "mock:t4x1", "LABELS": "true"},
 			func(c *Config) string { return cmp.Diff([]any{"mock:dgxa100", false}, []any{c.NVML, c.Labels}) }, ""},
+		{"extra fatal XIDs", []string{"--labels=false"}, map[string]string{"XID_FATAL": "95,119"},
+			func(c *Config) string { return cmp.Diff([]uint64{95, 119}, c.fatalXIDs) }, ""},
 		{"empty ignore list", []string{"--labels=false", "--xid-ignore="}, map[string]string{"XID_IGNORE": "13"},
 			func(c *Config) string { return cmp.Diff([]uint64{}, c.ignoredXIDs) }, ""},
 		{"print-inventory needs no node", []string{"--print-inventory"}, nil, nil, ""},

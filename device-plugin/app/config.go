@@ -27,6 +27,7 @@ type Config struct {
 	Kubeconfig         string
 	HealthChecks       bool
 	XIDIgnore          string
+	XIDFatal           string
 	ProbeInterval      time.Duration
 	RecoverAfter       int
 	Labels             bool
@@ -37,6 +38,7 @@ type Config struct {
 	PrintInventory     bool
 	InventoryFormat    string
 	ignoredXIDs        []uint64
+	fatalXIDs          []uint64
 	explicitlySetFlags map[string]bool
 }
 
@@ -68,6 +70,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster configuration")
 	fs.BoolVar(&c.HealthChecks, "health-checks", true, "watch NVML events and re-probe GPUs; off: every GPU is always healthy")
 	fs.StringVar(&c.XIDIgnore, "xid-ignore", joinXIDs(health.DefaultIgnoredXIDs), "comma-separated XIDs that do not make a GPU unhealthy (application errors)")
+	fs.StringVar(&c.XIDFatal, "xid-fatal", "", "comma-separated XIDs after which a GPU never recovers, besides 48 and 79 (e.g. 95 on GPUs that need a reset after uncontained ECC errors)")
 	fs.DurationVar(&c.ProbeInterval, "health-probe-interval", 5*time.Second, "how often NVML and unhealthy GPUs are re-probed")
 	fs.IntVar(&c.RecoverAfter, "health-recover-after", 3, "clean probes in a row after which an unhealthy GPU is healthy again (never after XID 48 or 79)")
 	fs.BoolVar(&c.Labels, "labels", true, "publish the node's GPU labels (needs --node-name and API access)")
@@ -111,6 +114,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--xid-ignore: %w", err)
 	}
 	c.ignoredXIDs = xids
+	if c.fatalXIDs, err = health.ParseXIDs(c.XIDFatal); err != nil {
+		return fmt.Errorf("--xid-fatal: %w", err)
+	}
 	if c.ResourceName == "" || (c.GPUMemory && (c.GPUMemoryResource == "" || c.GPUMemoryResource == c.ResourceName)) {
 		return fmt.Errorf("resource names must be set and differ: %q, %q", c.ResourceName, c.GPUMemoryResource)
 	}

@@ -35,8 +35,9 @@ import (
 // DefaultIgnoredXIDs are XIDs caused by applications, not by the GPU.
 var DefaultIgnoredXIDs = []uint64{13, 31, 43, 45, 68, 109}
 
-// fatalXIDs never recover by re-probing.
-var fatalXIDs = map[uint64]bool{48: true, 79: true}
+// FatalXIDs never recover by re-probing: XID 48 (double-bit ECC) and 79
+// (GPU fallen off the bus) need a GPU reset or a reboot.
+var FatalXIDs = []uint64{48, 79}
 
 // watchedEvents are the NVML events that can make a GPU unhealthy.
 const watchedEvents = nvml.EventXID | nvml.EventDoubleBitECC | nvml.EventGPUUnavailable
@@ -58,6 +59,10 @@ type Config struct {
 	// IgnoredXIDs replace DefaultIgnoredXIDs when non-nil; an empty
 	// non-nil slice ignores nothing.
 	IgnoredXIDs []uint64
+	// FatalXIDs are added to FatalXIDs (48 and 79, which are always
+	// fatal); a GPU with one of them stays unhealthy until the plugin
+	// restarts.
+	FatalXIDs []uint64
 	// ProbeInterval is how often NVML and unhealthy GPUs are re-probed
 	// (default 5s).
 	ProbeInterval time.Duration
@@ -106,6 +111,7 @@ type Monitor struct {
 	uuids   []string
 	cfg     Config
 	ignored map[uint64]bool
+	fatal   map[uint64]bool
 
 	mu      sync.Mutex
 	gpus    map[string]*gpuState
@@ -135,11 +141,15 @@ func NewMonitor(lib nvml.Lib, uuids []string, cfg Config) *Monitor {
 		uuids:   slices.Clone(uuids),
 		cfg:     cfg,
 		ignored: map[uint64]bool{},
+		fatal:   map[uint64]bool{},
 		gpus:    map[string]*gpuState{},
 		subs:    map[chan struct{}]struct{}{},
 	}
 	for _, x := range cfg.IgnoredXIDs {
 		m.ignored[x] = true
+	}
+	for _, x := range slices.Concat(FatalXIDs, cfg.FatalXIDs) {
+		m.fatal[x] = true
 	}
 	for _, u := range uuids {
 		m.gpus[u] = &gpuState{healthy: true}
@@ -271,7 +281,7 @@ func (m *Monitor) handle(ev nvml.Event) {
 			return
 		}
 		reason = fmt.Sprintf("XID %d", ev.XID)
-		fatal = fatalXIDs[ev.XID]
+		fatal = m.fatal[ev.XID]
 	case ev.Type&nvml.EventDoubleBitECC != 0:
 		reason, fatal = "double-bit ECC error", true
 	case ev.Type&nvml.EventGPUUnavailable != 0:

@@ -161,25 +161,24 @@ func TestXIDs(t *testing.T) {
 }
 
 func TestRecovery(t *testing.T) {
-	f := start(t, Config{RecoverAfter: 3}, nil)
-	// A recoverable XID on GPU 1, a fatal one on GPU 2.
-	if err := f.mock.InjectXID(f.uuids[1], 94); err != nil {
-		t.Fatal(err)
+	f := start(t, Config{RecoverAfter: 3, FatalXIDs: []uint64{95}}, nil)
+	// A recoverable XID on GPU 1, fatal ones on GPUs 2, 3 (48 and 79, always
+	// fatal) and 4 (95, configured).
+	for gpu, xid := range map[int]uint64{1: 94, 2: 79, 3: 48, 4: 95} {
+		if err := f.mock.InjectXID(f.uuids[gpu], xid); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := f.mock.InjectXID(f.uuids[2], 79); err != nil {
-		t.Fatal(err)
-	}
-	f.waitFor(t, "GPUs 1 and 2 unhealthy", func(u map[string]string) bool {
-		return u[f.uuids[1]] != "" && u[f.uuids[2]] != ""
-	})
+	f.waitFor(t, "GPUs 1-4 unhealthy", func(u map[string]string) bool { return len(u) == 4 })
 	got := f.waitFor(t, "GPU 1 to recover", func(u map[string]string) bool { return u[f.uuids[1]] == "" })
-	// Many probe rounds later, XID 79 still holds GPU 2 down.
-	if diff := cmp.Diff(map[string]string{f.uuids[2]: "XID 79"}, got); diff != "" {
+	// Many probe rounds later, the fatal XIDs still hold their GPUs down.
+	stillDown := map[string]string{f.uuids[2]: "XID 79", f.uuids[3]: "XID 48", f.uuids[4]: "XID 95"}
+	if diff := cmp.Diff(stillDown, got); diff != "" {
 		t.Errorf("after recovery (-want +got):\n%s", diff)
 	}
 	time.Sleep(50 * time.Millisecond) // ten more probe rounds
-	if diff := cmp.Diff(map[string]string{f.uuids[2]: "XID 79"}, f.mon.Unhealthy()); diff != "" {
-		t.Errorf("XID 79 recovered (-want +got):\n%s", diff)
+	if diff := cmp.Diff(stillDown, f.mon.Unhealthy()); diff != "" {
+		t.Errorf("a fatal XID recovered (-want +got):\n%s", diff)
 	}
 	for _, e := range []string{"Warning/GPUUnhealthy", "Normal/GPURecovered"} {
 		if !f.rec.has(e) {
