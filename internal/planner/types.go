@@ -14,7 +14,9 @@
 //   - Every queued GPR, in queue order, is either started now or given a
 //     reservation: the earliest time at which enough matching nodes are free
 //     after the provisioned GPRs' end times and the reservations of the GPRs
-//     before it. The reservation is its estimated start.
+//     before it. The reservation is its estimated start. It goes on nodes
+//     that free up by then rather than on nodes free now where it can, so
+//     that the free nodes stay open for backfill.
 //   - Backfill (EASY style): a GPR that comes later in the queue starts now
 //     only on nodes that are free now and stay free, for its whole duration,
 //     until the earliest reservation a GPR before it holds on them. So a
