@@ -24,6 +24,7 @@ func newServeCommand() *cobra.Command {
 		kubeconfigServer                       string
 		maxBody                                int64
 		logFormat, logLevel                    string
+		mcpReadOnly, mcpDisableDestructive     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -49,12 +50,15 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			err = server.Run(ctx, server.Options{
-				RESTConfig:     cfg,
-				Listen:         listen,
-				Namespace:      namespace,
-				LeaderElect:    leaderElect,
-				DefaultCluster: cluster,
-				Logger:         zl,
+				RESTConfig:            cfg,
+				Listen:                listen,
+				Namespace:             namespace,
+				LeaderElect:           leaderElect,
+				DefaultCluster:        cluster,
+				Logger:                zl,
+				Version:               Version,
+				MCPReadOnly:           mcpReadOnly,
+				MCPDisableDestructive: mcpDisableDestructive,
 				API: apiserver.Config{
 					TokenTTL:           tokenTTL,
 					KubeconfigTokenTTL: kubeconfigTokenTTL,
@@ -79,6 +83,8 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.DurationVar(&kubeconfigTokenTTL, "kubeconfig-token-ttl", 8*time.Hour, "lifetime of the token in workspace kubeconfigs (at least 10m)")
 	f.StringVar(&kubeconfigServer, "kubeconfig-server", "", "kube-apiserver URL written into workspace kubeconfigs (default: the one gpuspace uses)")
 	f.Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body the API accepts")
+	f.BoolVar(&mcpReadOnly, "mcp-read-only", false, "serve only read-only tools at /mcp")
+	f.BoolVar(&mcpDisableDestructive, "mcp-disable-destructive", false, "hide destructive tools (deletes, early release) at /mcp")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

@@ -140,6 +140,7 @@ func (s *System) Run(ctx context.Context) error {
 			Namespace:      auth.DefaultNamespace,
 			DefaultCluster: v1alpha1.DefaultCluster,
 			Logger:         zl,
+			Version:        "dev",
 			API:            apiserver.Config{KubeconfigServer: s.ControlPlane.URL, KubeconfigCAData: s.ControlPlane.CAData},
 			OnReady:        func(addr string, _ *apiserver.Server) { ready <- addr },
 		})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/controller"
+	"github.com/gpuspace/gpuspace/mcp"
 )
 
 // Options configures the control plane.
@@ -38,6 +39,11 @@ type Options struct {
 	// API is passed to apiserver.New (RESTConfig and Namespace are filled
 	// in from above).
 	API apiserver.Config
+	// MCPReadOnly serves only the read-only MCP tools;
+	// MCPDisableDestructive hides deletes and early release.
+	MCPReadOnly, MCPDisableDestructive bool
+	// Version is reported by the API and MCP.
+	Version string
 	// Logger logs; default no-op.
 	Logger *zap.Logger
 	// OnReady, if set, is called once with the listener's address when the
@@ -70,6 +76,9 @@ func Run(ctx context.Context, o Options) error {
 	apiCfg := o.API
 	apiCfg.RESTConfig = o.RESTConfig
 	apiCfg.Namespace = o.Namespace
+	if apiCfg.Version == "" {
+		apiCfg.Version = o.Version
+	}
 	// One /metrics for the controllers and the API.
 	api, err := apiserver.New(apiCfg,
 		apiserver.WithLogger(log.Named("api")),
@@ -80,6 +89,16 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(api); err != nil {
 		return fmt.Errorf("add API to manager: %w", err)
 	}
+	// MCP tools are the API's operations, called through its handler chain.
+	tools, err := mcp.NewServer(api,
+		mcp.WithLogger(log.Named("mcp")),
+		mcp.WithVersion(o.Version),
+		mcp.WithReadOnly(o.MCPReadOnly),
+		mcp.WithDisableDestructive(o.MCPDisableDestructive))
+	if err != nil {
+		return err
+	}
+	api.Mux().Handle("/mcp", tools.HTTPHandler())
 
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
