@@ -44,6 +44,8 @@ func TestParseConfig(t *testing.T) {
 			func(c *Config) string { return cmp.Diff([]uint64{95, 119}, c.fatalXIDs) }, ""},
 		{"empty ignore list", []string{"--labels=false", "--xid-ignore="}, map[string]string{"XID_IGNORE": "13"},
 			func(c *Config) string { return cmp.Diff([]uint64{}, c.ignoredXIDs) }, ""},
+		{"no XIDs ignored, from the environment", []string{"--labels=false"}, map[string]string{"XID_IGNORE": "none"},
+			func(c *Config) string { return cmp.Diff([]uint64{}, c.ignoredXIDs) }, ""},
 		{"print-inventory needs no node", []string{"--print-inventory"}, nil, nil, ""},
 		{"labels need a node name", nil, nil, nil, "--node-name"},
 		{"bad nvml", []string{"--nvml=fake", "--labels=false"}, nil, nil, "--nvml"},

@@ -80,9 +80,13 @@ type Config struct {
 }
 
 // ParseXIDs parses a comma-separated XID list ("13,31,43"). The empty
-// string is an empty, non-nil list.
+// string and "none" (which an environment variable can carry) are an
+// empty, non-nil list.
 func ParseXIDs(s string) ([]uint64, error) {
 	out := []uint64{}
+	if strings.TrimSpace(s) == "none" {
+		return out, nil
+	}
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {

@@ -260,6 +260,7 @@ func TestParseXIDs(t *testing.T) {
 		wantErr bool
 	}{
 		{"", []uint64{}, false},
+		{"none", []uint64{}, false},
 		{"13", []uint64{13}, false},
 		{" 13, 31 ,43,", []uint64{13, 31, 43}, false},
 		{"13,x", nil, true},
