@@ -24,8 +24,9 @@ const KubeletSocketName = "kubelet.sock"
 // register again. The Manager notices by polling: kubelet.sock with a new
 // inode or change time, or one of our sockets gone, restarts the servers
 // and registers them again. Polling (rather than inotify) needs no extra
-// module and is what the kubelet's own plugin watcher falls back to; its
-// interval bounds how long a restarted kubelet waits for our resources.
+// module and also catches a socket replaced between two checks (a new
+// inode); its interval bounds how long a restarted kubelet waits for our
+// resources.
 type Manager struct {
 	servers []*Server
 	dir     string
