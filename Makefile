@@ -101,6 +101,10 @@ e2e: build ## Run the e2e suite against a fresh local system (gpuspace dev)
 e2e-kind: ## Create a kind cluster, deploy gpuspace and run the e2e suite (needs Docker and kind)
 	hack/e2e-kind.sh
 
+.PHONY: e2e-node
+e2e-node: build ## Join a real kubelet 1.37.1 (containerd, runc) to gpuspace dev; a pod gets GPUs from the device plugin (root; restores the host)
+	hack/e2e-node.sh
+
 .PHONY: clean
 clean: ## Remove bin/ and the local system's state
 	rm -rf $(BIN) .gpuspace
