@@ -120,7 +120,9 @@ func (r result) errKey() string {
 // (sent as JSON).
 func (ts *testServer) do(method, path, token string, body any) result {
 	ts.t.Helper()
-	return doHTTP(ts.t, ts.http.URL, method, path, token, body, nil)
+	r := doHTTP(ts.t, ts.http.URL, method, path, token, body, nil)
+	ts.checkOpenAPI(method, path, r)
+	return r
 }
 
 func doHTTP(t testing.TB, base, method, path, token string, body any, hdr http.Header) result {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,10 +56,16 @@ func register[I, O any](s *Server, o opSpec, h func(context.Context, *I) (*O, er
 		meta[MetaAliasOf] = o.aliasOf
 	}
 	errs := o.errors
+	if _, ok := reflect.TypeFor[I]().FieldByName("Body"); ok {
+		// Any body can be malformed or too large.
+		errs = append(errs, http.StatusBadRequest, http.StatusRequestEntityTooLarge)
+	}
 	if len(o.roles) > 0 {
 		errs = append(errs, http.StatusUnauthorized, http.StatusForbidden)
 	}
-	errs = append(errs, http.StatusInternalServerError)
+	errs = append(errs, http.StatusInternalServerError, http.StatusServiceUnavailable)
+	slices.Sort(errs)
+	errs = slices.Compact(errs)
 	op := huma.Operation{
 		OperationID:   o.id,
 		Method:        o.method,

@@ -96,7 +96,7 @@ type KeyInfo struct {
 	Description string     `json:"description"`
 	Role        Role       `json:"role" enum:"Owner,Editor,Viewer"`
 	Workspace   string     `json:"workspaceName" doc:"Workspace the key is limited to; empty for all"`
-	ValidUntil  *time.Time `json:"validUntil" doc:"When the key stops working; null for never"`
+	ValidUntil  *time.Time `json:"validUntil" nullable:"true" doc:"When the key stops working; null for never"`
 	CreatedAt   time.Time  `json:"createdAt"`
 }
 

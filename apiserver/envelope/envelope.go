@@ -78,8 +78,20 @@ type ErrorBody struct {
 	Message  string `json:"message" example:"priority: expected number <= 300" doc:"What went wrong, naming the field and the reason"`
 	// Data is, as in EGS, a JSON document in a string with the details
 	// (the failing fields and reasons), or null.
-	Data *string `json:"data" doc:"EGS-style JSON details as a string, or null"`
+	Data *string `json:"data" nullable:"true" doc:"EGS-style JSON details as a string, or null"`
 }
+
+// Null is a value that is always JSON null: the data of an error.
+type Null struct{}
+
+// MarshalJSON writes null.
+func (Null) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+// UnmarshalJSON accepts anything (a client may decode an error).
+func (*Null) UnmarshalJSON([]byte) error { return nil }
+
+// Schema says null, for the OpenAPI document.
+func (Null) Schema(huma.Registry) *huma.Schema { return &huma.Schema{Type: "null"} }
 
 // FieldError is one invalid field: where and why.
 type FieldError struct {
@@ -94,7 +106,7 @@ type Error struct {
 	StatusCode int       `json:"statusCode" example:"422"`
 	Status     string    `json:"status" example:"Error"`
 	Message    string    `json:"message" example:"Bad Request"`
-	Data       any       `json:"data" doc:"Always null on errors"`
+	Data       Null      `json:"data" doc:"Always null on errors"`
 	Err        ErrorBody `json:"error"`
 
 	fields []FieldError
