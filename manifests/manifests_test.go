@@ -132,7 +132,9 @@ func TestBaseAppliesToRealAPIServer(t *testing.T) {
 				if o.GetKind() != "Deployment" && o.GetKind() != "DaemonSet" {
 					continue
 				}
-				containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+				// NoCopy: kustomize yields plain ints, which DeepCopyJSON rejects.
+				field, _, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "template", "spec", "containers")
+				containers, _ := field.([]any)
 				for _, c := range containers {
 					img := c.(map[string]any)["image"].(string)
 					if overlay == "kind" && filepath.Dir(img) != "gpuspace" {
