@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -96,7 +97,6 @@ func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Sha
 	logger := klog.FromContext(ctx)
 	s := &Shared{GPRs: NewGPRIndex(), Nodes: NewNodeIndex()}
 	f := h.SharedInformerFactory()
-	s.Namespaces = f.Core().V1().Namespaces().Lister()
 	if _, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.OnNode(nil, obj) },
 		UpdateFunc: func(oldObj, obj any) { s.OnNode(oldObj, obj) },
@@ -117,11 +117,18 @@ func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Sha
 	}); err != nil {
 		return nil, fmt.Errorf("GPR event handler: %w", err)
 	}
+	// Namespaces get an informer of their own rather than the scheduler's
+	// shared one: that one starts with the scheduler's pod informer, so
+	// pods could enter the queue, and be sorted, before any namespace is
+	// known; this one is synced before the scheduler starts.
+	nsInf := coreinformers.NewNamespaceInformer(h.ClientSet(), 0, cache.Indexers{})
+	s.Namespaces = corelisters.NewNamespaceLister(nsInf.GetIndexer())
 	go inf.RunWithContext(ctx)
+	go nsInf.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, SyncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
-		return nil, fmt.Errorf("GPUProvisionRequest informer did not sync within %s (is the gpuspace.io CRD installed and readable?)", SyncTimeout)
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced, nsInf.HasSynced) {
+		return nil, fmt.Errorf("GPUProvisionRequest and Namespace informers did not sync within %s (is the gpuspace.io CRD installed and readable?)", SyncTimeout)
 	}
 	s.gprSynced = inf.HasSynced
 	logger.V(2).Info("gpuspace scheduler state ready")
