@@ -177,6 +177,13 @@ func TestKeyRequestValidate(t *testing.T) {
 	}
 }
 
+func TestCreateKeyRoleCase(t *testing.T) {
+	_, info, err := CreateKey(context.Background(), fakeClient(t), "ns", KeyRequest{Name: "a", Role: "owner"}, time.Now())
+	if err != nil || info.Role != RoleOwner {
+		t.Errorf("role \"owner\": %v %v, want Owner", info.Role, err)
+	}
+}
+
 func TestEnsureSigningKey(t *testing.T) {
 	c := fakeClient(t)
 	k1, err := EnsureSigningKey(context.Background(), c, "ns")

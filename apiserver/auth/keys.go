@@ -129,6 +129,9 @@ func (r KeyRequest) Validate() error {
 // the only time it is ever seen — and its record. now is the creation
 // time; validity in the past is refused.
 func CreateKey(ctx context.Context, c client.Client, namespace string, req KeyRequest, now time.Time) (string, KeyInfo, error) {
+	if r, err := ParseRole(string(req.Role)); err == nil {
+		req.Role = r // "owner" from a command line is Owner
+	}
 	if err := req.Validate(); err != nil {
 		return "", KeyInfo{}, err
 	}
