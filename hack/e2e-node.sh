@@ -449,9 +449,9 @@ restore() {
     wait "$upid" 2>/dev/null
   fi
   # No process of the namespace may be left.
-  if [ -n "${pidns:-}" ]; then
+  if [ -n "${pidns:-}" ] && [ "$pidns" != "$(readlink /proc/self/ns/pid)" ]; then
     for _ in $(seq 1 100); do
-      left=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$pidns" ] && echo "${p#/proc/}"; done)
+      left=$(find /proc/[0-9]*/ns/pid -maxdepth 0 -lname "pid:?${pidns//[^0-9]/}?" 2>/dev/null | cut -d/ -f3)
       [ -z "$left" ] && break
       sleep 0.1
     done
@@ -516,10 +516,12 @@ export CNI_BIN_DIR PAUSE_IMAGE TEST_IMAGE
 unshare -m -n -p -f --mount-proc --propagation private --kill-child "$0" --inside &
 upid=$!
 for _ in $(seq 1 50); do
-  c=$(cat "/proc/$upid/task/$upid/children" 2>/dev/null || true)
+  c=$(awk '{print $1}' "/proc/$upid/task/$upid/children" 2>/dev/null || true)
   [ -n "$c" ] && pidns=$(readlink "/proc/$c/ns/pid" 2>/dev/null) && [ "$pidns" != "$(readlink /proc/self/ns/pid)" ] && break
   sleep 0.1
 done
+# Only ever the stage's own PID namespace: restore kills what is left in it.
+[ "${pidns:-}" = "$(readlink /proc/self/ns/pid)" ] && pidns=""
 [ -n "${pidns:-}" ] || log "warning: could not read the stage's PID namespace"
 t0=$SECONDS
 wait "$upid"
