@@ -395,7 +395,8 @@ unshare -m -n -p -f --mount-proc true 2>"$STATE/unshare.err" ||
   die "the kernel refuses new mount/network/PID namespaces: $(cat "$STATE/unshare.err")"
 
 # What the stage must leave as it found it.
-cgroup_hierarchies() { awk '$3 == "cgroup" {print $2}' /proc/mounts; }
+# cgroup v1 hierarchies (this kind of host), or the v2 unified one (untested).
+cgroup_hierarchies() { awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/mounts; }
 snapshot() {
   set +e # a listing that fails (no /run/netns, no ip6tables) lists nothing
   local s t
@@ -416,27 +417,14 @@ snapshot() {
 # another run's.
 for h in $(cgroup_hierarchies); do
   [ -d "$h/$CGROUP_ROOT" ] || continue
-  if find "$h/$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null | grep -q .; then
+  if [ -n "$(find "$h/$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null)" ]; then
     die "$h/$CGROUP_ROOT has processes: is another make e2e-node running?"
   fi
   find "$h/$CGROUP_ROOT" -depth -type d -exec rmdir {} + 2>/dev/null || true
 done
 snapshot | sort >"$STATE/host-before.txt"
 
-created_dirs=()
-for d in "${FIXED_DIRS[@]}"; do
-  [ -e "$d" ] || { mkdir -p "$d" && created_dirs+=("$d") && echo "$d" >>"$STATE/created-dirs"; }
-done
-# The kubelet's cgroup root, in every v1 hierarchy.
-for h in $(cgroup_hierarchies); do
-  mkdir -p "$h/$CGROUP_ROOT"
-  if [ -e "$h/cpuset.cpus" ]; then
-    cat "$h/cpuset.cpus" >"$h/$CGROUP_ROOT/cpuset.cpus"
-    cat "$h/cpuset.mems" >"$h/$CGROUP_ROOT/cpuset.mems"
-  fi
-done
-
-upid=""
+upid="" created_dirs=()
 restore() {
   local rc=$? s t c l
   trap - EXIT INT TERM
@@ -511,6 +499,20 @@ restore() {
 }
 trap restore EXIT
 trap 'exit 130' INT TERM
+
+for d in "${FIXED_DIRS[@]}"; do
+  [ -e "$d" ] || { mkdir -p "$d" && created_dirs+=("$d") && echo "$d" >>"$STATE/created-dirs"; }
+done
+# The kubelet's cgroup root, in every hierarchy.
+for h in $(cgroup_hierarchies); do
+  mkdir -p "$h/$CGROUP_ROOT"
+  if [ -e "$h/cgroup.subtree_control" ]; then # v2: delegate the parent's controllers
+    for c in $(cat "$h/cgroup.subtree_control"); do echo "+$c" >"$h/$CGROUP_ROOT/cgroup.subtree_control" || true; done
+  elif [ -e "$h/cpuset.cpus" ]; then # v1: a new cpuset starts with no CPUs
+    cat "$h/cpuset.cpus" >"$h/$CGROUP_ROOT/cpuset.cpus"
+    cat "$h/cpuset.mems" >"$h/$CGROUP_ROOT/cpuset.mems"
+  fi
+done
 
 export CNI_BIN_DIR PAUSE_IMAGE TEST_IMAGE
 unshare -m -n -p -f --mount-proc --propagation private --kill-child "$0" --inside &
