@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/testenv"
@@ -21,7 +23,12 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) {
+	// The controllers (e2e test) log through controller-runtime; without a
+	// logger it prints a warning with a stack trace into the test output.
+	ctrllog.SetLogger(crzap.New(crzap.WriteTo(io.Discard)))
+	testenv.Main(m, &env)
+}
 
 // testServer is a started API on a loopback HTTP server, with its own
 // namespace for keys, and an Owner token.
