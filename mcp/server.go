@@ -153,7 +153,7 @@ func (s *Server) roleFilter(ctx context.Context, tools []mcpgo.Tool) []mcpgo.Too
 	out := tools[:0:0]
 	for _, td := range tools {
 		t := s.tools[td.Name]
-		if t == nil || len(t.roles) == 0 || p.Allowed(t.roles) {
+		if t == nil || apiserver.Allowed(p, t.op) {
 			out = append(out, td)
 		}
 	}

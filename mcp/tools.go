@@ -14,7 +14,6 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/gpuspace/gpuspace/apiserver"
-	"github.com/gpuspace/gpuspace/apiserver/auth"
 )
 
 // tool is one registered API operation as an MCP tool: the definition
@@ -31,7 +30,7 @@ type tool struct {
 	// the tool arguments that are neither path nor query parameters.
 	body       bool
 	bodyObject bool // false: the body is not an object and travels as argument "body"
-	roles      []auth.Role
+	op         *huma.Operation
 	readOnly   bool
 	destruct   bool
 }
@@ -73,7 +72,7 @@ func newTool(op *huma.Operation, name string, res *resolver, refs map[string]str
 		operationID: op.OperationID,
 		method:      op.Method,
 		path:        op.Path,
-		roles:       apiserver.OperationRoles(op),
+		op:          op,
 	}
 	t.readOnly, _ = op.Metadata[apiserver.MetaReadOnly].(bool)
 	t.destruct, _ = op.Metadata[apiserver.MetaDestructive].(bool)
