@@ -66,8 +66,9 @@ run: build ## Run the local system (gpuspace dev) in the foreground
 	$(BIN)/gpuspace dev $(DEV_FLAGS)
 
 .PHONY: test
-test: control-plane ## Run every test (unit, integration, fuzz seed corpora)
+test: control-plane $(BIN)/gpuspace $(BIN)/gpuspace-scheduler ## Run every test: unit, integration, fuzz seed corpora, then the e2e suite
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	hack/e2e-local.sh
 
 .PHONY: bench
 bench: control-plane ## Run the Go benchmarks (BENCH=regexp, BENCH_FLAGS=...)
@@ -94,7 +95,7 @@ images: ## Build the container images gpuspace/<binary>:$(TAG) (needs Docker)
 	done
 
 .PHONY: e2e
-e2e: build ## Run the e2e suite against a fresh local system (gpuspace dev)
+e2e: control-plane $(BIN)/gpuspace $(BIN)/gpuspace-scheduler ## Run the e2e suite against a fresh local system (gpuspace dev)
 	hack/e2e-local.sh
 
 .PHONY: e2e-kind

@@ -1,5 +1,5 @@
-// Package manifests embeds the generated CRDs, so binaries and tests install
-// exactly the YAML that `kubectl apply -k` would.
+// Package manifests embeds the manifests binaries need at run time, so they
+// use exactly the YAML that `kubectl apply -k` would.
 package manifests
 
 import "embed"
@@ -8,3 +8,8 @@ import "embed"
 //
 //go:embed crds/gpuspace.io_*.yaml
 var CRDs embed.FS
+
+// SchedulerConfig is gpuspace-scheduler's KubeSchedulerConfiguration.
+//
+//go:embed scheduler/config.yaml
+var SchedulerConfig []byte

@@ -263,6 +263,14 @@ func (cp *ControlPlane) startControllerManager(cfg Config, p *pki) error {
 	return err
 }
 
+// Spawn runs another program as part of the control plane: its output goes
+// to <Dir>/<name>.log, Err reports it if it exits, and Stop stops it
+// (before the processes started earlier).
+func (cp *ControlPlane) Spawn(name, path string, args ...string) error {
+	_, err := cp.spawn(name, path, args)
+	return err
+}
+
 func (cp *ControlPlane) spawn(name, path string, args []string) (*process, error) {
 	logf, err := openLog(filepath.Join(cp.Dir, name+".log"))
 	if err != nil {

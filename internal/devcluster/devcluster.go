@@ -68,6 +68,9 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:8080"
 	}
+	if opts.BinDir == "" {
+		opts.BinDir = controlplane.BinDir()
+	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -88,6 +91,15 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	sys := &System{ControlPlane: cp, Nodes: opts.Nodes, opts: opts, begin: begin}
 	if sys.Kube, err = kubernetes.NewForConfig(cp.Config); err != nil {
+		cp.Stop()
+		return nil, err
+	}
+	step("starting gpuspace-scheduler")
+	if err := controlplane.EnsureBinaries(ctx, opts.BinDir, SchedulerBinary); err != nil {
+		cp.Stop()
+		return nil, err
+	}
+	if err := startScheduler(cp, opts.BinDir); err != nil {
 		cp.Stop()
 		return nil, err
 	}
