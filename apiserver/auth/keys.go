@@ -228,7 +228,10 @@ func DeleteKey(ctx context.Context, c client.Client, namespace, ref string) (Key
 	}
 	var target *corev1.Secret
 	var sec corev1.Secret
-	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretPrefix + ref}, &sec)
+	var err error = apierrors.NewNotFound(corev1.Resource("secrets"), ref)
+	if isKeyID(ref) { // anything else is a name, never part of an object path
+		err = c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretPrefix + ref}, &sec)
+	}
 	switch {
 	case err == nil && sec.Labels[LabelAPIKey] == "true":
 		target = &sec
@@ -317,13 +320,23 @@ func parseKey(key string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	id, secret = rest[:16], rest[17:]
-	if _, err := hex.DecodeString(id); err != nil || strings.ToLower(id) != id {
+	if !isKeyID(id) {
 		return "", "", false
 	}
 	if _, err := base64.RawURLEncoding.DecodeString(secret); err != nil {
 		return "", "", false
 	}
 	return id, secret, true
+}
+
+// isKeyID reports whether s has the form of a key id: 16 lower-case hex
+// digits.
+func isKeyID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 func hashKey(key string) string {
