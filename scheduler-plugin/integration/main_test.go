@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -85,23 +86,33 @@ func fastConfig() *rest.Config {
 	return cfg
 }
 
-// startScheduler runs a scheduler with profiles until the test ends.
+// startSchedulerDefault runs kube-scheduler's default profile (no
+// gpuspace plugins) until the test ends: the baseline.
+func startSchedulerDefault(t testing.TB) { startScheduler(t, nil, nil) }
+
+// startScheduler runs a scheduler with profiles until the test ends; nil
+// profiles means kube-scheduler's default profile.
 func startScheduler(t testing.TB, profiles []schedulerapi.KubeSchedulerProfile, reg frameworkruntime.Registry) {
 	t.Helper()
 	// The scheduler logs a lot at ktesting's default verbosity; -v=2 keeps
 	// what explains a failure.
-	ctx := klog.NewContext(context.Background(), ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2))))
+	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2)))
+	if _, ok := t.(*testing.B); ok {
+		// Benchmarks time the scheduler, not its logging.
+		logger = klog.LoggerWithName(logr.Discard(), "scheduler")
+	}
+	ctx := klog.NewContext(context.Background(), logger)
 	ctx, cancel := context.WithCancel(ctx)
 	cfg := fastConfig()
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	inf := scheduler.NewInformerFactory(cs, 0, nil)
 	dyn := dynamicinformer.NewDynamicSharedInformerFactory(dynamic.NewForConfigOrDie(cfg), 0)
 	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
-	sched, err := scheduler.New(ctx, cs, inf, dyn, profile.NewRecorderFactory(broadcaster),
-		scheduler.WithKubeConfig(cfg),
-		scheduler.WithProfiles(profiles...),
-		scheduler.WithFrameworkOutOfTreeRegistry(reg),
-	)
+	opts := []scheduler.Option{scheduler.WithKubeConfig(cfg), scheduler.WithFrameworkOutOfTreeRegistry(reg)}
+	if profiles != nil {
+		opts = append(opts, scheduler.WithProfiles(profiles...))
+	}
+	sched, err := scheduler.New(ctx, cs, inf, dyn, profile.NewRecorderFactory(broadcaster), opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("scheduler.New: %v", err)

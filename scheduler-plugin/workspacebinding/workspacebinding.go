@@ -77,6 +77,15 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	return newPlugin(ctx, obj, h, state.FromHandle(h))
 }
 
+// NewWithClient returns a plugin factory whose plugin lists and watches
+// GPRs with newClient instead of a client built from the handle's
+// kubeconfig: for schedulers on fake clientsets (benchmarks).
+func NewWithClient(newClient state.DynamicClientFunc) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		return newPlugin(ctx, obj, h, newClient)
+	}
+}
+
 func newPlugin(ctx context.Context, obj runtime.Object, h fwk.Handle, newClient state.DynamicClientFunc) (*WorkspaceBinding, error) {
 	args, err := configv1.DecodeWorkspaceBindingArgs(obj)
 	if err != nil {

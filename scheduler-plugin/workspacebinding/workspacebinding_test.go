@@ -51,7 +51,7 @@ type fixture struct {
 	h  *pt.Handle
 }
 
-func newFixture(t *testing.T, args runtime.Object) (context.Context, *fixture) {
+func newFixture(t testing.TB, args runtime.Object) (context.Context, *fixture) {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
@@ -71,6 +71,10 @@ func newFixture(t *testing.T, args runtime.Object) (context.Context, *fixture) {
 		t.Fatalf("node index never synced: %v", err)
 	}
 	return ctx, &fixture{pl: pl, h: h}
+}
+
+func newBenchFixture(b *testing.B) (context.Context, *fixture) {
+	return newFixture(b, noConditions())
 }
 
 func noConditions() runtime.Object {
