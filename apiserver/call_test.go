@@ -55,3 +55,32 @@ func TestCall(t *testing.T) {
 		t.Error("Call of an unknown operation: no error")
 	}
 }
+
+// TestNotStarted: before Start has synced the caches and loaded the
+// signing key, probes and operations say so in the envelope.
+func TestNotStarted(t *testing.T) {
+	srv, err := New(Config{RESTConfig: env.Config, Namespace: "gs-unstarted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/healthz", http.StatusOK},
+		{"/readyz", http.StatusServiceUnavailable},
+		{"/api/v1/slice-workspace/list", http.StatusServiceUnavailable},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, c.path, nil)
+		req.Header.Set("Authorization", "Bearer x")
+		res := srv.Do(req)
+		var env struct {
+			StatusCode int `json:"statusCode"`
+		}
+		_ = json.NewDecoder(res.Body).Decode(&env)
+		res.Body.Close()
+		if res.StatusCode != c.code || env.StatusCode != c.code {
+			t.Errorf("GET %s before Start: %d (envelope %d), want %d", c.path, res.StatusCode, env.StatusCode, c.code)
+		}
+	}
+}
