@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -75,23 +76,25 @@ func OpenNVML(cfg *Config) (nvml.Lib, error) {
 }
 
 // Run runs the plugin until ctx ends, or prints the inventory to out and
-// returns when cfg.PrintInventory.
+// returns when cfg.PrintInventory. It makes the process's logger (and
+// routes klog through it), so it is for main, once.
 func Run(ctx context.Context, cfg *Config, out io.Writer) error {
+	_, log, err := logging.New(logging.Options{Format: cfg.LogFormat, Level: cfg.LogLevel})
+	if err != nil {
+		return err
+	}
 	lib, err := OpenNVML(cfg)
 	if err != nil {
 		return err
 	}
 	defer lib.Shutdown()
-	return RunWithNVML(ctx, cfg, lib, out)
+	return RunWithNVML(ctx, cfg, lib, log, out)
 }
 
 // RunWithNVML is Run over an initialised Lib, such as a mock a test keeps
-// a handle on to inject events.
-func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, out io.Writer) error {
-	_, log, err := logging.New(logging.Options{Format: cfg.LogFormat, Level: cfg.LogLevel})
-	if err != nil {
-		return err
-	}
+// a handle on to inject events, logging to log and touching no process
+// globals.
+func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger, out io.Writer) error {
 	gpus, err := lib.GPUs()
 	if err != nil {
 		return fmt.Errorf("list GPUs: %w", err)

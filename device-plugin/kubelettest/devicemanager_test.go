@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	cadvisorapi "github.com/google/cadvisor/lib/model"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -180,7 +181,7 @@ func testDeviceManager(t *testing.T) {
 	k := startKubelet(t)
 	defer func() { k.Stop(klog.Background()) }()
 
-	cfg, err := app.ParseConfig([]string{"--nvml=mock:dgxh100", "--labels=false", "--kubelet-poll-interval=20ms", "--log-level=error"},
+	cfg, err := app.ParseConfig([]string{"--nvml=mock:dgxh100", "--labels=false", "--kubelet-poll-interval=20ms"},
 		func(string) string { return "" }, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func testDeviceManager(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.RunWithNVML(ctx, cfg, lib, &bytes.Buffer{}) }()
+	go func() { done <- app.RunWithNVML(ctx, cfg, lib, logr.Discard(), &bytes.Buffer{}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
