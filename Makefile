@@ -27,7 +27,7 @@ CONTROL_PLANE := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS   ?=
 BENCH        ?= .
-BENCH_FLAGS  ?= -benchtime=1x -count=1
+BENCH_FLAGS  ?= -benchtime=500ms -count=1
 
 .PHONY: build
 build: $(addprefix $(BIN)/,$(CMDS)) control-plane $(BIN)/kubectl ## Build every binary into bin/ (and a matching kubectl)

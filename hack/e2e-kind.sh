@@ -36,7 +36,7 @@ done
 kubectl apply --server-side -k manifests/overlays/kind
 kubectl -n gpuspace-system rollout status deploy/gpuspace --timeout=180s
 kubectl -n gpuspace-system rollout status deploy/gpuspace-scheduler --timeout=180s
-kubectl -n gpuspace-system rollout status ds/gpuspace-device-plugin --timeout=180s
+kubectl -n gpuspace-device-plugin rollout status ds/gpuspace-device-plugin --timeout=180s
 
 # The first Owner key, created the way an operator would.
 pod=$(kubectl -n gpuspace-system get pod -l app.kubernetes.io/name=gpuspace -o name | head -1)
