@@ -88,11 +88,11 @@ func fastConfig() *rest.Config {
 
 // startSchedulerDefault runs kube-scheduler's default profile (no
 // gpuspace plugins) until the test ends: the baseline.
-func startSchedulerDefault(t testing.TB) { startScheduler(t, nil, nil) }
+func startSchedulerDefault(t testing.TB) (stop func()) { return startScheduler(t, nil, nil) }
 
 // startScheduler runs a scheduler with profiles until the test ends; nil
-// profiles means kube-scheduler's default profile.
-func startScheduler(t testing.TB, profiles []schedulerapi.KubeSchedulerProfile, reg frameworkruntime.Registry) {
+// profiles means kube-scheduler's default profile. stop stops it sooner.
+func startScheduler(t testing.TB, profiles []schedulerapi.KubeSchedulerProfile, reg frameworkruntime.Registry) (stop func()) {
 	t.Helper()
 	// The scheduler logs a lot at ktesting's default verbosity; -v=2 keeps
 	// what explains a failure.
@@ -132,13 +132,18 @@ func startScheduler(t testing.TB, profiles []schedulerapi.KubeSchedulerProfile, 
 		defer wg.Done()
 		sched.Run(ctx)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		inf.Shutdown()
-		dyn.Shutdown()
-		broadcaster.Shutdown()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			inf.Shutdown()
+			dyn.Shutdown()
+			broadcaster.Shutdown()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func ctxFor(t testing.TB) context.Context {

@@ -188,12 +188,12 @@ func run(b *testing.B, profiles []schedulerapi.KubeSchedulerProfile) float64 {
 
 // BenchmarkSchedulingThroughput alternates kube-scheduler's default
 // profile and gpuspace's profile (manifests/scheduler/config.yaml) on the
-// same workload, GPUSPACE_TP_ROUNDS pairs (default 3), and reports the
+// same workload, GPUSPACE_TP_ROUNDS pairs (default 4), and reports the
 // mean pods/s of each and their ratio.
 //
 //	go test ./scheduler-plugin/perf -run '^$' -bench . -benchtime 1x
 func BenchmarkSchedulingThroughput(b *testing.B) {
-	pairs := 3
+	pairs := 4
 	if s := os.Getenv("GPUSPACE_TP_ROUNDS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
 			pairs = n
@@ -202,9 +202,15 @@ func BenchmarkSchedulingThroughput(b *testing.B) {
 	ours := loadProfiles(b)
 	var base, gs []float64
 	for b.Loop() {
-		for range pairs {
-			base = append(base, run(b, nil))
-			gs = append(gs, run(b, ours))
+		for i := range pairs {
+			// Alternate which goes first (warm-up, GC state).
+			if i%2 == 0 {
+				base = append(base, run(b, nil))
+				gs = append(gs, run(b, ours))
+			} else {
+				gs = append(gs, run(b, ours))
+				base = append(base, run(b, nil))
+			}
 		}
 	}
 	mean := func(xs []float64) float64 {
