@@ -1,18 +1,25 @@
 package controller_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
@@ -274,6 +281,11 @@ func TestNodeHealth(t *testing.T) {
 // TestConcurrentGPRs: 50 GPRs of 10 workspaces created at once for 3
 // nodes. On every state a watch observes, no node is in two provisioned
 // GPRs and no workspace has two; in the end every GPR ran.
+//
+// The apiserver may close a watch at any time (a busy apiserver drops
+// watchers that fall behind a burst of events), so the observer resumes
+// from the last resourceVersion it saw and misses no state; a watch that
+// cannot resume fails the test instead of silently observing nothing.
 func TestConcurrentGPRs(t *testing.T) {
 	h := newHarness(t)
 	h.start()
@@ -283,86 +295,66 @@ func TestConcurrentGPRs(t *testing.T) {
 		wss = append(wss, h.workspace(fmt.Sprintf("w%d", i)))
 	}
 
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(h.ctx, &v1alpha1.GPUProvisionRequestList{}, client.MatchingLabels(h.labels()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	violations := make(chan string, 100)
-	completed := make(chan string, 100)
-	go func() {
-		state := map[string]*v1alpha1.GPUProvisionRequest{}
-		for ev := range w.ResultChan() {
-			g, ok := ev.Object.(*v1alpha1.GPUProvisionRequest)
-			if !ok {
-				continue
-			}
-			prev := state[g.Name]
-			if ev.Type == watch.Deleted {
-				delete(state, g.Name)
-				continue
-			}
-			state[g.Name] = g
-			if g.Status.ProvisioningStatus == v1alpha1.GPRComplete && (prev == nil || prev.Status.ProvisioningStatus != v1alpha1.GPRComplete) {
-				completed <- g.Name
-			}
-			holder, wsHolder := map[string]string{}, map[string]string{}
-			for _, s := range state {
-				if s.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
-					continue
-				}
-				if o, ok := wsHolder[s.Spec.Workspace]; ok {
-					violations <- fmt.Sprintf("workspace %s has GPRs %s and %s provisioned", s.Spec.Workspace, o, s.Name)
-				}
-				wsHolder[s.Spec.Workspace] = s.Name
-				for _, n := range s.Status.Nodes {
-					if o, ok := holder[n]; ok {
-						violations <- fmt.Sprintf("node %s in GPRs %s and %s", n, o, s.Name)
-					}
-					holder[n] = s.Name
-				}
-			}
-		}
-	}()
+	obs := h.observeGPRs()
 
-	var ids []string
-	var mu sync.Mutex
+	const total = 50
+	ids := make([]string, total)
+	errs := make([]error, total)
 	var wg sync.WaitGroup
-	for i := range 50 {
+	for i := range total {
 		wg.Go(func() {
-			id := h.gpr(fmt.Sprintf("g%02d", i), wss[i%len(wss)], priority(int32(1+i*7%300)))
-			mu.Lock()
-			ids = append(ids, id)
-			mu.Unlock()
+			// t.Fatal must not run off the test goroutine: collect errors.
+			g := h.gprObject(fmt.Sprintf("g%02d", i), wss[i%len(wss)], priority(int32(1+i*7%300)))
+			errs[i] = env.Client.Create(h.ctx, g)
+			ids[i] = g.Name
 		})
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("create GPRs: %v", err)
+	}
 
-	// Run the queue: each round, expire whatever holds the nodes.
-	done := map[string]bool{}
-	for round := 0; len(done) < len(ids); round++ {
+	// list returns the test's GPRs, failing at once unless all are there:
+	// an empty or short list must not pass for a converged queue.
+	list := func() []v1alpha1.GPUProvisionRequest {
+		t.Helper()
+		var l v1alpha1.GPUProvisionRequestList
+		if err := env.Client.List(h.ctx, &l, client.MatchingLabels(h.labels())); err != nil {
+			t.Fatalf("list GPRs: %v", err)
+		}
+		if len(l.Items) != total {
+			t.Fatalf("listed %d GPRs with labels %v, want %d", len(l.Items), h.labels(), total)
+		}
+		return l.Items
+	}
+
+	// Run the queue: each round, expire whatever holds the nodes. Every
+	// round completes at least one GPR, so 60 rounds are plenty.
+	for round := 0; ; round++ {
+		remaining := 0
+		for _, g := range list() {
+			if g.Status.ProvisioningStatus != v1alpha1.GPRComplete {
+				remaining++
+			}
+		}
+		if remaining == 0 {
+			break
+		}
 		if round > 60 {
-			t.Fatalf("only %d of %d GPRs completed", len(done), len(ids))
+			t.Fatalf("after %d rounds %d of %d GPRs have not completed", round, remaining, total)
 		}
 		h.eventually(func() error {
-			var list v1alpha1.GPUProvisionRequestList
-			if err := env.Client.List(h.ctx, &list, client.MatchingLabels(h.labels())); err != nil {
-				return err
-			}
 			// Converged when no queued GPR could start: every node is
 			// busy, or its workspace already has a GPR.
+			items := list()
 			busy, wsBusy := 0, map[string]bool{}
-			for _, g := range list.Items {
+			for _, g := range items {
 				if g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned {
 					busy++
 					wsBusy[g.Spec.Workspace] = true
 				}
 			}
-			for _, g := range list.Items {
+			for _, g := range items {
 				if (g.Status.ProvisioningStatus == v1alpha1.GPRQueued || g.Status.ProvisioningStatus == "") &&
 					!wsBusy[g.Spec.Workspace] && busy < len(nodes) {
 					return fmt.Errorf("round %d: GPR %s waits with %d of %d nodes busy", round, g.Name, busy, len(nodes))
@@ -372,37 +364,154 @@ func TestConcurrentGPRs(t *testing.T) {
 		})
 		h.advance(61*time.Second, ids[0])
 		h.eventually(func() error {
-			for {
-				select {
-				case id := <-completed:
-					done[id] = true
-				default:
-					var list v1alpha1.GPUProvisionRequestList
-					if err := env.Client.List(h.ctx, &list, client.MatchingLabels(h.labels())); err != nil {
-						return err
-					}
-					for _, g := range list.Items {
-						if g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned &&
-							!g.Status.StartTimestamp.Add(time.Minute).After(h.clock.Now()) {
-							return fmt.Errorf("GPR %s is due but still provisioned", g.Name)
-						}
-					}
-					return nil
+			for _, g := range list() {
+				if g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned &&
+					!g.Status.StartTimestamp.Add(time.Minute).After(h.clock.Now()) {
+					return fmt.Errorf("round %d: GPR %s is due but still provisioned", round, g.Name)
 				}
 			}
+			return nil
 		})
-		select {
-		case v := <-violations:
-			t.Fatal(v)
-		default:
-		}
+		obs.check()
 	}
 	for _, n := range nodes {
 		h.nodeBound(n, "")
 	}
-	select {
-	case v := <-violations:
-		t.Fatal(v)
-	default:
+	// The watch saw every GPR complete, so it saw every state up to the
+	// end, and none held a node or a workspace twice.
+	h.eventually(func() error {
+		obs.check()
+		if n := obs.completed(); n != total {
+			return fmt.Errorf("watch saw %d of %d GPRs complete", n, total)
+		}
+		return nil
+	})
+}
+
+// gprObserver checks every state of the test's GPRs that a watch delivers.
+type gprObserver struct {
+	t          *testing.T
+	mu         sync.Mutex
+	done       map[string]bool
+	violations []string
+	err        error
+}
+
+// observeGPRs starts watching the test's GPRs from the current
+// resourceVersion until the test ends. The watch resumes where it left off
+// when the apiserver closes it; an error it cannot resume from (410 Gone)
+// is reported by check.
+func (h *harness) observeGPRs() *gprObserver {
+	h.t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		h.t.Fatal(err)
 	}
+	var initial v1alpha1.GPUProvisionRequestList
+	if err := wc.List(h.ctx, &initial, client.MatchingLabels(h.labels())); err != nil {
+		h.t.Fatalf("list GPRs: %v", err)
+	}
+	sel := labels.SelectorFromSet(h.labels()).String()
+	var watches atomic.Int32
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		if watches.Add(1) > 1 {
+			h.t.Logf("GPR watch closed by the apiserver; resuming at resourceVersion %s", o.ResourceVersion)
+		}
+		o.LabelSelector = sel
+		return wc.Watch(ctx, &v1alpha1.GPUProvisionRequestList{}, &client.ListOptions{Raw: &o})
+	}}
+	ctx, cancel := context.WithCancel(h.ctx)
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, initial.ResourceVersion, lw)
+	if err != nil {
+		cancel()
+		h.t.Fatalf("watch GPRs: %v", err)
+	}
+	obs := &gprObserver{t: h.t, done: map[string]bool{}}
+	state := map[string]*v1alpha1.GPUProvisionRequest{}
+	for i := range initial.Items {
+		state[initial.Items[i].Name] = &initial.Items[i]
+	}
+	finished := make(chan struct{})
+	h.t.Cleanup(func() {
+		cancel()
+		w.Stop()
+		<-finished
+	})
+	go func() {
+		defer close(finished)
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				obs.fail(fmt.Errorf("watch GPRs: %v", apierrors.FromObject(ev.Object)))
+				return
+			}
+			g, ok := ev.Object.(*v1alpha1.GPUProvisionRequest)
+			if !ok {
+				obs.fail(fmt.Errorf("watch GPRs: unexpected %s event with %T", ev.Type, ev.Object))
+				return
+			}
+			if ev.Type == watch.Deleted {
+				delete(state, g.Name)
+				continue
+			}
+			state[g.Name] = g
+			obs.observe(g, state)
+		}
+		if ctx.Err() == nil {
+			obs.fail(errors.New("watch GPRs: watch ended"))
+		}
+	}()
+	return obs
+}
+
+func (o *gprObserver) observe(g *v1alpha1.GPUProvisionRequest, state map[string]*v1alpha1.GPUProvisionRequest) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if g.Status.ProvisioningStatus == v1alpha1.GPRComplete {
+		o.done[g.Name] = true
+	}
+	holder, wsHolder := map[string]string{}, map[string]string{}
+	for _, s := range state {
+		if s.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
+			continue
+		}
+		if other, ok := wsHolder[s.Spec.Workspace]; ok {
+			o.violations = append(o.violations, fmt.Sprintf("workspace %s has GPRs %s and %s provisioned", s.Spec.Workspace, other, s.Name))
+		}
+		wsHolder[s.Spec.Workspace] = s.Name
+		for _, n := range s.Status.Nodes {
+			if other, ok := holder[n]; ok {
+				o.violations = append(o.violations, fmt.Sprintf("node %s in GPRs %s and %s", n, other, s.Name))
+			}
+			holder[n] = s.Name
+		}
+	}
+}
+
+func (o *gprObserver) fail(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+// check fails the test on any violation seen so far or a broken watch.
+// Call it from the test goroutine.
+func (o *gprObserver) check() {
+	o.t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.violations) > 0 {
+		o.t.Fatalf("%d violations, first: %s", len(o.violations), o.violations[0])
+	}
+	if o.err != nil {
+		o.t.Fatal(o.err)
+	}
+}
+
+// completed returns how many GPRs the watch saw complete.
+func (o *gprObserver) completed() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.done)
 }

@@ -151,9 +151,19 @@ func (h *harness) workspace(name string, namespaces ...string) string {
 }
 
 // gpr creates a GPR for one node with one GPU in the test's cluster, for
-// one minute, at the default priority; opts change that.
+// one minute, at the default priority; opts change that. It must be called
+// from the test goroutine.
 func (h *harness) gpr(name, ws string, opts ...func(*v1alpha1.GPUProvisionRequestSpec)) string {
 	h.t.Helper()
+	g := h.gprObject(name, ws, opts...)
+	if err := env.Client.Create(h.ctx, g); err != nil {
+		h.t.Fatalf("create GPR: %v", err)
+	}
+	return g.Name
+}
+
+// gprObject returns the GPR h.gpr would create, without creating it.
+func (h *harness) gprObject(name, ws string, opts ...func(*v1alpha1.GPUProvisionRequestSpec)) *v1alpha1.GPUProvisionRequest {
 	g := &v1alpha1.GPUProvisionRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: "gpr-" + h.name(name), Labels: h.labels()},
 		Spec: v1alpha1.GPUProvisionRequestSpec{
@@ -164,10 +174,7 @@ func (h *harness) gpr(name, ws string, opts ...func(*v1alpha1.GPUProvisionReques
 	for _, o := range opts {
 		o(&g.Spec)
 	}
-	if err := env.Client.Create(h.ctx, g); err != nil {
-		h.t.Fatalf("create GPR: %v", err)
-	}
-	return g.Name
+	return g
 }
 
 // oneDayGPR provisions a one-day GPR of a new workspace on a new node.
