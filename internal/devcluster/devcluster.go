@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -239,6 +240,17 @@ func (s *System) printSummary(api, key, logPath string) {
 	for _, n := range s.Nodes {
 		gpus += n.GPUs
 	}
+	// make build puts a matching kubectl in bin/; prefer it when none is on
+	// PATH so the commands below work as written.
+	kubectl := "kubectl"
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		if p := filepath.Join(s.opts.BinDir, "kubectl"); fileExists(p) {
+			kubectl = p
+			if rel, err := filepath.Rel(mustGetwd(), p); err == nil && !strings.HasPrefix(rel, "..") {
+				kubectl = rel
+			}
+		}
+	}
 	fmt.Fprintf(s.opts.Out, `
 gpuspace local system is running (%[1]d nodes, %[2]d GPUs, simulated).
 
@@ -251,17 +263,22 @@ gpuspace local system is running (%[1]d nodes, %[2]d GPUs, simulated).
 
 Try:
   export KUBECONFIG=%[5]s/kubeconfig
-  kubectl get nodes -L gpuspace.io/gpu.shape,nvidia.com/gpu.count,node.kubernetes.io/instance-type
+  %[6]s get nodes -L gpuspace.io/gpu.shape,nvidia.com/gpu.count,node.kubernetes.io/instance-type
 
   TOKEN=$(curl -s %[3]s/api/v1/auth -d "{\"apiKey\": \"$(cat %[5]s/owner-api-key)\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
   curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/inventory/list
   curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/slice-workspace -d '{"workspaceName":"team-a","clusters":["worker-1"],"namespaces":["team-a"],"username":"Jane","email":"jane@example.com"}'
   curl -s -H "Authorization: Bearer $TOKEN" %[3]s/api/v1/gpr -d '{"gprName":"first","sliceName":"team-a","clusterName":"worker-1","numberOfGPUs":8,"numberOfGPUNodes":1,"gpuShape":"H100","exitDuration":"0d1h0m","priority":201}'
-  kubectl get gpr,ws
-  kubectl get nodes -L gpuspace.io/workspace,gpuspace.io/gpr
+  %[6]s get gpr,ws
+  %[6]s get nodes -L gpuspace.io/workspace,gpuspace.io/gpr
 
 Press Ctrl-C to stop everything.
-`, len(s.Nodes), gpus, api, s.ControlPlane.URL, dir)
+`, len(s.Nodes), gpus, api, s.ControlPlane.URL, dir, kubectl)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func mustGetwd() string {
