@@ -14,10 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/controlplane"
+	"github.com/gpuspace/gpuspace/internal/logging"
 	"github.com/gpuspace/gpuspace/internal/nodesim"
 	"github.com/gpuspace/gpuspace/internal/server"
 )
@@ -218,16 +217,14 @@ func (s *System) ownerKey(ctx context.Context) (string, error) {
 	return key, nil
 }
 
+// fileLogger logs JSON to path, keeping the terminal for progress and the
+// summary, and routes klog and controller-runtime there too.
 func fileLogger(path string) (*zap.Logger, error) {
-	cfg := zap.NewProductionConfig()
-	cfg.OutputPaths = []string{path}
-	cfg.ErrorOutputPaths = []string{path}
-	zl, err := cfg.Build()
+	zl, lr, err := logging.New(logging.Options{Format: "json", OutputPath: path})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("log to %s: %w", path, err)
 	}
-	ctrl.SetLogger(zapr.NewLogger(zl))
-	klog.SetLogger(zapr.NewLogger(zl))
+	ctrl.SetLogger(lr)
 	return zl, nil
 }
 

@@ -18,6 +18,8 @@ type Options struct {
 	Format string
 	// Level is debug, info, warn or error; default info.
 	Level string
+	// OutputPath is a file to log to instead of stderr.
+	OutputPath string
 }
 
 // New returns a zap logger for opts and its logr view, and makes klog log
@@ -41,6 +43,10 @@ func New(opts Options) (*zap.Logger, logr.Logger, error) {
 			return nil, logr.Logger{}, fmt.Errorf("log level %q: %w", opts.Level, err)
 		}
 		cfg.Level = zap.NewAtomicLevelAt(lvl)
+	}
+	if opts.OutputPath != "" {
+		cfg.OutputPaths = []string{opts.OutputPath}
+		cfg.ErrorOutputPaths = []string{opts.OutputPath}
 	}
 	zl, err := cfg.Build()
 	if err != nil {

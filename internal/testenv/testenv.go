@@ -22,11 +22,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/controlplane"
 	"github.com/gpuspace/gpuspace/internal/nodesim"
 )
@@ -79,14 +79,12 @@ func WithAPIServerArgs(args ...string) Option {
 	return func(o *options) { o.cfg.ExtraAPIServerArgs = append(o.cfg.ExtraAPIServerArgs, args...) }
 }
 
-// NewScheme returns a scheme with the built-in APIs and gpuspace.io/v1alpha1.
+// NewScheme returns the controllers' scheme: the built-in APIs and
+// gpuspace.io/v1alpha1.
 func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
+	s, err := controller.Scheme()
+	if err != nil {
+		panic(err) // only static registration happens there
 	}
 	return s
 }
