@@ -75,8 +75,9 @@ bench: control-plane ## Run the Go benchmarks (BENCH=regexp, BENCH_FLAGS=...)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRD YAML
+generate: ## Regenerate deepcopy code, CRD YAML, the OpenAPI document and the Go API client
 	$(GO) tool controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:dir=./manifests/crds
+	$(GO) generate ./apiserver/client/
 
 .PHONY: verify
 verify: ## gofmt, go vet, generated files and go.mod up to date

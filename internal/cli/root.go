@@ -22,7 +22,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCommand(), newDevCommand(), newServeCommand(), newAPIKeyCommand(), newMCPCommand())
+	root.AddCommand(newVersionCommand(), newDevCommand(), newServeCommand(), newAPIKeyCommand(), newMCPCommand(), newOpenAPICommand())
 	return root
 }
 
