@@ -21,6 +21,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/index"
 )
 
 // Patterns of durations, as the CRD has them.
@@ -481,7 +482,7 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 		if _, err := s.sliceWorkspace(ctx, ws); err != nil {
 			return nil, err
 		}
-		opts = append(opts, client.MatchingFields{indexWorkspace: ws})
+		opts = append(opts, client.MatchingFields{index.GPRWorkspace: ws})
 	}
 	var list v1alpha1.GPUProvisionRequestList
 	if err := s.cache.List(ctx, &list, opts...); err != nil {

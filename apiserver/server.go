@@ -37,6 +37,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/index"
 )
 
 // Config is what the API needs to run.
@@ -82,7 +83,8 @@ func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l }
 // WithCache makes the API read from c instead of building its own informer
 // cache. c must serve Workspaces, GPUProvisionRequests, Nodes, and the API
 // key Secrets of Config.Namespace, and have the spec.workspace field index
-// on GPUProvisionRequests (see IndexGPRWorkspace). The caller starts it.
+// on GPUProvisionRequests (internal/index.GPRWorkspace; controller.Setup
+// adds it to a manager's cache). The caller starts it.
 func WithCache(c cache.Cache) Option { return func(o *options) { o.cache = c } }
 
 // WithMetrics registers the API's metrics with reg and serves g on
@@ -225,39 +227,35 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// NewCache builds the informer cache the API reads from: Workspaces, GPRs
-// (indexed by workspace), Nodes, and only the API key Secrets of namespace.
+// NewCache builds the informer cache the API reads from when it has none
+// to share: CacheOptions, plus the spec.workspace index.
 func NewCache(cfg *rest.Config, scheme *runtime.Scheme, namespace string) (cache.Cache, error) {
-	sel := labels.SelectorFromSet(labels.Set{auth.LabelAPIKey: "true"})
-	c, err := cache.New(cfg, cache.Options{
-		Scheme: scheme,
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: sel},
-		},
-		ReaderFailOnMissingInformer: false,
-	})
+	o := CacheOptions(namespace)
+	o.Scheme = scheme
+	c, err := cache.New(cfg, o)
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: cache: %w", err)
 	}
-	if err := IndexGPRWorkspace(context.Background(), c); err != nil {
-		return nil, err
+	if err := index.AddGPRWorkspace(context.Background(), c); err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	return c, nil
 }
 
-// indexWorkspace is the field index of GPRs by spec.workspace.
-const indexWorkspace = "spec.workspace"
-
-// IndexGPRWorkspace adds the spec.workspace index on GPUProvisionRequests
-// that GET /gpr/list uses. Call it on a shared cache before it starts.
-func IndexGPRWorkspace(ctx context.Context, c cache.Cache) error {
-	err := c.IndexField(ctx, &v1alpha1.GPUProvisionRequest{}, indexWorkspace, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.GPUProvisionRequest).Spec.Workspace}
-	})
-	if err != nil {
-		return fmt.Errorf("apiserver: index GPRs by workspace: %w", err)
+// CacheOptions are the settings a cache the API reads from needs: of all
+// Secrets, only the API key Secrets of namespace (the API never reads
+// another, and caching every Secret in the cluster would hold their
+// contents in memory). Workspaces, GPUProvisionRequests and Nodes are
+// cached whole. A shared cache (WithCache) built from these options also
+// needs index.GPRWorkspace (controller.Setup adds it to the manager's).
+func CacheOptions(namespace string) cache.Options {
+	sel := labels.SelectorFromSet(labels.Set{auth.LabelAPIKey: "true"})
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: sel},
+		},
+		ReaderFailOnMissingInformer: false,
 	}
-	return nil
 }
 
 // Start prepares what the API needs — its namespace, the token signing key,

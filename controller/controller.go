@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -80,6 +81,10 @@ type ManagerOptions struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Logger is the manager's logger; default ctrl.Log.
 	Logger logr.Logger
+	// Cache shapes the manager's informer cache. `gpuspace serve` narrows
+	// Secrets to the API keys there, because the API reads from the same
+	// cache (apiserver.CacheOptions) instead of watching everything twice.
+	Cache cache.Options
 }
 
 // NewManager returns a controller-runtime manager for gpuspace's
@@ -110,6 +115,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (manager.Manager, error) {
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Cache:                         o.Cache,
 	}
 	if o.LeaseDuration > 0 {
 		mo.LeaseDuration = &o.LeaseDuration

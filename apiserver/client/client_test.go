@@ -13,15 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/client"
 	"github.com/gpuspace/gpuspace/internal/server"
+	"github.com/gpuspace/gpuspace/internal/server/servertest"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
@@ -38,77 +37,6 @@ func suffix() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// serve runs what `gpuspace serve` runs — controllers, REST API and MCP
-// on one listener — on a loopback port until the test ends, and returns
-// its base URL.
-func serve(t *testing.T, namespace string) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{
-			RESTConfig: env.Config,
-			Listen:     "127.0.0.1:0",
-			Namespace:  namespace,
-			Logger:     zaptest.NewLogger(t),
-			OnReady:    func(a string, _ *apiserver.Server) { addr <- a },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case err := <-done:
-		t.Fatalf("server stopped before it was ready: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("server not ready after a minute")
-	}
-	return ""
-}
-
-// newClient returns a generated client that sends token as its bearer.
-func newClient(t *testing.T, url, token string) *client.ClientWithResponses {
-	t.Helper()
-	c, err := client.NewClientWithResponses(url, client.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
-		if token != "" {
-			r.Header.Set("Authorization", "Bearer "+token)
-		}
-		return nil
-	}))
-	if err != nil {
-		t.Fatalf("NewClientWithResponses: %v", err)
-	}
-	return c
-}
-
-// login exchanges an API key for a bearer token through the generated
-// client.
-func login(t *testing.T, c *client.ClientWithResponses, key string) string {
-	t.Helper()
-	r, err := c.AuthenticateWithResponse(context.Background(), client.AuthRequest{ApiKey: key})
-	if err != nil || r.JSON200 == nil {
-		t.Fatalf("auth: %v %s", err, body(r))
-	}
-	return r.JSON200.Data.Token
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // body is a generated response's status and raw body, for failure
@@ -136,7 +64,7 @@ func TestGeneratedClientFlow(t *testing.T) {
 	sfx := suffix()
 	keyNS, cluster, ws, ns, node := "gs-client-"+sfx, "oapi-"+sfx, "oapi-"+sfx, "oapi-ns-"+sfx, "oapi-h100-"+sfx
 
-	url := serve(t, keyNS)
+	url := servertest.Start(t, env.Config, server.Options{Namespace: keyNS})
 	// The first Owner key comes from `gpuspace apikey create`, i.e. this
 	// call; everything after it goes through the generated client.
 	ownerKey, _, err := auth.CreateKey(ctx, env.Client, keyNS, auth.KeyRequest{Name: "owner", Role: auth.RoleOwner}, time.Now())
@@ -149,14 +77,14 @@ func TestGeneratedClientFlow(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Kube.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{}) })
 
-	anon := newClient(t, url, "")
+	anon := servertest.Client(t, url, "")
 	if r, err := anon.HealthcheckWithResponse(ctx); err != nil || r.StatusCode() != http.StatusOK {
 		t.Fatalf("healthcheck: %v %s", err, body(r))
 	}
 	if r, err := anon.ListWorkspacesWithResponse(ctx); err != nil || r.JSON401 == nil || r.JSON401.Error.ErrorKey == "" {
 		t.Errorf("list without a token: want a 401 envelope with an errorKey, got %v %s", err, body(r))
 	}
-	owner := newClient(t, url, login(t, anon, ownerKey))
+	owner := servertest.Client(t, url, login(t, url, ownerKey))
 
 	inventoryNode := func(c *client.ClientWithResponses) *client.InventoryNode {
 		r, err := c.ListInventoryWithResponse(ctx)
@@ -170,7 +98,7 @@ func TestGeneratedClientFlow(t *testing.T) {
 		}
 		return nil
 	}
-	waitFor(t, "the node in the inventory", func() bool { return inventoryNode(owner) != nil })
+	servertest.WaitFor(t, "the node in the inventory", 30*time.Second, func() bool { return inventoryNode(owner) != nil })
 	if n := inventoryNode(owner); n.GpuShape != "H100" || n.GpuCount != 8 || n.ClusterName != cluster || n.GpuNodeState != client.NODEAVAILABLE {
 		t.Errorf("inventory node %+v: want an available 8 x H100 in %s", *n, cluster)
 	}
@@ -182,7 +110,7 @@ func TestGeneratedClientFlow(t *testing.T) {
 		t.Fatalf("create workspace: %v %s", err, body(cr))
 	}
 	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
-	waitFor(t, "workspace Normal", func() bool {
+	servertest.WaitFor(t, "workspace Normal", 30*time.Second, func() bool {
 		r, err := owner.GetWorkspaceWithResponse(ctx, ws)
 		return err == nil && r.JSON200 != nil && r.JSON200.Data.Status.SliceHealthStatus == client.Normal
 	})
@@ -193,7 +121,7 @@ func TestGeneratedClientFlow(t *testing.T) {
 	if kr.JSON200.Data.WorkspaceName != ws || !strings.HasPrefix(kr.JSON200.Data.ApiKey, "gps_") {
 		t.Errorf("editor key record %+v", kr.JSON200.Data)
 	}
-	editor := newClient(t, url, login(t, anon, kr.JSON200.Data.ApiKey))
+	editor := servertest.Client(t, url, login(t, url, kr.JSON200.Data.ApiKey))
 
 	shape, exit, gpus, prio := "H100", "0d2h0m", int32(8), int32(250)
 	req := client.GPRRequest{GprName: "train", SliceName: ws, ClusterName: &cluster, NumberOfGPUs: gpus,
@@ -226,7 +154,7 @@ func TestGeneratedClientFlow(t *testing.T) {
 		}
 		return r.JSON200.Data
 	}
-	waitFor(t, "GPR Provisioned", func() bool { return get().Status.ProvisioningStatus == client.GPRStatusProvisioningStatusProvisioned })
+	servertest.WaitFor(t, "GPR Provisioned", 30*time.Second, func() bool { return get().Status.ProvisioningStatus == client.GPRStatusProvisioningStatusProvisioned })
 	g := get()
 	if g.Status.Nodes == nil || !slices.Equal(*g.Status.Nodes, []string{node}) || g.ExitDuration != "2h0m0s" || g.Priority != prio {
 		t.Errorf("provisioned GPR %+v: want node %s, exitDuration 2h0m0s, priority %d", g, node, prio)
@@ -244,8 +172,8 @@ func TestGeneratedClientFlow(t *testing.T) {
 	if r, err := editor.UpdateGPRWithResponse(ctx, client.GPRUpdate{GprId: id, EarlyRelease: &release}); err != nil || r.StatusCode() != http.StatusOK {
 		t.Fatalf("early release: %v %s", err, body(r))
 	}
-	waitFor(t, "GPR Complete", func() bool { return get().Status.ProvisioningStatus == client.GPRStatusProvisioningStatusComplete })
-	waitFor(t, "node available again", func() bool { return inventoryNode(owner).GpuNodeState == client.NODEAVAILABLE })
+	servertest.WaitFor(t, "GPR Complete", 30*time.Second, func() bool { return get().Status.ProvisioningStatus == client.GPRStatusProvisioningStatusComplete })
+	servertest.WaitFor(t, "node available again", 30*time.Second, func() bool { return inventoryNode(owner).GpuNodeState == client.NODEAVAILABLE })
 	lr, err := editor.ListGPRsWithResponse(ctx, &client.ListGPRsParams{SliceName: &ws})
 	if err != nil || lr.JSON200 == nil || lr.JSON200.Data.Items == nil || len(*lr.JSON200.Data.Items) != 1 ||
 		(*lr.JSON200.Data.Items)[0].GprId != id || !(*lr.JSON200.Data.Items)[0].EarlyRelease {
@@ -259,8 +187,17 @@ func TestGeneratedClientFlow(t *testing.T) {
 	if r, err := owner.DeleteWorkspaceWithResponse(ctx, client.WorkspaceNameBody{WorkspaceName: ws}); err != nil || r.StatusCode() != http.StatusOK {
 		t.Fatalf("owner deletes the workspace: %v %s", err, body(r))
 	}
-	waitFor(t, "workspace gone", func() bool {
+	servertest.WaitFor(t, "workspace gone", 30*time.Second, func() bool {
 		r, err := owner.GetWorkspaceWithResponse(ctx, ws)
 		return err == nil && r.JSON404 != nil
 	})
+}
+
+func login(t *testing.T, url, key string) string {
+	t.Helper()
+	tok, err := servertest.Login(context.Background(), url, key)
+	if err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	return tok
 }

@@ -33,13 +33,11 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/index"
 )
 
 // ControllerName names the controller.
 const ControllerName = "gpuspace-workspace"
-
-// IndexGPRWorkspace is the cache index of GPRs by spec.workspace.
-const IndexGPRWorkspace = "spec.workspace"
 
 // Timings of the controller's polls: while a deleted workspace waits for
 // its nodes to be released, and a periodic pass that restores RBAC objects
@@ -64,10 +62,8 @@ func New(c client.Client, apiReader client.Reader) *Reconciler {
 
 // SetupWithManager registers the controller and the GPR index it uses.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, skipNameValidation *bool) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.GPUProvisionRequest{}, IndexGPRWorkspace,
-		func(o client.Object) []string { return []string{o.(*v1alpha1.GPUProvisionRequest).Spec.Workspace} })
-	if err != nil {
-		return fmt.Errorf("index GPRs by workspace: %w", err)
+	if err := index.AddGPRWorkspace(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
@@ -291,7 +287,7 @@ func (r *Reconciler) cleanup(ctx context.Context, ws string, keep []string) erro
 // the namespace labels still in place); then it removes RBAC and labels.
 func (r *Reconciler) finalize(ctx context.Context, ws *v1alpha1.Workspace) (bool, error) {
 	var gprs v1alpha1.GPUProvisionRequestList
-	if err := r.client.List(ctx, &gprs, client.MatchingFields{IndexGPRWorkspace: ws.Name}); err != nil {
+	if err := r.client.List(ctx, &gprs, client.MatchingFields{index.GPRWorkspace: ws.Name}); err != nil {
 		return false, fmt.Errorf("list GPRs of workspace %s: %w", ws.Name, err)
 	}
 	for i := range gprs.Items {
@@ -320,7 +316,7 @@ func (r *Reconciler) finalize(ctx context.Context, ws *v1alpha1.Workspace) (bool
 // changed.
 func (r *Reconciler) updateStatus(ctx context.Context, ws *v1alpha1.Workspace, problems []string) error {
 	var gprs v1alpha1.GPUProvisionRequestList
-	if err := r.client.List(ctx, &gprs, client.MatchingFields{IndexGPRWorkspace: ws.Name}); err != nil {
+	if err := r.client.List(ctx, &gprs, client.MatchingFields{index.GPRWorkspace: ws.Name}); err != nil {
 		return fmt.Errorf("list GPRs of workspace %s: %w", ws.Name, err)
 	}
 	st := ws.Status.DeepCopy()

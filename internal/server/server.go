@@ -66,6 +66,7 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionNamespace: o.Namespace,
 		Logger:                  ctrl.Log,
+		Cache:                   apiserver.CacheOptions(o.Namespace),
 	})
 	if err != nil {
 		return err
@@ -79,10 +80,14 @@ func Run(ctx context.Context, o Options) error {
 	if apiCfg.Version == "" {
 		apiCfg.Version = o.Version
 	}
-	// One /metrics for the controllers and the API.
+	// One /metrics for the controllers and the API. The API reads from the
+	// manager's cache (Setup added the index it needs): one watch per kind
+	// for the whole process. The cache runs on every replica (only the
+	// controllers wait for leadership), so followers serve the API too.
 	api, err := apiserver.New(apiCfg,
 		apiserver.WithLogger(log.Named("api")),
-		apiserver.WithMetrics(ctrlmetrics.Registry, ctrlmetrics.Registry))
+		apiserver.WithMetrics(ctrlmetrics.Registry, ctrlmetrics.Registry),
+		apiserver.WithCache(mgr.GetCache()))
 	if err != nil {
 		return err
 	}
