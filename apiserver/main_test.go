@@ -49,7 +49,13 @@ func suffix() string {
 
 func newTestServer(t testing.TB, opts ...Option) *testServer {
 	t.Helper()
-	ns := "gs-test-" + suffix()
+	return newTestServerIn(t, "gs-test-"+suffix(), opts...)
+}
+
+// newTestServerIn is newTestServer with keys in ns, for several servers
+// (replicas) sharing one namespace.
+func newTestServerIn(t testing.TB, ns string, opts ...Option) *testServer {
+	t.Helper()
 	cfg := Config{RESTConfig: env.Config, Namespace: ns}
 	// Log into the test's output; fuzzers and benchmarks must not log
 	// through F or B from inside their iterations.

@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -243,13 +244,17 @@ func NewCache(cfg *rest.Config, scheme *runtime.Scheme, namespace string) (cache
 }
 
 // CacheOptions are the settings a cache the API reads from needs: of all
-// Secrets, only the API key Secrets of namespace (the API never reads
-// another, and caching every Secret in the cluster would hold their
-// contents in memory). Workspaces, GPUProvisionRequests and Nodes are
+// Secrets, only the API key and signing key Secrets of namespace (the API
+// never reads another, and caching every Secret in the cluster would hold
+// their contents in memory). Workspaces, GPUProvisionRequests and Nodes are
 // cached whole. A shared cache (WithCache) built from these options also
 // needs index.GPRWorkspace (controller.Setup adds it to the manager's).
 func CacheOptions(namespace string) cache.Options {
-	sel := labels.SelectorFromSet(labels.Set{auth.LabelAPIKey: "true"})
+	keySecrets, err := labels.NewRequirement(auth.LabelAPIKey, selection.In, []string{auth.LabelValueKey, auth.LabelValueSigningKey})
+	if err != nil {
+		panic(err) // constant, valid label values
+	}
+	sel := labels.NewSelector().Add(*keySecrets)
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: sel},
@@ -269,15 +274,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.ensureNamespace(ctx); err != nil {
 		return err
 	}
-	key, err := auth.EnsureSigningKey(ctx, s.client, s.cfg.Namespace)
-	if err != nil {
+	if err := auth.EnsureSigningKey(ctx, s.client, s.cfg.Namespace); err != nil {
 		return fmt.Errorf("apiserver: %w", err)
 	}
-	signer, err := auth.NewSigner(key)
-	if err != nil {
-		return fmt.Errorf("apiserver: %w", err)
-	}
-	s.auth.Store(auth.NewAuthenticator(signer, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now))
+	keys := auth.NewSecretKeySource(s.cache, s.client, s.cfg.Namespace)
+	s.auth.Store(auth.NewAuthenticator(keys, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now))
 
 	cacheErr := make(chan error, 1)
 	if s.ownCach {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -66,6 +67,22 @@ func TestTokenVerify(t *testing.T) {
 	}
 	if _, err := NewSigner([]byte("short")); err == nil {
 		t.Error("NewSigner accepted a 5-byte key")
+	}
+	if _, err := NewSigner(key32, []byte("short")); err == nil {
+		t.Error("NewSigner accepted a 5-byte previous key")
+	}
+	// A Signer with previous keys verifies their tokens and signs with
+	// its own key only.
+	rotated, err := NewSigner([]byte("the next key, also 32 bytes long"), key32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rotated.Verify(good, now); err != nil {
+		t.Errorf("token of the previous key: %v", err)
+	}
+	fresh, _ := rotated.Sign(Claims{KeyID: "k", ExpiresAt: now.Add(time.Minute).Unix()})
+	if _, err := s.Verify(fresh, now); !errors.Is(err, ErrTokenSignature) {
+		t.Errorf("rotated signer's token under the old key alone: %v, want ErrTokenSignature", err)
 	}
 }
 
@@ -191,14 +208,131 @@ func TestCreateKeyRoleCase(t *testing.T) {
 }
 
 func TestEnsureSigningKey(t *testing.T) {
+	ctx := context.Background()
 	c := fakeClient(t)
-	k1, err := EnsureSigningKey(context.Background(), c, "ns")
+	get := func() corev1.Secret {
+		t.Helper()
+		var sec corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: SigningKeySecret}, &sec); err != nil {
+			t.Fatal(err)
+		}
+		return sec
+	}
+	if err := EnsureSigningKey(ctx, c, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	first := get()
+	if len(first.Data["key"]) != 32 || first.Labels[LabelAPIKey] != LabelValueSigningKey {
+		t.Errorf("created secret: %d-byte key, labels %v", len(first.Data["key"]), first.Labels)
+	}
+	if err := EnsureSigningKey(ctx, c, "ns"); err != nil || string(get().Data["key"]) != string(first.Data["key"]) {
+		t.Errorf("second start got another key or failed: %v", err)
+	}
+
+	// A Secret an older gpuspace wrote without the label gets it, key kept.
+	old := get()
+	old.Labels = nil
+	if err := c.Update(ctx, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureSigningKey(ctx, c, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	if sec := get(); sec.Labels[LabelAPIKey] != LabelValueSigningKey || string(sec.Data["key"]) != string(first.Data["key"]) {
+		t.Errorf("unlabelled secret: labels %v, key kept %v", sec.Labels, string(sec.Data["key"]) == string(first.Data["key"]))
+	}
+
+	// A damaged key is an error, not silently replaced.
+	bad := get()
+	bad.Data["key"] = []byte("short")
+	if err := c.Update(ctx, &bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureSigningKey(ctx, c, "ns"); err == nil {
+		t.Error("a 5-byte signing key was accepted")
+	}
+}
+
+func TestSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	c := fakeClient(t)
+	src := NewSecretKeySource(c, c, "ns")
+	// No Secret yet: the source creates one.
+	s0, err := src.SigningKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := EnsureSigningKey(context.Background(), c, "ns")
-	if err != nil || string(k1) != string(k2) || len(k1) != 32 {
-		t.Errorf("second start got another key or failed: %v", err)
+	sign := func(s *Signer) string {
+		t.Helper()
+		tok, err := s.Sign(Claims{KeyID: "k", ExpiresAt: 1 << 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	verifies := func(tok string) bool {
+		t.Helper()
+		s, err := src.SigningKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Verify(tok, time.Unix(0, 0))
+		if err != nil && !errors.Is(err, ErrTokenSignature) {
+			t.Fatalf("verify: %v", err)
+		}
+		return err == nil
+	}
+	tok0 := sign(s0)
+	if s, _ := src.SigningKeys(ctx); s != s0 {
+		t.Error("unchanged Secret: the source built a new Signer")
+	}
+
+	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := src.SigningKeys(ctx)
+	tok1 := sign(s1)
+	if tok1 == tok0 || !verifies(tok0) || !verifies(tok1) {
+		t.Errorf("after a rotation: new key %v, old token verifies %v, new token verifies %v", tok1 != tok0, verifies(tok0), verifies(tok1))
+	}
+
+	// Only one previous key is kept: two rotations retire the first key.
+	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
+		t.Fatal(err)
+	}
+	if verifies(tok0) || !verifies(tok1) {
+		t.Errorf("after a second rotation: first token verifies %v (want false), second %v (want true)", verifies(tok0), verifies(tok1))
+	}
+
+	// dropPrevious revokes every earlier token at once.
+	s2, _ := src.SigningKeys(ctx)
+	tok2 := sign(s2)
+	if err := RotateSigningKey(ctx, c, "ns", true); err != nil {
+		t.Fatal(err)
+	}
+	if verifies(tok1) || verifies(tok2) {
+		t.Errorf("after a rotation dropping the previous key: earlier tokens still verify (%v, %v)", verifies(tok1), verifies(tok2))
+	}
+
+	// Deleting the Secret revokes everything too; the next use makes a key.
+	s3, _ := src.SigningKeys(ctx)
+	tok3 := sign(s3)
+	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: SigningKeySecret}}); err != nil {
+		t.Fatal(err)
+	}
+	if verifies(tok3) {
+		t.Error("a token signed before the Secret was deleted still verifies")
+	}
+}
+
+func TestRotateSigningKeyWithoutSecret(t *testing.T) {
+	ctx := context.Background()
+	c := fakeClient(t)
+	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSecretKeySource(c, c, "ns").SigningKeys(ctx); err != nil {
+		t.Errorf("rotation without a Secret did not leave a usable key: %v", err)
 	}
 }
 

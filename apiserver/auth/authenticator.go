@@ -16,7 +16,7 @@ import (
 // to the apiserver for a key the cache has not seen yet (one created a
 // moment ago), so a fresh key works at once.
 type Authenticator struct {
-	signer    *Signer
+	keys      KeySource
 	cache     client.Reader
 	live      client.Reader
 	namespace string
@@ -28,16 +28,17 @@ type Authenticator struct {
 const DefaultTokenTTL = 15 * time.Minute
 
 // NewAuthenticator returns an Authenticator for the key Secrets in
-// namespace. cache serves reads; live (may be nil) is asked on a cache
-// miss. ttl 0 means DefaultTokenTTL; now nil means time.Now.
-func NewAuthenticator(signer *Signer, cache, live client.Reader, namespace string, ttl time.Duration, now func() time.Time) *Authenticator {
+// namespace that signs and verifies tokens with the keys from keys. cache
+// serves reads; live (may be nil) is asked on a cache miss. ttl 0 means
+// DefaultTokenTTL; now nil means time.Now.
+func NewAuthenticator(keys KeySource, cache, live client.Reader, namespace string, ttl time.Duration, now func() time.Time) *Authenticator {
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{signer: signer, cache: cache, live: live, namespace: namespace, ttl: ttl, now: now}
+	return &Authenticator{keys: keys, cache: cache, live: live, namespace: namespace, ttl: ttl, now: now}
 }
 
 // TTL is the lifetime of the tokens issued.
@@ -71,7 +72,11 @@ func (a *Authenticator) Exchange(ctx context.Context, key string) (string, time.
 	if info.ValidUntil != nil && info.ValidUntil.Before(exp) {
 		exp = *info.ValidUntil
 	}
-	tok, err := a.signer.Sign(Claims{
+	signer, err := a.keys.SigningKeys(ctx)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	tok, err := signer.Sign(Claims{
 		KeyID: id, KeyUID: string(sec.UID), Role: info.Role, Workspace: info.Workspace,
 		IssuedAt: now.Unix(), ExpiresAt: exp.Unix(),
 	})
@@ -86,7 +91,11 @@ func (a *Authenticator) Exchange(ctx context.Context, key string) (string, time.
 // the principal with the role and workspace the key has now.
 func (a *Authenticator) Verify(ctx context.Context, token string) (*Principal, error) {
 	now := a.now()
-	c, err := a.signer.Verify(token, now)
+	signer, err := a.keys.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := signer.Verify(token, now)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +132,7 @@ func (a *Authenticator) secret(ctx context.Context, id string) (*corev1.Secret, 
 	if err != nil {
 		return nil, fmt.Errorf("read API key %s: %w", id, err)
 	}
-	if sec.Labels[LabelAPIKey] != "true" {
+	if sec.Labels[LabelAPIKey] != LabelValueKey {
 		return nil, ErrUnknownKey
 	}
 	return &sec, nil

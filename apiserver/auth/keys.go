@@ -26,9 +26,13 @@ const DefaultNamespace = "gpuspace-system"
 
 // Labels and names of the Secrets gpuspace keeps.
 const (
-	// LabelAPIKey marks an API key Secret (value "true"); the API's cache
-	// watches only these.
+	// LabelAPIKey marks the Secrets the API's cache watches: API keys
+	// (value LabelValueKey) and the token signing key (LabelValueSigningKey).
 	LabelAPIKey = "gpuspace.io/api-key"
+	// LabelValueKey is LabelAPIKey's value on an API key Secret.
+	LabelValueKey = "true"
+	// LabelValueSigningKey is LabelAPIKey's value on the signing key Secret.
+	LabelValueSigningKey = "signing-key"
 	// LabelAPIKeyWorkspace on an API key Secret names the workspace the key
 	// is limited to.
 	LabelAPIKeyWorkspace = "gpuspace.io/api-key-workspace"
@@ -148,7 +152,7 @@ func CreateKey(ctx context.Context, c client.Client, namespace string, req KeyRe
 			ObjectMeta: metav1.ObjectMeta{
 				Name:      SecretPrefix + id,
 				Namespace: namespace,
-				Labels:    map[string]string{LabelAPIKey: "true"},
+				Labels:    map[string]string{LabelAPIKey: LabelValueKey},
 			},
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{
@@ -191,7 +195,7 @@ func CreateKey(ctx context.Context, c client.Client, namespace string, req KeyRe
 // ListKeys lists the keys in namespace, all of them or (workspace not
 // empty) those limited to workspace, ordered by name then id.
 func ListKeys(ctx context.Context, r client.Reader, namespace, workspace string) ([]KeyInfo, error) {
-	sel := client.MatchingLabels{LabelAPIKey: "true"}
+	sel := client.MatchingLabels{LabelAPIKey: LabelValueKey}
 	if workspace != "" {
 		sel[LabelAPIKeyWorkspace] = workspace
 	}
@@ -233,13 +237,13 @@ func DeleteKey(ctx context.Context, c client.Client, namespace, ref string) (Key
 		err = c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretPrefix + ref}, &sec)
 	}
 	switch {
-	case err == nil && sec.Labels[LabelAPIKey] == "true":
+	case err == nil && sec.Labels[LabelAPIKey] == LabelValueKey:
 		target = &sec
 	case err != nil && !apierrors.IsNotFound(err):
 		return KeyInfo{}, fmt.Errorf("get API key secret: %w", err)
 	default:
 		var list corev1.SecretList
-		if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{LabelAPIKey: "true"}); err != nil {
+		if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{LabelAPIKey: LabelValueKey}); err != nil {
 			return KeyInfo{}, fmt.Errorf("list API key secrets: %w", err)
 		}
 		for i := range list.Items {
@@ -265,44 +269,6 @@ func DeleteKey(ctx context.Context, c client.Client, namespace, ref string) (Key
 		return KeyInfo{}, fmt.Errorf("delete API key secret: %w", err)
 	}
 	return info, nil
-}
-
-// EnsureSigningKey returns the token signing key from its Secret in
-// namespace, creating Secret (and a random key) on first start. Replicas
-// racing to create it all end up with the one that won.
-func EnsureSigningKey(ctx context.Context, c client.Client, namespace string) ([]byte, error) {
-	name := types.NamespacedName{Namespace: namespace, Name: SigningKeySecret}
-	for range 3 {
-		var sec corev1.Secret
-		err := c.Get(ctx, name, &sec)
-		if err == nil {
-			key := sec.Data["key"]
-			if len(key) < 32 {
-				return nil, fmt.Errorf("secret %s: key is %d bytes, want at least 32", name, len(key))
-			}
-			return key, nil
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("get signing key secret %s: %w", name, err)
-		}
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, fmt.Errorf("generate signing key: %w", err)
-		}
-		sec = corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name.Name, Namespace: namespace},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{"key": key},
-		}
-		err = c.Create(ctx, &sec)
-		if err == nil {
-			return key, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create signing key secret %s: %w", name, err)
-		}
-	}
-	return nil, fmt.Errorf("signing key secret %s: could not create or read it", name)
 }
 
 func newKeyMaterial() (id, secret string, err error) {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -38,18 +39,31 @@ const issuer = "gpuspace"
 // rules out algorithm confusion ("alg":"none" and friends).
 var header = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// Signer signs and verifies bearer tokens with an HMAC-SHA256 key.
+// Signer signs bearer tokens with an HMAC-SHA256 key and verifies them
+// against that key and the keys it replaced, so that rotating the key does
+// not sign everyone out.
 type Signer struct {
-	key []byte
+	key      []byte
+	previous [][]byte
 }
 
-// NewSigner returns a Signer for key, which must be at least 32 bytes.
-func NewSigner(key []byte) (*Signer, error) {
-	if len(key) < 32 {
-		return nil, fmt.Errorf("signing key is %d bytes, want at least 32", len(key))
+// NewSigner returns a Signer that signs with key and also accepts tokens
+// signed with previous keys. Every key must be at least 32 bytes.
+func NewSigner(key []byte, previous ...[]byte) (*Signer, error) {
+	for _, k := range append([][]byte{key}, previous...) {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("signing key is %d bytes, want at least 32", len(k))
+		}
 	}
-	return &Signer{key: append([]byte(nil), key...)}, nil
+	s := &Signer{key: append([]byte(nil), key...)}
+	for _, k := range previous {
+		s.previous = append(s.previous, append([]byte(nil), k...))
+	}
+	return s, nil
 }
+
+// SigningKeys returns s itself: a fixed Signer is a KeySource.
+func (s *Signer) SigningKeys(context.Context) (*Signer, error) { return s, nil }
 
 // Sign returns the token for c.
 func (s *Signer) Sign(c Claims) (string, error) {
@@ -62,8 +76,10 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	return signed + "." + base64.RawURLEncoding.EncodeToString(s.mac(signed)), nil
 }
 
-func (s *Signer) mac(signed string) []byte {
-	m := hmac.New(sha256.New, s.key)
+func (s *Signer) mac(signed string) []byte { return mac(s.key, signed) }
+
+func mac(key []byte, signed string) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(signed))
 	return m.Sum(nil)
 }
@@ -85,7 +101,15 @@ func (s *Signer) Verify(token string, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, ErrTokenMalformed
 	}
-	if subtle.ConstantTimeCompare(gotSig, s.mac(token[:len(h)+1+len(payload)])) != 1 {
+	signed := token[:len(h)+1+len(payload)]
+	valid := subtle.ConstantTimeCompare(gotSig, s.mac(signed)) == 1
+	for _, k := range s.previous {
+		if valid {
+			break
+		}
+		valid = subtle.ConstantTimeCompare(gotSig, mac(k, signed)) == 1
+	}
+	if !valid {
 		return nil, ErrTokenSignature
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(payload)

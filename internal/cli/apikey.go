@@ -34,6 +34,17 @@ func (f *apikeyFlags) client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
+// connect returns a client and a context bounding the command's calls to
+// the cluster; call cancel when done.
+func (f *apikeyFlags) connect(parent context.Context) (context.Context, client.Client, context.CancelFunc, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
+	return ctx, c, cancel, nil
+}
+
 func newAPIKeyCommand() *cobra.Command {
 	var f apikeyFlags
 	cmd := &cobra.Command{
@@ -46,7 +57,7 @@ hashes, in Secrets of --namespace; a key is printed once, at creation.`,
 	}
 	cmd.PersistentFlags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
 	cmd.PersistentFlags().StringVar(&f.namespace, "namespace", auth.DefaultNamespace, "namespace of gpuspace's API key Secrets")
-	cmd.AddCommand(newAPIKeyCreateCommand(&f), newAPIKeyListCommand(&f), newAPIKeyDeleteCommand(&f))
+	cmd.AddCommand(newAPIKeyCreateCommand(&f), newAPIKeyListCommand(&f), newAPIKeyDeleteCommand(&f), newRotateSigningKeyCommand(&f))
 	return cmd
 }
 
@@ -72,11 +83,10 @@ func newAPIKeyCreateCommand(f *apikeyFlags) *cobra.Command {
 				}
 				req.ValidUntil = t
 			}
-			c, err := f.client()
+			ctx, c, cancel, err := f.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			key, info, err := CreateAPIKey(ctx, c, f.namespace, req)
 			if err != nil {
@@ -119,11 +129,10 @@ func newAPIKeyListCommand(f *apikeyFlags) *cobra.Command {
 		Short: "List API keys (never the keys themselves)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client()
+			ctx, c, cancel, err := f.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			keys, err := auth.ListKeys(ctx, c, f.namespace, workspace)
 			if err != nil {
@@ -157,11 +166,10 @@ func newAPIKeyDeleteCommand(f *apikeyFlags) *cobra.Command {
 		Short: "Delete an API key; tokens issued for it stop working",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			ctx, c, cancel, err := f.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			info, err := auth.DeleteKey(ctx, c, f.namespace, args[0])
 			if err != nil {
@@ -171,4 +179,38 @@ func newAPIKeyDeleteCommand(f *apikeyFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newRotateSigningKeyCommand(f *apikeyFlags) *cobra.Command {
+	var dropPrevious bool
+	cmd := &cobra.Command{
+		Use:   "rotate-signing-key",
+		Short: "Replace the key bearer tokens are signed with",
+		Long: `rotate-signing-key writes a new random token signing key. Running servers
+pick it up within moments, without a restart. Tokens signed with the key it
+replaces stay valid until they expire (the token lifetime, 15 minutes by
+default), so nobody is signed out; --drop-previous revokes them at once
+(everyone exchanges their API key again). API keys are not affected.`,
+		Example: `  gpuspace apikey rotate-signing-key                  # routine rotation
+  gpuspace apikey rotate-signing-key --drop-previous  # the key leaked`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, c, cancel, err := f.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if err := auth.RotateSigningKey(ctx, c, f.namespace, dropPrevious); err != nil {
+				return err
+			}
+			if dropPrevious {
+				fmt.Fprintln(cmd.OutOrStdout(), "token signing key rotated; tokens issued before now no longer work")
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), "token signing key rotated; tokens issued before now work until they expire")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dropPrevious, "drop-previous", false, "also stop accepting tokens signed with the replaced key")
+	return cmd
 }
