@@ -247,8 +247,9 @@ func NewCache(cfg *rest.Config, scheme *runtime.Scheme, namespace string) (cache
 // Secrets, only the API key and signing key Secrets of namespace (the API
 // never reads another, and caching every Secret in the cluster would hold
 // their contents in memory). Workspaces, GPUProvisionRequests and Nodes are
-// cached whole. A shared cache (WithCache) built from these options also
-// needs index.GPRWorkspace (controller.Setup adds it to the manager's).
+// cached, all without managedFields. A shared cache (WithCache) built
+// from these options also needs index.GPRWorkspace (controller.Setup adds
+// it to the manager's).
 func CacheOptions(namespace string) cache.Options {
 	keySecrets, err := labels.NewRequirement(auth.LabelAPIKey, selection.In, []string{auth.LabelValueKey, auth.LabelValueSigningKey})
 	if err != nil {
@@ -260,6 +261,9 @@ func CacheOptions(namespace string) cache.Options {
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: sel},
 		},
 		ReaderFailOnMissingInformer: false,
+		// Nothing reads managedFields from the cache; without them every
+		// cached object is smaller and every Get copies less.
+		DefaultTransform: cache.TransformStripManagedFields(),
 	}
 }
 
