@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -200,4 +203,38 @@ func login(t *testing.T, url, key string) string {
 		t.Fatalf("auth: %v", err)
 	}
 	return tok
+}
+
+// TestServedDocumentIsTheGeneratorInput: the client is generated from
+// openapi.json in this directory; the running server must serve the same
+// document (its OpenAPI 3.0 form), or the client was generated from
+// something else than what users get.
+func TestServedDocumentIsTheGeneratorInput(t *testing.T) {
+	url := servertest.Start(t, env.Config, server.Options{Namespace: "gs-client-doc-" + suffix()})
+	res, err := http.Get(url + "/openapi-3.0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /openapi-3.0.json: %d", res.StatusCode)
+	}
+	var served, generated map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&served); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &generated); err != nil {
+		t.Fatal(err)
+	}
+	// The version is the build's; everything else must match.
+	for _, doc := range []map[string]any{served, generated} {
+		delete(doc["info"].(map[string]any), "version")
+	}
+	if d := cmp.Diff(generated, served); d != "" {
+		t.Errorf("served document differs from apiserver/client/openapi.json (run make generate) (-file +served):\n%s", d)
+	}
 }
