@@ -46,6 +46,10 @@ type Options struct {
 	Version string
 	// Logger logs; default no-op.
 	Logger *zap.Logger
+	// SkipControllerNameValidation lets server.Run run more than once in
+	// a process (tests); controller-runtime refuses a controller name twice
+	// otherwise.
+	SkipControllerNameValidation bool
 	// OnReady, if set, is called once with the listener's address when the
 	// API answers requests.
 	OnReady func(addr string, api *apiserver.Server)
@@ -71,7 +75,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster}); err != nil {
+	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation}); err != nil {
 		return err
 	}
 	apiCfg := o.API

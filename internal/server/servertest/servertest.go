@@ -18,13 +18,15 @@ import (
 
 // Start runs server.Run with o against cfg on a loopback port until the
 // test ends, logging into the test, and returns the API's base URL once it
-// is ready. o's RESTConfig, Listen, Logger and OnReady are set here.
+// is ready. o's RESTConfig, Listen, Logger, OnReady and
+// SkipControllerNameValidation are set here.
 func Start(t *testing.T, cfg *rest.Config, o server.Options) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	o.RESTConfig, o.Listen, o.Logger = cfg, "127.0.0.1:0", zaptest.NewLogger(t)
+	o.SkipControllerNameValidation = true // tests may start several
 	o.OnReady = func(a string, _ *apiserver.Server) { addr <- a }
 	go func() { done <- server.Run(ctx, o) }()
 	t.Cleanup(func() {
