@@ -59,7 +59,11 @@ func watches(t *testing.T, resource string) int {
 // controllers' cache instead of opening watches of its own.
 func TestFollowerServesFromSharedCache(t *testing.T) {
 	ctx := context.Background()
-	const ns, leaseName = "gpuspace-server-test", "gpuspace-controller"
+	// Fresh names per run: testenv runs no namespace controller, so a
+	// deleted namespace stays Terminating.
+	sfx := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	ns, wsNS, ws := "gpuspace-server-test-"+sfx, "follower-ns-"+sfx, "follower-ws-"+sfx
+	const leaseName = "gpuspace-controller"
 	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("namespace: %v", err)
 	}
@@ -91,21 +95,20 @@ func TestFollowerServesFromSharedCache(t *testing.T) {
 		return err == nil
 	})
 	c := servertest.Client(t, url, tok)
-	ws := "follower-ws"
 	if r, err := c.CreateWorkspaceWithResponse(ctx, client.CreateWorkspaceBody{WorkspaceName: ws, Username: "u",
-		Clusters: &[]string{"worker-1"}, Namespaces: &[]string{"follower-ns"}}); err != nil || r.JSON200 == nil {
+		Clusters: &[]string{"worker-1"}, Namespaces: &[]string{wsNS}}); err != nil || r.JSON200 == nil {
 		t.Fatalf("create workspace on the follower: %v %v", err, r)
 	}
 	t.Cleanup(func() {
 		_, _ = c.DeleteWorkspaceWithResponse(ctx, client.WorkspaceNameBody{WorkspaceName: ws})
-		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, "follower-ns", metav1.DeleteOptions{})
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, wsNS, metav1.DeleteOptions{})
 	})
 	servertest.WaitFor(t, "the workspace in the follower's cache", 45*time.Second, func() bool {
 		r, err := c.GetWorkspaceWithResponse(ctx, ws)
 		return err == nil && r.JSON200 != nil
 	})
 	time.Sleep(2 * time.Second) // ample time for a controller, were one running, to act
-	if _, err := env.Kube.CoreV1().Namespaces().Get(ctx, "follower-ns", metav1.GetOptions{}); err == nil {
+	if _, err := env.Kube.CoreV1().Namespaces().Get(ctx, wsNS, metav1.GetOptions{}); err == nil {
 		t.Errorf("the workspace's namespace exists: a controller ran without the Lease")
 	}
 
