@@ -82,9 +82,9 @@ func BenchmarkAuthExchange(b *testing.B) {
 
 // BenchmarkTokenVerify: what every authenticated request pays: HMAC
 // verification, claims, and the key's Secret from the cache. The server
-// reads the signing key Secret from its cache on every call (so rotations
-// need no restart); the fixed-signer baseline is the same Authenticator
-// with the key held in memory, for the ratio.
+// follows the signing key Secret through an informer (so rotations need no
+// restart); the fixed-signer baseline is the same Authenticator with the
+// key held in memory, for the ratio.
 func BenchmarkTokenVerify(b *testing.B) {
 	ts := newTestServer(b)
 	ctx := context.Background()

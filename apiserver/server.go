@@ -281,7 +281,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := auth.EnsureSigningKey(ctx, s.client, s.cfg.Namespace); err != nil {
 		return fmt.Errorf("apiserver: %w", err)
 	}
-	keys := auth.NewSecretKeySource(s.cache, s.client, s.cfg.Namespace)
+	keys, err := auth.NewSecretKeySource(ctx, s.cache, s.client, s.cfg.Namespace)
+	if err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
 	s.auth.Store(auth.NewAuthenticator(keys, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now))
 
 	cacheErr := make(chan error, 1)

@@ -10,9 +10,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
@@ -104,7 +106,8 @@ func TestKeyLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := parseKey(key); !ok {
+	_, secretPart, ok := parseKey(key)
+	if !ok {
 		t.Fatalf("created key %q does not parse", key)
 	}
 	// Nothing stored reveals the key.
@@ -113,7 +116,8 @@ func TestKeyLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range sec.Data {
-		if strings.Contains(string(v), strings.Split(key, "_")[2]) {
+		// Not strings.Split(key, "_"): the base64url secret may hold "_".
+		if strings.Contains(string(v), secretPart) {
 			t.Errorf("secret data %s contains the key's secret part", k)
 		}
 	}
@@ -256,11 +260,29 @@ func TestEnsureSigningKey(t *testing.T) {
 func TestSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	c := fakeClient(t)
-	src := NewSecretKeySource(c, c, "ns")
-	// No Secret yet: the source creates one.
-	s0, err := src.SigningKeys(ctx)
+	informers := &informertest.FakeInformers{Scheme: c.Scheme()}
+	src, err := NewSecretKeySource(ctx, informers, c, "ns")
 	if err != nil {
 		t.Fatal(err)
+	}
+	inf, err := informers.FakeInformerForKind(ctx, corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// deliver plays the watch: what the apiserver holds now reaches the
+	// informer's handlers.
+	deliver := func() {
+		t.Helper()
+		var sec corev1.Secret
+		err := c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: SigningKeySecret}, &sec)
+		switch {
+		case err == nil:
+			inf.Add(&sec)
+		case apierrors.IsNotFound(err):
+			inf.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: SigningKeySecret}})
+		default:
+			t.Fatal(err)
+		}
 	}
 	sign := func(s *Signer) string {
 		t.Helper()
@@ -270,28 +292,44 @@ func TestSigningKeyRotation(t *testing.T) {
 		}
 		return tok
 	}
-	verifies := func(tok string) bool {
+	current := func() *Signer {
 		t.Helper()
 		s, err := src.SigningKeys(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.Verify(tok, time.Unix(0, 0))
+		return s
+	}
+	verifies := func(tok string) bool {
+		t.Helper()
+		_, err := current().Verify(tok, time.Unix(0, 0))
 		if err != nil && !errors.Is(err, ErrTokenSignature) {
 			t.Fatalf("verify: %v", err)
 		}
 		return err == nil
 	}
+
+	// Nothing delivered and no Secret yet: the source creates one.
+	s0 := current()
 	tok0 := sign(s0)
-	if s, _ := src.SigningKeys(ctx); s != s0 {
-		t.Error("unchanged Secret: the source built a new Signer")
+	deliver()
+	if s := current(); s == s0 {
+		t.Error("the delivered Secret did not replace the start-up Signer")
+	}
+	if !verifies(tok0) {
+		t.Error("the delivered Secret does not verify the start-up Signer's token")
 	}
 
 	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
 		t.Fatal(err)
 	}
-	s1, _ := src.SigningKeys(ctx)
-	tok1 := sign(s1)
+	// A request reads no Secret: until the watch delivers the rotation,
+	// the old key signs.
+	if tok := sign(current()); tok != tok0 {
+		t.Error("the source saw a rotation the informer has not delivered")
+	}
+	deliver()
+	tok1 := sign(current())
 	if tok1 == tok0 || !verifies(tok0) || !verifies(tok1) {
 		t.Errorf("after a rotation: new key %v, old token verifies %v, new token verifies %v", tok1 != tok0, verifies(tok0), verifies(tok1))
 	}
@@ -300,28 +338,50 @@ func TestSigningKeyRotation(t *testing.T) {
 	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
 		t.Fatal(err)
 	}
+	deliver()
 	if verifies(tok0) || !verifies(tok1) {
 		t.Errorf("after a second rotation: first token verifies %v (want false), second %v (want true)", verifies(tok0), verifies(tok1))
 	}
 
 	// dropPrevious revokes every earlier token at once.
-	s2, _ := src.SigningKeys(ctx)
-	tok2 := sign(s2)
+	tok2 := sign(current())
 	if err := RotateSigningKey(ctx, c, "ns", true); err != nil {
 		t.Fatal(err)
 	}
+	deliver()
 	if verifies(tok1) || verifies(tok2) {
 		t.Errorf("after a rotation dropping the previous key: earlier tokens still verify (%v, %v)", verifies(tok1), verifies(tok2))
 	}
 
 	// Deleting the Secret revokes everything too; the next use makes a key.
-	s3, _ := src.SigningKeys(ctx)
-	tok3 := sign(s3)
+	tok3 := sign(current())
 	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: SigningKeySecret}}); err != nil {
 		t.Fatal(err)
 	}
+	deliver()
 	if verifies(tok3) {
 		t.Error("a token signed before the Secret was deleted still verifies")
+	}
+
+	// A damaged Secret is reported, not signed around.
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: SigningKeySecret}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	sec.Data["key"] = []byte("short")
+	if err := c.Update(ctx, &sec); err != nil {
+		t.Fatal(err)
+	}
+	deliver()
+	if _, err := src.SigningKeys(ctx); err == nil {
+		t.Error("a damaged signing key Secret gave a Signer")
+	}
+
+	// Other Secrets are none of its business.
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: SigningKeySecret}, Data: map[string][]byte{"key": key32}}
+	inf.Add(other)
+	if _, err := src.SigningKeys(ctx); err == nil {
+		t.Error("a signing key Secret of another namespace was taken")
 	}
 }
 
@@ -331,7 +391,11 @@ func TestRotateSigningKeyWithoutSecret(t *testing.T) {
 	if err := RotateSigningKey(ctx, c, "ns", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewSecretKeySource(c, c, "ns").SigningKeys(ctx); err != nil {
+	src, err := NewSecretKeySource(ctx, &informertest.FakeInformers{Scheme: c.Scheme()}, c, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.SigningKeys(ctx); err != nil {
 		t.Errorf("rotation without a Secret did not leave a usable key: %v", err)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -116,38 +118,71 @@ func RotateSigningKey(ctx context.Context, c client.Client, namespace string, dr
 	return nil
 }
 
-// SecretKeySource reads the signing keys from their Secret on every call,
-// through an informer cache, so a rotation reaches every replica as fast as
-// its watch does. A Signer is built only when the Secret changed. If the
-// Secret is deleted, the next call creates a new key: deleting it is the
-// way to revoke every token at once.
+// SecretKeySource follows the signing key Secret through an informer: its
+// event handler rebuilds the Signer when the Secret changes, so a rotation
+// reaches every replica as fast as its watch does and a request pays only
+// an atomic load. Until the informer has delivered the Secret (start-up),
+// or after it was deleted, SigningKeys reads it from the apiserver, and
+// creates a new one if there is none: deleting the Secret is the way to
+// revoke every token at once.
 type SecretKeySource struct {
-	cache     client.Reader
 	live      client.Client
 	namespace string
-	last      atomic.Pointer[sourcedSigner]
-}
-
-type sourcedSigner struct {
-	resourceVersion string
-	signer          *Signer
+	signer    atomic.Pointer[Signer]
 }
 
 // NewSecretKeySource returns a KeySource for the signing key Secret in
-// namespace, read through cache; live is read on a cache miss and writes a
-// new Secret if there is none.
-func NewSecretKeySource(cache client.Reader, live client.Client, namespace string) *SecretKeySource {
-	return &SecretKeySource{cache: cache, live: live, namespace: namespace}
+// namespace. informers must watch that Secret (CacheOptions in the
+// apiserver package selects it); live is read while the informer has not
+// delivered it, and written if it does not exist.
+func NewSecretKeySource(ctx context.Context, informers cache.Informers, live client.Client, namespace string) (*SecretKeySource, error) {
+	s := &SecretKeySource{live: live, namespace: namespace}
+	inf, err := informers.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return nil, fmt.Errorf("signing key: secret informer: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.FilteringResourceEventHandler{
+		FilterFunc: s.isSigningKey,
+		Handler: toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    s.observe,
+			UpdateFunc: func(_, obj any) { s.observe(obj) },
+			DeleteFunc: func(any) { s.signer.Store(nil) },
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signing key: watch secret: %w", err)
+	}
+	return s, nil
+}
+
+func (s *SecretKeySource) isSigningKey(obj any) bool {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	sec, ok := obj.(*corev1.Secret)
+	return ok && sec.Namespace == s.namespace && sec.Name == SigningKeySecret
+}
+
+// observe takes the Signer of a new version of the Secret; a damaged one
+// clears it, so that SigningKeys reports the damage instead of signing with
+// a key the Secret no longer holds.
+func (s *SecretKeySource) observe(obj any) {
+	signer, err := signerOf(obj.(*corev1.Secret))
+	if err != nil {
+		s.signer.Store(nil)
+		return
+	}
+	s.signer.Store(signer)
 }
 
 // SigningKeys implements KeySource.
 func (s *SecretKeySource) SigningKeys(ctx context.Context) (*Signer, error) {
+	if signer := s.signer.Load(); signer != nil {
+		return signer, nil
+	}
 	name := types.NamespacedName{Namespace: s.namespace, Name: SigningKeySecret}
 	var sec corev1.Secret
-	err := s.cache.Get(ctx, name, &sec)
-	if apierrors.IsNotFound(err) {
-		err = s.live.Get(ctx, name, &sec)
-	}
+	err := s.live.Get(ctx, name, &sec)
 	if apierrors.IsNotFound(err) {
 		if err := EnsureSigningKey(ctx, s.live, s.namespace); err != nil {
 			return nil, err
@@ -157,14 +192,17 @@ func (s *SecretKeySource) SigningKeys(ctx context.Context) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read signing key secret %s: %w", name, err)
 	}
-	if last := s.last.Load(); last != nil && last.resourceVersion == sec.ResourceVersion {
-		return last.signer, nil
-	}
 	signer, err := signerOf(&sec)
 	if err != nil {
 		return nil, err
 	}
-	s.last.Store(&sourcedSigner{resourceVersion: sec.ResourceVersion, signer: signer})
+	// Keep a version the informer delivered meanwhile; later events replace
+	// this one anyway.
+	if !s.signer.CompareAndSwap(nil, signer) {
+		if cur := s.signer.Load(); cur != nil {
+			return cur, nil
+		}
+	}
 	return signer, nil
 }
 
