@@ -82,6 +82,23 @@ type Mock struct {
 	hung        chan struct{} // every call blocks on it while non-nil
 	unsupported map[string]bool
 	lost        map[string]bool
+	usage       map[string]MockUsage
+}
+
+// MockUsage is what a mock GPU reports when its use is read. The zero
+// value is an idle GPU: 0 % utilisation, no process.
+type MockUsage struct {
+	// GPUPercent and MemoryPercent are the utilisation rates.
+	GPUPercent, MemoryPercent uint32
+	// UtilizationUnsupported makes GetUtilizationRates answer
+	// NOT_SUPPORTED, as a GPU in MIG mode does.
+	UtilizationUnsupported bool
+	// Processes are the compute processes running on the GPU; their
+	// UsedGpuMemory adds up to the memory used.
+	Processes []gonvml.ProcessInfo
+	// Err, when not SUCCESS, is what reading utilisation and processes
+	// returns (the rest of NVML keeps answering).
+	Err gonvml.Return
 }
 
 // NewMock returns the mock server called name: dgxa100, dgxh100, dgxh200,
@@ -102,7 +119,7 @@ func NewMock(name string) (*Mock, error) {
 	} else {
 		return nil, fmt.Errorf("unknown mock server %q (known: %v)", name, MockServerNames())
 	}
-	m := &Mock{Server: s, name: key, unsupported: map[string]bool{}, lost: map[string]bool{}}
+	m := &Mock{Server: s, name: key, unsupported: map[string]bool{}, lost: map[string]bool{}, usage: map[string]MockUsage{}}
 	m.complete()
 	return m, nil
 }
@@ -143,7 +160,31 @@ func (m *Mock) complete() {
 			if r := m.fail(d.UUID); r != gonvml.SUCCESS {
 				return gonvml.Memory{}, r
 			}
-			return getMem()
+			mem, r := getMem()
+			mem.Used = 0
+			for _, p := range m.usageOf(d.UUID).Processes {
+				mem.Used += p.UsedGpuMemory
+			}
+			mem.Used = min(mem.Used, mem.Total)
+			mem.Free = mem.Total - mem.Used
+			return mem, r
+		}
+		d.GetUtilizationRatesFunc = func() (gonvml.Utilization, gonvml.Return) {
+			u, r := m.readUsage(d.UUID)
+			if r != gonvml.SUCCESS {
+				return gonvml.Utilization{}, r
+			}
+			if u.UtilizationUnsupported {
+				return gonvml.Utilization{}, gonvml.ERROR_NOT_SUPPORTED
+			}
+			return gonvml.Utilization{Gpu: u.GPUPercent, Memory: u.MemoryPercent}, gonvml.SUCCESS
+		}
+		d.GetComputeRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) {
+			u, r := m.readUsage(d.UUID)
+			if r != gonvml.SUCCESS {
+				return nil, r
+			}
+			return slices.Clone(u.Processes), gonvml.SUCCESS
 		}
 		d.GetPciInfoFunc = func() (gonvml.PciInfo, gonvml.Return) {
 			p := gonvml.PciInfo{PciDeviceId: d.Config.PciDeviceId, Bus: uint32(i)}
@@ -222,6 +263,66 @@ func (m *Mock) fail(uuid string) gonvml.Return {
 		return gonvml.ERROR_GPU_IS_LOST
 	}
 	return gonvml.SUCCESS
+}
+
+func (m *Mock) usageOf(uuid string) MockUsage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.usage[uuid]
+}
+
+// readUsage is a GPU's scripted use, or the error reading it returns.
+func (m *Mock) readUsage(uuid string) (MockUsage, gonvml.Return) {
+	if r := m.fail(uuid); r != gonvml.SUCCESS {
+		return MockUsage{}, r
+	}
+	u := m.usageOf(uuid)
+	if u.Err != gonvml.SUCCESS {
+		return MockUsage{}, u.Err
+	}
+	return u, gonvml.SUCCESS
+}
+
+// SetUsage scripts what the GPU reports from now on when its utilisation,
+// processes and memory are read.
+func (m *Mock) SetUsage(uuid string, u MockUsage) {
+	m.mu.Lock()
+	m.usage[uuid] = u
+	m.mu.Unlock()
+}
+
+// SetUtilization sets a GPU's utilisation rate (utilization.gpu), keeping
+// the rest of its scripted use.
+func (m *Mock) SetUtilization(uuid string, gpuPercent uint32) {
+	m.mu.Lock()
+	u := m.usage[uuid]
+	u.GPUPercent = gpuPercent
+	m.usage[uuid] = u
+	m.mu.Unlock()
+}
+
+// SetProcesses sets the compute processes running on a GPU, each using
+// 1 GiB, keeping the rest of its scripted use; no pids: none.
+func (m *Mock) SetProcesses(uuid string, pids ...uint32) {
+	procs := make([]gonvml.ProcessInfo, len(pids))
+	for i, pid := range pids {
+		procs[i] = gonvml.ProcessInfo{Pid: pid, UsedGpuMemory: 1 << 30}
+	}
+	m.mu.Lock()
+	u := m.usage[uuid]
+	u.Processes = procs
+	m.usage[uuid] = u
+	m.mu.Unlock()
+}
+
+// SetUsageError makes reading a GPU's utilisation and processes fail with
+// ret (gonvml.SUCCESS heals it), keeping the rest of its scripted use.
+func (m *Mock) SetUsageError(uuid string, ret gonvml.Return) {
+	m.mu.Lock()
+	u := m.usage[uuid]
+	u.Err = ret
+	m.usage[uuid] = u
+	m.mu.Unlock()
 }
 
 // Lib returns the plugin's Lib over this mock.

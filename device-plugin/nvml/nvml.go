@@ -96,6 +96,31 @@ type Lib interface {
 	WatchEvents(uuids []string, mask uint64) (w EventWatcher, unsupported []string, err error)
 	// Probe checks that a GPU still answers; an error means it does not.
 	Probe(uuid string) error
+	// Usage reads how the GPU is used now: utilisation rates, memory used
+	// and running compute processes. Utilisation that the GPU does not
+	// report (MIG mode, some vGPUs) leaves UtilizationSupported false;
+	// any other failure, including an unreadable process list, is an
+	// error, because without it the GPU cannot be known to be idle.
+	Usage(uuid string) (Usage, error)
+}
+
+// Usage is one reading of how a GPU is used.
+type Usage struct {
+	// GPUPercent is NVML's utilization.gpu (nvidia-smi's
+	// utilization.gpu, dcgm-exporter's DCGM_FI_DEV_GPU_UTIL): the percentage
+	// of the last sample period (1/6 s to 1 s) in which a kernel ran.
+	// Valid when UtilizationSupported.
+	GPUPercent uint32 `json:"gpuPercent"`
+	// MemoryPercent is utilization.memory: the percentage of that period
+	// in which device memory was read or written.
+	MemoryPercent uint32 `json:"memoryPercent"`
+	// UtilizationSupported is false where the GPU reports no utilisation.
+	UtilizationSupported bool `json:"utilizationSupported"`
+	// MemoryUsedBytes is the framebuffer memory in use.
+	MemoryUsedBytes uint64 `json:"memoryUsedBytes"`
+	// ComputeProcesses is the number of processes with a compute context
+	// on the GPU.
+	ComputeProcesses int `json:"computeProcesses"`
 }
 
 // adapter implements Lib over a go-nvml Interface: the real library or a
@@ -271,6 +296,32 @@ func (a *adapter) Probe(uuid string) error {
 		return nvmlErr("probe "+uuid, ret)
 	}
 	return nil
+}
+
+func (a *adapter) Usage(uuid string) (Usage, error) {
+	d, err := a.handle(uuid)
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	switch r, ret := d.GetUtilizationRates(); ret {
+	case gonvml.SUCCESS:
+		u.GPUPercent, u.MemoryPercent, u.UtilizationSupported = r.Gpu, r.Memory, true
+	case gonvml.ERROR_NOT_SUPPORTED, gonvml.ERROR_FUNCTION_NOT_FOUND:
+	default:
+		return Usage{}, nvmlErr("utilization of "+uuid, ret)
+	}
+	procs, ret := d.GetComputeRunningProcesses()
+	if err := nvmlErr("compute processes of "+uuid, ret); err != nil {
+		return Usage{}, err
+	}
+	u.ComputeProcesses = len(procs)
+	mem, ret := d.GetMemoryInfo()
+	if err := nvmlErr("memory info of "+uuid, ret); err != nil {
+		return Usage{}, err
+	}
+	u.MemoryUsedBytes = mem.Used
+	return u, nil
 }
 
 func (a *adapter) WatchEvents(uuids []string, mask uint64) (EventWatcher, []string, error) {

@@ -217,3 +217,52 @@ func TestRealWithoutLibrary(t *testing.T) {
 		t.Errorf("Init() = %v, want ErrLibraryNotFound", err)
 	}
 }
+
+func TestUsage(t *testing.T) {
+	m, err := NewMock("t4x2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, _, err := m.InitLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u0, u1 := m.UUIDs()[0], m.UUIDs()[1]
+	read := func(uuid string) Usage {
+		t.Helper()
+		u, err := lib.Usage(uuid)
+		if err != nil {
+			t.Fatalf("Usage(%s): %v", uuid, err)
+		}
+		return u
+	}
+	if diff := cmp.Diff(Usage{UtilizationSupported: true}, read(u0)); diff != "" {
+		t.Errorf("idle GPU (-want +got):\n%s", diff)
+	}
+	m.SetUtilization(u0, 42)
+	m.SetProcesses(u0, 100, 101)
+	want := Usage{GPUPercent: 42, UtilizationSupported: true, ComputeProcesses: 2, MemoryUsedBytes: 2 << 30}
+	if diff := cmp.Diff(want, read(u0)); diff != "" {
+		t.Errorf("busy GPU (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(Usage{UtilizationSupported: true}, read(u1)); diff != "" {
+		t.Errorf("the other GPU (-want +got):\n%s", diff)
+	}
+	// MIG-like: no utilisation, the process check alone.
+	m.SetUsage(u1, MockUsage{UtilizationUnsupported: true, Processes: []gonvml.ProcessInfo{{Pid: 7}}})
+	if diff := cmp.Diff(Usage{ComputeProcesses: 1}, read(u1)); diff != "" {
+		t.Errorf("GPU without utilisation (-want +got):\n%s", diff)
+	}
+	m.SetUsageError(u0, gonvml.ERROR_UNKNOWN)
+	if _, err := lib.Usage(u0); !errors.Is(err, gonvml.ERROR_UNKNOWN) {
+		t.Errorf("Usage with a failing read: %v, want ERROR_UNKNOWN", err)
+	}
+	if err := lib.Probe(u0); err != nil {
+		t.Errorf("a failing usage read broke the probe: %v", err)
+	}
+	m.SetUsageError(u0, gonvml.SUCCESS)
+	m.SetLost(u0, true)
+	if _, err := lib.Usage(u0); !errors.Is(err, gonvml.ERROR_GPU_IS_LOST) {
+		t.Errorf("Usage of a lost GPU: %v, want GPU_IS_LOST", err)
+	}
+}
