@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/internal/server"
 )
 
@@ -20,6 +22,9 @@ func newServeCommand() *cobra.Command {
 	var (
 		kubeconfig, listen, namespace, cluster string
 		leaderElect                            bool
+		leaseDuration, renewDeadline, retryPer time.Duration
+		kubeAPIQPS                             float32
+		kubeAPIBurst                           int
 		tokenTTL, kubeconfigTokenTTL           time.Duration
 		kubeconfigServer                       string
 		maxBody                                int64
@@ -38,6 +43,9 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 		Args:    cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd.Flags()) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kubeAPIQPS <= 0 || kubeAPIBurst <= 0 {
+				return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+			}
 			zl, _, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
@@ -54,6 +62,11 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 				Listen:                listen,
 				Namespace:             namespace,
 				LeaderElect:           leaderElect,
+				LeaseDuration:         leaseDuration,
+				RenewDeadline:         renewDeadline,
+				RetryPeriod:           retryPer,
+				KubeAPIQPS:            kubeAPIQPS,
+				KubeAPIBurst:          kubeAPIBurst,
 				DefaultCluster:        cluster,
 				Logger:                zl,
 				Version:               Version,
@@ -79,6 +92,11 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.StringVar(&namespace, "namespace", auth.DefaultNamespace, "namespace for API keys, the token signing key and the leader Lease")
 	f.StringVar(&cluster, "cluster-name", v1alpha1.DefaultCluster, "cluster name of nodes without a gpuspace.io/cluster label")
 	f.BoolVar(&leaderElect, "leader-elect", false, "elect one replica to run the controllers (set it when running more than one)")
+	f.DurationVar(&leaseDuration, "leader-elect-lease-duration", server.DefaultLeaseDuration, "how long followers wait after the leader's last renewal before taking over (a killed leader's failover time)")
+	f.DurationVar(&renewDeadline, "leader-elect-renew-deadline", server.DefaultRenewDeadline, "how long the leader retries renewing before it gives up leading; less than the lease duration")
+	f.DurationVar(&retryPer, "leader-elect-retry-period", server.DefaultRetryPeriod, "how often replicas try to acquire or renew the lease")
+	f.Float32Var(&kubeAPIQPS, "kube-api-qps", kubeclient.DefaultQPS, "requests per second each client of the kube-apiserver may make")
+	f.IntVar(&kubeAPIBurst, "kube-api-burst", kubeclient.DefaultBurst, "burst of requests each client of the kube-apiserver may make above --kube-api-qps")
 	f.DurationVar(&tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of bearer tokens from POST /api/v1/auth")
 	f.DurationVar(&kubeconfigTokenTTL, "kubeconfig-token-ttl", 8*time.Hour, "lifetime of the token in workspace kubeconfigs (at least 10m)")
 	f.StringVar(&kubeconfigServer, "kubeconfig-server", "", "kube-apiserver URL written into workspace kubeconfigs (default: the one gpuspace uses)")

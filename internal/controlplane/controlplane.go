@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/gpuspace/gpuspace/internal/kubeclient"
 )
 
 // Config says how to run a control plane.
@@ -142,16 +144,15 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := cp.startAPIServer(ctx, cfg, p, etcdURL, apiPort); err != nil {
 		return nil, err
 	}
-	cp.Config = &rest.Config{
+	// The same client limits as `gpuspace serve` at its defaults.
+	cp.Config = kubeclient.WithLimits(&rest.Config{
 		Host: cp.URL,
 		TLSClientConfig: rest.TLSClientConfig{
 			CAData:   p.CAPEM,
 			CertData: p.AdminCertPEM,
 			KeyData:  p.AdminKeyPEM,
 		},
-		QPS:   200,
-		Burst: 400,
-	}
+	}, 0, 0)
 	if err := cp.waitReady(ctx); err != nil {
 		return nil, err
 	}
