@@ -7,13 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -22,6 +28,8 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/labels"
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
+	"github.com/gpuspace/gpuspace/device-plugin/utilization"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
 	"github.com/gpuspace/gpuspace/internal/logging"
 )
 
@@ -116,7 +124,8 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger
 			return err
 		}
 		if err != nil {
-			log.Info("no Kubernetes API access; GPU health events are only logged", "err", err.Error())
+			kube = nil
+			log.Info("no Kubernetes API access; GPU health events are only logged, idleness not published", "err", err.Error())
 		} else if cfg.NodeName != "" {
 			rec, stopEvents := health.NewNodeRecorder(kube, cfg.NodeName)
 			defer stopEvents()
@@ -147,6 +156,31 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger
 		source = mon
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.UtilizationInterval > 0 {
+		ucfg := utilization.Config{
+			Node:             cfg.NodeName,
+			Interval:         cfg.UtilizationInterval,
+			ThresholdPercent: uint32(cfg.IdleThreshold),
+			Recorder:         recorder,
+			Metrics:          utilization.NewMetrics(reg),
+			Log:              log.WithName("utilization"),
+		}
+		switch {
+		case !cfg.IdleSignal:
+		case kube == nil || cfg.NodeName == "":
+			log.Info("idle signal not published: it needs --node-name and API access", "annotation", idlesignal.Annotation)
+		default:
+			ucfg.Publisher = &idlesignal.Publisher{Client: kube, Node: cfg.NodeName, FieldManager: labels.FieldManager}
+		}
+		sampler := utilization.New(lib, gpus, ucfg)
+		wg.Go(func() { sampler.Run(ctx) })
+	}
+	if addr := cfg.MetricsAddr; addr != "" && addr != "off" {
+		wg.Go(func() { serveMetrics(ctx, addr, reg, log.WithName("metrics")) })
+	}
+
 	servers := []*plugin.Server{plugin.NewServer(plugin.NewGPUs(cfg.ResourceName, gpus), source,
 		cfg.KubeletSocketDir, GPUSocket, log.WithName("plugin"))}
 	if cfg.GPUMemory {
@@ -161,6 +195,27 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger
 	err = mgr.Run(ctx)
 	log.Info("stopped; sockets removed")
 	return err
+}
+
+// serveMetrics serves /metrics on addr until ctx ends. A port it cannot
+// listen on is logged, not fatal: the kubelet still gets its GPUs.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log logr.Logger) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error(err, "metrics endpoint not served", "addr", addr)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error(err, "metrics endpoint stopped")
+	}
 }
 
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
@@ -182,24 +237,44 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 type Inventory struct {
 	NVML      string            `json:"nvml"`
 	Driver    string            `json:"driverVersion"`
-	GPUs      []nvml.GPU        `json:"gpus"`
+	GPUs      []InventoryGPU    `json:"gpus"`
 	Labels    map[string]string `json:"labels"`
 	Resources map[string]int    `json:"resources"`
 }
 
+// InventoryGPU is a GPU in the JSON inventory: what NVML reports of it
+// and how it is used now.
+type InventoryGPU struct {
+	nvml.GPU
+	// Usage is how the GPU is used now; absent when it could not be read.
+	Usage *nvml.Usage `json:"usage,omitempty"`
+	// UsageError says why the usage could not be read.
+	UsageError string `json:"usageError,omitempty"`
+	// Idle is whether the GPU counts as idle under --idle-threshold.
+	Idle bool `json:"idle"`
+}
+
 // PrintInventory writes the GPUs as nvidia-smi's
-// --query-gpu=index,name,uuid,memory.total,pci.bus_id --format=csv does,
-// so the two can be diffed, or as JSON with labels and resources.
+// --query-gpu=index,name,uuid,memory.total,pci.bus_id,utilization.gpu
+// --format=csv does, so the two can be diffed, or as JSON with usage,
+// labels and resources.
 func PrintInventory(out io.Writer, cfg *Config, lib nvml.Lib, gpus []nvml.GPU) error {
+	readings := utilization.Read(lib, gpus, uint32(cfg.IdleThreshold))
 	if cfg.InventoryFormat == "json" {
 		driver, err := lib.DriverVersion()
 		if err != nil {
 			return err
 		}
-		inv := Inventory{NVML: cfg.NVML, Driver: driver, GPUs: gpus, Labels: labels.For(gpus),
+		inv := Inventory{NVML: cfg.NVML, Driver: driver, GPUs: []InventoryGPU{}, Labels: labels.For(gpus),
 			Resources: map[string]int{cfg.ResourceName: len(gpus)}}
-		if inv.GPUs == nil {
-			inv.GPUs = []nvml.GPU{}
+		for _, r := range readings {
+			g := InventoryGPU{GPU: r.GPU, Idle: r.Idle}
+			if r.Err != nil {
+				g.UsageError = r.Err.Error()
+			} else {
+				g.Usage = &r.Usage
+			}
+			inv.GPUs = append(inv.GPUs, g)
 		}
 		if cfg.GPUMemory {
 			units := 0
@@ -213,10 +288,24 @@ func PrintInventory(out io.Writer, cfg *Config, lib nvml.Lib, gpus []nvml.GPU) e
 		return enc.Encode(inv)
 	}
 	var sb strings.Builder
-	sb.WriteString("index, name, uuid, memory.total [MiB], pci.bus_id\n")
-	for _, g := range gpus {
-		fmt.Fprintf(&sb, "%d, %s, %s, %d MiB, %s\n", g.Index, g.Name, g.UUID, g.MemoryMiB, strings.ToUpper(g.PCIBusID))
+	sb.WriteString("index, name, uuid, memory.total [MiB], pci.bus_id, utilization.gpu [%]\n")
+	for _, r := range readings {
+		g := r.GPU
+		fmt.Fprintf(&sb, "%d, %s, %s, %d MiB, %s, %s\n", g.Index, g.Name, g.UUID, g.MemoryMiB, strings.ToUpper(g.PCIBusID), smiUtilization(r))
 	}
 	_, err := io.WriteString(out, sb.String())
 	return err
+}
+
+// smiUtilization is utilization.gpu as nvidia-smi --format=csv prints it:
+// "37 %", "[N/A]" where the GPU does not report it (MIG mode), "[Unknown
+// Error]" where reading failed.
+func smiUtilization(r utilization.Reading) string {
+	switch {
+	case r.Err != nil:
+		return "[Unknown Error]"
+	case !r.Usage.UtilizationSupported:
+		return "[N/A]"
+	}
+	return fmt.Sprintf("%d %%", r.Usage.GPUPercent)
 }

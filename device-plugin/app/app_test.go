@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -53,6 +57,16 @@ func TestParseConfig(t *testing.T) {
 		{"bad bool in the environment", []string{"--labels=false"}, map[string]string{"GPU_MEMORY": "maybe"}, nil, "GPU_MEMORY"},
 		{"same resource names", []string{"--labels=false", "--gpu-memory-resource-name=nvidia.com/gpu"}, nil, nil, "differ"},
 		{"stray argument", []string{"--labels=false", "extra"}, nil, nil, "unexpected"},
+		{"idle measurement defaults", []string{"--labels=false"}, nil, func(c *Config) string {
+			return cmp.Diff([]any{15 * time.Second, uint(5), true, ":9400"}, []any{c.UtilizationInterval, c.IdleThreshold, c.IdleSignal, c.MetricsAddr})
+		}, ""},
+		{"idle measurement from the environment", []string{"--labels=false"}, map[string]string{
+			"UTILIZATION_INTERVAL": "30s", "IDLE_THRESHOLD": "10", "IDLE_SIGNAL": "false", "METRICS_ADDR": "off",
+		}, func(c *Config) string {
+			return cmp.Diff([]any{30 * time.Second, uint(10), false, "off"}, []any{c.UtilizationInterval, c.IdleThreshold, c.IdleSignal, c.MetricsAddr})
+		}, ""},
+		{"idle threshold over 100", []string{"--labels=false", "--idle-threshold=101"}, nil, nil, "--idle-threshold"},
+		{"idle threshold 0", []string{"--labels=false", "--idle-threshold=0"}, nil, nil, "--idle-threshold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,14 +112,64 @@ func TestPrintInventory(t *testing.T) {
 	if err := Run(context.Background(), cfg, &out); err != nil {
 		t.Fatal(err)
 	}
-	want := "index, name, uuid, memory.total [MiB], pci.bus_id\n" +
-		"0, NVIDIA A100-PCIE-80GB, " + uuids[0] + ", 81920 MiB, 00000000:00:00.0\n" +
-		"1, NVIDIA A100-PCIE-80GB, " + uuids[1] + ", 81920 MiB, 00000000:01:00.0\n" +
-		"2, NVIDIA A30-PCIE-24GB, " + uuids[2] + ", 24576 MiB, 00000000:02:00.0\n" +
-		"3, Tesla T4, " + uuids[3] + ", 15360 MiB, 00000000:03:00.0\n"
+	want := "index, name, uuid, memory.total [MiB], pci.bus_id, utilization.gpu [%]\n" +
+		"0, NVIDIA A100-PCIE-80GB, " + uuids[0] + ", 81920 MiB, 00000000:00:00.0, 0 %\n" +
+		"1, NVIDIA A100-PCIE-80GB, " + uuids[1] + ", 81920 MiB, 00000000:01:00.0, 0 %\n" +
+		"2, NVIDIA A30-PCIE-24GB, " + uuids[2] + ", 24576 MiB, 00000000:02:00.0, 0 %\n" +
+		"3, Tesla T4, " + uuids[3] + ", 15360 MiB, 00000000:03:00.0, 0 %\n"
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("CSV inventory (-want +got):\n%s", diff)
 	}
+
+	// Scripted use, as nvidia-smi prints it: a percentage, [N/A] where the
+	// GPU reports none (MIG mode), [Unknown Error] where reading fails.
+	lib, gpus, err := m.InitLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetUtilization(uuids[0], 37)
+	m.SetUsage(uuids[1], nvml.MockUsage{UtilizationUnsupported: true})
+	m.SetUsageError(uuids[2], gonvml.ERROR_UNKNOWN)
+	m.SetProcesses(uuids[3], 12)
+	out.Reset()
+	if err := PrintInventory(&out, cfg, lib, gpus); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		got = append(got, line[strings.LastIndex(line, ", ")+2:])
+	}
+	if diff := cmp.Diff([]string{"37 %", "[N/A]", "[Unknown Error]", "0 %"}, got); diff != "" {
+		t.Errorf("utilization.gpu column (-want +got):\n%s", diff)
+	}
+	cfg.InventoryFormat = "json"
+	out.Reset()
+	if err := PrintInventory(&out, cfg, lib, gpus); err != nil {
+		t.Fatal(err)
+	}
+	var scripted Inventory
+	if err := json.Unmarshal(out.Bytes(), &scripted); err != nil {
+		t.Fatal(err)
+	}
+	type use struct {
+		Usage *nvml.Usage
+		Err   bool
+		Idle  bool
+	}
+	var gotUse []use
+	for _, g := range scripted.GPUs {
+		gotUse = append(gotUse, use{g.Usage, g.UsageError != "", g.Idle})
+	}
+	wantUse := []use{
+		{&nvml.Usage{GPUPercent: 37, UtilizationSupported: true}, false, false},
+		{&nvml.Usage{}, false, true},
+		{nil, true, false},
+		{&nvml.Usage{UtilizationSupported: true, ComputeProcesses: 1, MemoryUsedBytes: 1 << 30}, false, false},
+	}
+	if diff := cmp.Diff(wantUse, gotUse); diff != "" {
+		t.Errorf("JSON usage (-want +got):\n%s", diff)
+	}
+	cfg.InventoryFormat = "csv"
 
 	cfg.InventoryFormat = "json"
 	out.Reset()
@@ -145,8 +209,15 @@ func TestRunServesAndCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
 	cfg, err := ParseConfig([]string{"--nvml=mock:dgxb200", "--labels=false", "--kubelet-socket-dir=" + dir,
-		"--kubelet-poll-interval=10ms", "--log-level=error"}, func(string) string { return "" }, &bytes.Buffer{})
+		"--kubelet-poll-interval=10ms", "--log-level=error", "--metrics-addr=" + metricsAddr,
+		"--utilization-interval=20ms"}, func(string) string { return "" }, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,4 +264,27 @@ func TestRunServesAndCleansUp(t *testing.T) {
 			t.Errorf("%s: %d devices, want %d", socket, len(resp.Devices), want)
 		}
 	}
+
+	// The metrics endpoint has a utilisation gauge per GPU.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		body, err := get("http://" + metricsAddr + "/metrics")
+		n := strings.Count(body, "\ngpuspace_gpu_utilization_ratio{")
+		if err == nil && n == 8 && strings.Contains(body, "\ngpuspace_gpu_compute_processes{") &&
+			strings.Contains(body, "\ngpuspace_gpu_memory_used_bytes{") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has %d utilisation gauges (%v), want 8:\n%.2000s", n, err, body)
+		}
+	}
+}
+
+func get(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

@@ -13,30 +13,41 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/device-plugin/health"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
+	"github.com/gpuspace/gpuspace/device-plugin/utilization"
 )
 
 // Config is everything the flags set.
 type Config struct {
 	// NVML is "real" or "mock:<server>".
-	NVML               string
-	ResourceName       string
-	GPUMemory          bool
-	GPUMemoryResource  string
-	NodeName           string
-	KubeletSocketDir   string
-	Kubeconfig         string
-	HealthChecks       bool
-	XIDIgnore          string
-	XIDFatal           string
-	ProbeInterval      time.Duration
-	RecoverAfter       int
-	Labels             bool
-	LabelInterval      time.Duration
-	KubeletPoll        time.Duration
-	LogFormat          string
-	LogLevel           string
-	PrintInventory     bool
-	InventoryFormat    string
+	NVML              string
+	ResourceName      string
+	GPUMemory         bool
+	GPUMemoryResource string
+	NodeName          string
+	KubeletSocketDir  string
+	Kubeconfig        string
+	HealthChecks      bool
+	XIDIgnore         string
+	XIDFatal          string
+	ProbeInterval     time.Duration
+	RecoverAfter      int
+	Labels            bool
+	LabelInterval     time.Duration
+	KubeletPoll       time.Duration
+	LogFormat         string
+	LogLevel          string
+	PrintInventory    bool
+	InventoryFormat   string
+	// UtilizationInterval is how often GPU use is sampled; 0 turns
+	// measurement off.
+	UtilizationInterval time.Duration
+	// IdleThreshold is the utilisation, in percent, under which a GPU
+	// without compute processes is idle.
+	IdleThreshold uint
+	// IdleSignal publishes the node's idle-since annotation.
+	IdleSignal bool
+	// MetricsAddr is where /metrics is served; "" serves none.
+	MetricsAddr        string
 	ignoredXIDs        []uint64
 	fatalXIDs          []uint64
 	explicitlySetFlags map[string]bool
@@ -79,7 +90,11 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.PrintInventory, "print-inventory", false, "print the GPUs NVML reports and exit (compare with nvidia-smi)")
-	fs.StringVar(&c.InventoryFormat, "inventory-format", "csv", `--print-inventory output: "csv" (the columns of nvidia-smi --query-gpu=index,name,uuid,memory.total,pci.bus_id --format=csv) or "json" (everything, with labels and resources)`)
+	fs.StringVar(&c.InventoryFormat, "inventory-format", "csv", `--print-inventory output: "csv" (the columns of nvidia-smi --query-gpu=index,name,uuid,memory.total,pci.bus_id,utilization.gpu --format=csv) or "json" (everything, with labels and resources)`)
+	fs.DurationVar(&c.UtilizationInterval, "utilization-interval", utilization.DefaultInterval, "how often each GPU's utilisation and compute processes are read from NVML, for idle detection and metrics; 0 turns measurement off")
+	fs.UintVar(&c.IdleThreshold, "idle-threshold", v1alpha1.DefaultIdleThresholdPercent, "utilisation in percent (1-100) under which a GPU with no compute process is idle")
+	fs.BoolVar(&c.IdleSignal, "idle-signal", true, "publish when all the node's GPUs became idle as the Node annotation "+v1alpha1.AnnotationGPUsIdleSince+", written only when the node turns idle or busy (needs --node-name and API access)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9400", `address of the Prometheus /metrics endpoint (per-GPU utilisation, memory used, compute processes); "" serves none`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -125,6 +140,12 @@ func (c *Config) validate() error {
 	}
 	if c.InventoryFormat != "csv" && c.InventoryFormat != "json" {
 		return fmt.Errorf("--inventory-format=%q: want csv or json", c.InventoryFormat)
+	}
+	if c.IdleThreshold < 1 || c.IdleThreshold > 100 {
+		return fmt.Errorf("--idle-threshold=%d: want a percentage from 1 to 100", c.IdleThreshold)
+	}
+	if c.UtilizationInterval < 0 {
+		return fmt.Errorf("--utilization-interval must not be negative")
 	}
 	if c.RecoverAfter < 1 || c.ProbeInterval <= 0 {
 		return fmt.Errorf("--health-recover-after and --health-probe-interval must be positive")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,28 +13,11 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 )
 
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Event(eventType, reason, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, eventType+"/"+reason)
-}
-
-func (r *recorder) has(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Contains(r.events, s)
-}
-
 type fixture struct {
 	mock  *nvml.Mock
 	mon   *Monitor
 	uuids []string
-	rec   *recorder
+	rec   *EventLog
 }
 
 // start runs a Monitor over a dgxh100 mock with fast probes until the test
@@ -53,7 +35,7 @@ func start(t *testing.T, cfg Config, setup func(*nvml.Mock)) *fixture {
 	if err := lib.Init(); err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &EventLog{}
 	cfg.Recorder = rec
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = 5 * time.Millisecond
@@ -181,7 +163,7 @@ func TestRecovery(t *testing.T) {
 		t.Errorf("a fatal XID recovered (-want +got):\n%s", diff)
 	}
 	for _, e := range []string{"Warning/GPUUnhealthy", "Normal/GPURecovered"} {
-		if !f.rec.has(e) {
+		if !f.rec.Has(e) {
 			t.Errorf("no %s event recorded", e)
 		}
 	}
@@ -219,8 +201,8 @@ func TestNVMLFailure(t *testing.T) {
 			if !strings.HasPrefix(got[f.uuids[3]], "NVML: ") {
 				t.Errorf("reason %q, want an NVML failure", got[f.uuids[3]])
 			}
-			if !f.rec.has("Warning/NVMLUnresponsive") {
-				t.Errorf("no NVMLUnresponsive event; recorded %v", f.rec.events)
+			if !f.rec.Has("Warning/NVMLUnresponsive") {
+				t.Errorf("no NVMLUnresponsive event; recorded %v", f.rec.Take())
 			}
 			tt.heal(f.mock)
 			got = f.waitFor(t, "all but GPU 0 back", func(u map[string]string) bool { return len(u) == 1 })

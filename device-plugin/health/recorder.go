@@ -1,6 +1,9 @@
 package health
 
 import (
+	"slices"
+	"sync"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -26,4 +29,34 @@ func NewNodeRecorder(kube kubernetes.Interface, node string) (Recorder, func()) 
 	return recorderFunc(func(eventType, reason, message string) {
 		rec.Event(ref, eventType, reason, message)
 	}), b.Shutdown
+}
+
+// EventLog is a Recorder that keeps the events it is given as
+// "Type/Reason", for tests.
+type EventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+// Event implements Recorder.
+func (l *EventLog) Event(eventType, reason, _ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, eventType+"/"+reason)
+}
+
+// Has reports whether an event "Type/Reason" was recorded.
+func (l *EventLog) Has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.events, s)
+}
+
+// Take returns the events recorded since the last Take.
+func (l *EventLog) Take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.events
+	l.events = nil
+	return out
 }

@@ -22,14 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func gpusOf(t *testing.T, server string) []nvml.GPU {
 	t.Helper()
-	m, err := nvml.NewMock(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, gpus, err := m.InitLib()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, gpus := nvml.MustMock(t, server)
 	return gpus
 }
 

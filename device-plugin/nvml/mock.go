@@ -342,6 +342,27 @@ func (m *Mock) InitLib() (Lib, []GPU, error) {
 	return lib, gpus, nil
 }
 
+// TB is the part of testing.TB that MustMock uses.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+// MustMock is NewMock and InitLib for tests: the mock server called name,
+// its initialised Lib and its GPUs; any error fails t.
+func MustMock(t TB, name string) (*Mock, Lib, []GPU) {
+	t.Helper()
+	m, err := NewMock(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, gpus, err := m.InitLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, lib, gpus
+}
+
 // UUIDs lists the GPUs' UUIDs in index order.
 func (m *Mock) UUIDs() []string {
 	var out []string

@@ -16,15 +16,7 @@ import (
 // newMock returns an initialised mock server, its Lib and its GPUs.
 func newMock(t testing.TB, server string) (*nvml.Mock, nvml.Lib, []nvml.GPU) {
 	t.Helper()
-	m, err := nvml.NewMock(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib, gpus, err := m.InitLib()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, lib, gpus
+	return nvml.MustMock(t, server)
 }
 
 // mockGPUs returns the GPUs of a mock server.
