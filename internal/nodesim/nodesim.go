@@ -28,6 +28,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
 )
 
 // Labels and annotations marking simulated nodes.
@@ -62,6 +63,9 @@ type Node struct {
 	Unschedulable bool `json:"unschedulable,omitempty"`
 	// Labels added to the node.
 	Labels map[string]string `json:"labels,omitempty"`
+	// NoIdleSignal makes the node publish no idle signal, as a node
+	// without gpuspace's device plugin: it is never released for idleness.
+	NoIdleSignal bool `json:"noIdleSignal,omitempty"`
 }
 
 // Simulator runs simulated nodes.
@@ -69,9 +73,15 @@ type Simulator struct {
 	cs        kubernetes.Interface
 	heartbeat time.Duration
 
-	mu     sync.Mutex
-	nodes  map[string]bool // name -> ready
-	nextIP int
+	idleSignal bool
+	now        func() time.Time
+	idleQueue  workqueue.TypedRateLimitingInterface[string]
+
+	mu      sync.Mutex
+	nodes   map[string]bool // name -> ready
+	nextIP  int
+	idle    map[string]*idleState // node -> its GPU pods and idle signal
+	podNode map[string]string     // GPU pod running -> its node
 }
 
 // Option configures a Simulator.
@@ -83,7 +93,9 @@ func WithHeartbeat(d time.Duration) Option { return func(s *Simulator) { s.heart
 // New returns a simulator writing through cs. Call Run to start heartbeats
 // and the pod lifecycle.
 func New(cs kubernetes.Interface, opts ...Option) *Simulator {
-	s := &Simulator{cs: cs, heartbeat: 10 * time.Second, nodes: map[string]bool{}}
+	s := &Simulator{cs: cs, heartbeat: 10 * time.Second, nodes: map[string]bool{}, idleSignal: true, now: time.Now,
+		idle: map[string]*idleState{}, podNode: map[string]string{},
+		idleQueue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	for _, o := range opts {
 		o(s)
 	}
@@ -179,7 +191,14 @@ func (s *Simulator) AddNode(ctx context.Context, spec Node) (*corev1.Node, error
 	if spec.GPUs < 0 || spec.MemoryMiB < 0 {
 		return nil, fmt.Errorf("simulated node %s: gpus and memoryMiB must not be negative", spec.Name)
 	}
-	_, err := s.cs.CoreV1().Nodes().Create(ctx, NodeObject(spec), metav1.CreateOptions{})
+	obj := NodeObject(spec)
+	idle := s.idleSignal && !spec.NoIdleSignal
+	if idle {
+		// A new node has run nothing yet: idle since now, published with
+		// the node rather than by a write of its own.
+		obj.Annotations = map[string]string{idlesignal.Annotation: idlesignal.Format(s.now())}
+	}
+	_, err := s.cs.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create node %s: %w", spec.Name, err)
 	}
@@ -208,7 +227,12 @@ func (s *Simulator) AddNode(ctx context.Context, spec Node) (*corev1.Node, error
 	if err := s.removeNotReadyTaints(ctx, spec.Name); err != nil {
 		return nil, err
 	}
-	return s.cs.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+	n, err := s.cs.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+	if err == nil && idle {
+		s.startIdle(n)
+		s.idleQueue.Add(spec.Name)
+	}
+	return n, err
 }
 
 func (s *Simulator) removeNotReadyTaints(ctx context.Context, name string) error {
@@ -352,6 +376,7 @@ func (s *Simulator) runPods(ctx context.Context) {
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	})
+	_, _ = podInformer.Informer().AddEventHandler(s.idleHandlers(s.idleQueue))
 	lister := podInformer.Lister()
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
@@ -361,7 +386,9 @@ func (s *Simulator) runPods(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
 		queue.ShutDown()
+		s.idleQueue.ShutDown()
 	}()
+	go s.runIdle(ctx, s.idleQueue)
 	for {
 		key, shutdown := queue.Get()
 		if shutdown {

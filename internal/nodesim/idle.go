@@ -1,0 +1,168 @@
+package nodesim
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
+)
+
+// IdleFieldManager names the simulator's writes of the idle annotation.
+const IdleFieldManager = "gpuspace-nodesim"
+
+// WithIdleSignal turns the simulated nodes' idle signal on (the default) or
+// off. On, every simulated node publishes the annotation the device plugin
+// publishes on a real node (v1alpha1.AnnotationGPUsIdleSince): its GPUs
+// are busy while a pod that requested GPUs runs on it and idle otherwise,
+// and the annotation is written only when that changes.
+func WithIdleSignal(on bool) Option { return func(s *Simulator) { s.idleSignal = on } }
+
+// WithClock sets the clock of the idle signal's timestamps (time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Simulator) { s.now = now } }
+
+// requestsGPUs reports whether a pod asks for GPUs or GPU memory.
+func requestsGPUs(pod *corev1.Pod) bool {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, name := range []corev1.ResourceName{v1alpha1.ResourceGPU, v1alpha1.ResourceGPUMemory} {
+				if q, ok := c.Resources.Requests[name]; ok && !q.IsZero() {
+					return true
+				}
+				if q, ok := c.Resources.Limits[name]; ok && !q.IsZero() {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// usesGPUs reports whether a pod keeps its node's GPUs busy: it requested
+// GPUs and is running, not finished or being deleted.
+func usesGPUs(pod *corev1.Pod) bool {
+	return pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil &&
+		pod.Status.Phase == corev1.PodRunning && requestsGPUs(pod)
+}
+
+// idleState is one simulated node's idle signal.
+type idleState struct {
+	pub     *idlesignal.Publisher
+	tracker idlesignal.Tracker
+	pods    map[string]bool // GPU pods running on the node
+}
+
+// idleStateLocked returns the node's state, making it; s.mu is held.
+func (s *Simulator) idleStateLocked(node string) *idleState {
+	st, ok := s.idle[node]
+	if !ok {
+		st = &idleState{pods: map[string]bool{}}
+		s.idle[node] = st
+	}
+	return st
+}
+
+// notePod records where a GPU pod runs, and reports the nodes whose GPU
+// use changed.
+func (s *Simulator) notePod(pod *corev1.Pod, gone bool) []string {
+	key := pod.Namespace + "/" + pod.Name
+	uses := !gone && usesGPUs(pod)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var changed []string
+	if was, ok := s.podNode[key]; ok && (!uses || was != pod.Spec.NodeName) {
+		delete(s.podNode, key)
+		delete(s.idleStateLocked(was).pods, key)
+		changed = append(changed, was)
+	}
+	if uses {
+		if _, ok := s.podNode[key]; !ok {
+			s.podNode[key] = pod.Spec.NodeName
+			s.idleStateLocked(pod.Spec.NodeName).pods[key] = true
+			changed = append(changed, pod.Spec.NodeName)
+		}
+	}
+	return changed
+}
+
+// publishIdle publishes a node's idle signal from the GPU pods on it. It
+// writes only when the node turned idle or busy.
+func (s *Simulator) publishIdle(ctx context.Context, node string) error {
+	s.mu.Lock()
+	st, ok := s.idle[node]
+	if !ok || st.pub == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	busy := len(st.pods) > 0
+	since := st.tracker.Observe(s.now(), map[string]bool{"gpus": !busy})
+	pub := st.pub
+	s.mu.Unlock()
+	_, err := pub.Publish(ctx, since)
+	return err
+}
+
+// startIdle makes the node publish its idle signal; node is the node as
+// read after creating it, which says what is published already.
+func (s *Simulator) startIdle(node *corev1.Node) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.idleStateLocked(node.Name)
+	st.pub = &idlesignal.Publisher{Client: s.cs, Node: node.Name, FieldManager: IdleFieldManager}
+	st.pub.Seed(node)
+	st.tracker = idlesignal.Tracker{}
+}
+
+// IdleWrites is how many times the simulator wrote the node's idle
+// annotation.
+func (s *Simulator) IdleWrites(node string) int {
+	s.mu.Lock()
+	st, ok := s.idle[node]
+	s.mu.Unlock()
+	if !ok || st.pub == nil {
+		return 0
+	}
+	return st.pub.Writes()
+}
+
+// idleHandlers follows GPU pods and queues the nodes whose GPU use changed.
+func (s *Simulator) idleHandlers(queue workqueue.TypedInterface[string]) cache.ResourceEventHandler {
+	note := func(obj any, gone bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if pod, ok := obj.(*corev1.Pod); ok {
+			for _, n := range s.notePod(pod, gone) {
+				queue.Add(n)
+			}
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { note(obj, false) },
+		UpdateFunc: func(_, obj any) { note(obj, false) },
+		DeleteFunc: func(obj any) { note(obj, true) },
+	}
+}
+
+// runIdle publishes the queued nodes' idle signals until the queue shuts
+// down.
+func (s *Simulator) runIdle(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string]) {
+	for {
+		node, shutdown := queue.Get()
+		if shutdown {
+			return
+		}
+		err := s.publishIdle(ctx, node)
+		if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
+			queue.AddRateLimited(node)
+		} else {
+			queue.Forget(node)
+		}
+		queue.Done(node)
+	}
+}
