@@ -25,6 +25,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -160,11 +161,16 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if err := workspace.New(mgr.GetClient(), mgr.GetAPIReader()).SetupWithManager(ctx, mgr, skip); err != nil {
 		return fmt.Errorf("workspace controller: %w", err)
 	}
-	g := gpr.New(mgr.GetClient(), mgr.GetAPIReader(), opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster)
+	estimates, err := estimateClient(mgr)
+	if err != nil {
+		return err
+	}
+	g := gpr.New(mgr.GetClient(), mgr.GetAPIReader(), opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster,
+		gpr.WithEstimateClient(estimates))
 	if err := g.SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("GPR controller: %w", err)
 	}
-	err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		log := mgr.GetLogger().WithName("clusterrole")
 		// The API may be briefly unavailable at start-up: retry. Without
 		// the right to create or update ClusterRoles (a locked-down
@@ -190,4 +196,22 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("add ClusterRole task: %w", err)
 	}
 	return nil
+}
+
+// estimateClient is a client for estimate bookkeeping with a rate limiter
+// of its own, at half the manager's QPS and burst: estimate writes never
+// spend the tokens decision writes need.
+func estimateClient(mgr manager.Manager) (client.Client, error) {
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.RateLimiter = nil
+	qps, burst := cfg.QPS, cfg.Burst
+	if qps <= 0 {
+		qps, burst = rest.DefaultQPS, rest.DefaultBurst
+	}
+	cfg.QPS, cfg.Burst = max(qps/2, 1), max(burst/2, 1)
+	c, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("estimate client: %w", err)
+	}
+	return c, nil
 }

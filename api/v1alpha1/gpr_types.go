@@ -31,6 +31,29 @@ const (
 	StateFailed       InternalState = "Failed"
 )
 
+// GPRReason says why a GPR is in its phase: why it was released, failed or
+// put back in the queue. internalState follows from the phase and it.
+type GPRReason string
+
+// GPR reasons.
+const (
+	// ReasonExpired: exitDuration elapsed.
+	ReasonExpired GPRReason = "Expired"
+	// ReasonEarlyReleased: the user asked for early release.
+	ReasonEarlyReleased GPRReason = "EarlyReleased"
+	// ReasonWorkspaceDeleted: the GPR's workspace is gone or being deleted.
+	ReasonWorkspaceDeleted GPRReason = "WorkspaceDeleted"
+	// ReasonIdle: its GPUs stayed idle for idleTimeOutDuration.
+	ReasonIdle GPRReason = "Idle"
+	// ReasonEvicted: a higher-priority GPR took its nodes.
+	ReasonEvicted GPRReason = "Evicted"
+	// ReasonUnsatisfiable: no node of the inventory could ever satisfy it.
+	ReasonUnsatisfiable GPRReason = "Unsatisfiable"
+	// ReasonInvalid: admission refused it (missing workspace, a cluster
+	// that is not the workspace's, a spec that cannot be planned).
+	ReasonInvalid GPRReason = "Invalid"
+)
+
 // DefaultPriority is the priority of a GPR that names none: the bottom of
 // the medium band (low 1-100, medium 101-200, high 201-300).
 const DefaultPriority = 101
@@ -149,9 +172,15 @@ type GPUProvisionRequestStatus struct {
 	// InternalState is the step within the phase.
 	// +optional
 	InternalState InternalState `json:"internalState,omitempty"`
-	// FailureReason says why a GPR is in Error.
+	// FailureReason says why a GPR is in Error, or why a queued GPR waits
+	// without an estimate.
 	// +optional
 	FailureReason string `json:"failureReason,omitempty"`
+	// Reason is why the GPR is in its phase: Expired, EarlyReleased,
+	// WorkspaceDeleted, Idle or Evicted for a released GPR; Unsatisfiable or
+	// Invalid for a failed (or held) one.
+	// +optional
+	Reason GPRReason `json:"reason,omitempty"`
 	// Nodes held by the GPR. This is the source of truth for node bindings:
 	// node labels and taints are reconciled from it.
 	// +optional

@@ -67,8 +67,20 @@ func testWorld(t *testing.T) (*runtime.Scheme, *corev1.Node) {
 	return scheme, node
 }
 
-// fakeClient is a fake API with the GPR status subresource.
+// fakeClient is a fake API with the GPR status subresource, and a
+// Workspace on the default cluster for each GPR's workspace, so the GPRs
+// pass admission.
 func fakeClient(scheme *runtime.Scheme, objs ...client.Object) client.WithWatch {
+	seen := map[string]bool{}
+	for _, o := range objs {
+		if g, ok := o.(*v1alpha1.GPUProvisionRequest); ok && !seen[g.Spec.Workspace] {
+			seen[g.Spec.Workspace] = true
+			objs = append(objs, &v1alpha1.Workspace{
+				ObjectMeta: metav1.ObjectMeta{Name: g.Spec.Workspace},
+				Spec:       v1alpha1.WorkspaceSpec{Clusters: []string{v1alpha1.DefaultCluster}},
+			})
+		}
+	}
 	return fake.NewClientBuilder().WithScheme(scheme).
 		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
 		WithObjects(objs...).Build()
@@ -113,6 +125,10 @@ func TestStaleCacheNeverDoubleBinds(t *testing.T) {
 	}
 
 	lag.stale["a"] = &before
+	wb := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: "wb"}, Spec: v1alpha1.WorkspaceSpec{Clusters: []string{v1alpha1.DefaultCluster}}}
+	if err := fc.Create(ctx, wb); err != nil {
+		t.Fatal(err)
+	}
 	if err := fc.Create(ctx, testGPR("b", "wb", 300, now.Add(-time.Minute))); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +235,7 @@ func TestRequeueOnFailure(t *testing.T) {
 	}
 	want := v1alpha1.GPUProvisionRequestStatus{
 		ProvisioningStatus: v1alpha1.GPRQueued, InternalState: v1alpha1.StateQueued, ObservedGeneration: got.Generation,
-		FailureReason: "no node with gpuShape H100 in cluster worker-1",
+		FailureReason: "no node with gpuShape H100 in cluster worker-1", Reason: v1alpha1.ReasonUnsatisfiable,
 	}
 	if diff := cmp.Diff(want, got.Status); diff != "" {
 		t.Fatalf("status (-want +got):\n%s", diff)

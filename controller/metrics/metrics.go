@@ -41,6 +41,15 @@ var (
 		Help:      "GPU provision requests that hold nodes now.",
 	})
 
+	// StatusWrites counts GPR status writes by kind: "decision" (start,
+	// release, fail, admit) or "estimate" (a moved estimate). Writes are the
+	// budget the kube-apiserver sets; this shows where it goes.
+	StatusWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gpuspace",
+		Name:      "gpr_status_writes_total",
+		Help:      "GPU provision request status writes, by kind (decision or estimate).",
+	}, []string{"kind"})
+
 	// ReconcileErrors counts failed reconciles per controller.
 	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gpuspace",
@@ -50,5 +59,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, ReconcileErrors)
+	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors)
 }

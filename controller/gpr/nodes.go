@@ -1,0 +1,170 @@
+package gpr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
+)
+
+// bindNodes makes node labels and taints follow the provisioned GPRs'
+// status (domain.Holders), right after the starts are written. A node
+// claimed by two GPRs is reported and left as it is.
+func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
+	holders, conflicts := domain.Holders(p.gprs)
+	conflicted := map[string]bool{}
+	for _, c := range conflicts {
+		// Never written by this controller; report, do not guess.
+		p.errs = append(p.errs, fmt.Errorf("node %s is in the status of GPRs %s", c.Node, joinNames(c.GPRs)))
+		conflicted[c.Node] = true
+	}
+	for _, n := range p.nodes {
+		if conflicted[n.Name] {
+			continue
+		}
+		if err := r.reconcileNode(ctx, n, holders[n.Name]); err != nil {
+			p.errs = append(p.errs, err)
+		}
+	}
+	return nil
+}
+
+// reconcileNode makes a node's binding labels and taint match its holder
+// (nil: none). When the node leaves a workspace, that workspace's pods on
+// it are deleted gracefully.
+func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *v1alpha1.GPUProvisionRequest) error {
+	curWS, _, _ := binding(n)
+	var ws, id string
+	if holder != nil {
+		ws, id = holder.Spec.Workspace, holder.Name
+	}
+	taints, taintsChanged := withBinding(n.Spec.Taints, ws)
+	if labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged {
+		return nil
+	}
+	orig := n.DeepCopy()
+	nn := n.DeepCopy()
+	if nn.Labels == nil {
+		nn.Labels = map[string]string{}
+	}
+	if ws == "" {
+		delete(nn.Labels, v1alpha1.LabelWorkspace)
+		delete(nn.Labels, v1alpha1.LabelGPR)
+	} else {
+		nn.Labels[v1alpha1.LabelWorkspace] = ws
+		nn.Labels[v1alpha1.LabelGPR] = id
+	}
+	nn.Spec.Taints = taints
+	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+	if err := r.client.Patch(ctx, nn, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("bind node %s to %q: %w", n.Name, ws, err)
+	}
+	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
+	if curWS != "" && curWS != ws {
+		return r.evict(ctx, n.Name, curWS)
+	}
+	return nil
+}
+
+// labelIs reports whether node n has label k set to v, or, for v empty,
+// does not have it.
+func labelIs(n *corev1.Node, k, v string) bool {
+	cur, ok := n.Labels[k]
+	if v == "" {
+		return !ok
+	}
+	return ok && cur == v
+}
+
+// evict deletes, gracefully, the pods of workspace ws on a node: the pods
+// in namespaces labelled gpuspace.io/workspace=ws.
+func (r *Reconciler) evict(ctx context.Context, node, ws string) error {
+	var pods corev1.PodList
+	if err := r.apiReader.List(ctx, &pods, client.MatchingFieldsSelector{
+		Selector: fields.OneTermEqualSelector("spec.nodeName", node),
+	}); err != nil {
+		return fmt.Errorf("list pods on node %s: %w", node, err)
+	}
+	nsWS := map[string]string{}
+	var errs []error
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		owner, ok := nsWS[p.Namespace]
+		if !ok {
+			var ns corev1.Namespace
+			if err := r.client.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns); err == nil {
+				owner = ns.Labels[v1alpha1.LabelWorkspace]
+			}
+			nsWS[p.Namespace] = owner
+		}
+		if owner != ws {
+			continue
+		}
+		err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("evict pod %s/%s from node %s: %w", p.Namespace, p.Name, node, err))
+			continue
+		}
+		logr.FromContextOrDiscard(ctx).Info("evicted pod", "pod", p.Namespace+"/"+p.Name, "node", node, "workspace", ws)
+	}
+	return errors.Join(errs...)
+}
+
+// binding returns the workspace and GPR a node's labels name, and whether
+// it has gpuspace's taint; the workspace falls back to the taint's value.
+func binding(n *corev1.Node) (ws, gpr string, tainted bool) {
+	ws, gpr = n.Labels[v1alpha1.LabelWorkspace], n.Labels[v1alpha1.LabelGPR]
+	for _, t := range n.Spec.Taints {
+		if t.Key == v1alpha1.TaintWorkspace {
+			tainted = true
+			if ws == "" {
+				ws = t.Value
+			}
+		}
+	}
+	return ws, gpr, tainted
+}
+
+// bindingTaint is the taint on a node bound to ws.
+func bindingTaint(ws string) corev1.Taint {
+	return corev1.Taint{Key: v1alpha1.TaintWorkspace, Value: ws, Effect: corev1.TaintEffectNoSchedule}
+}
+
+// withBinding returns n's taints with gpuspace's taint set for ws (or
+// removed when ws is empty), and whether they changed.
+func withBinding(taints []corev1.Taint, ws string) ([]corev1.Taint, bool) {
+	out := make([]corev1.Taint, 0, len(taints)+1)
+	found := false
+	changed := false
+	for _, t := range taints {
+		if t.Key != v1alpha1.TaintWorkspace {
+			out = append(out, t)
+			continue
+		}
+		if ws == "" || found || t != bindingTaint(ws) {
+			changed = true
+			continue
+		}
+		found = true
+		out = append(out, t)
+	}
+	if ws != "" && !found {
+		out = append(out, bindingTaint(ws))
+		changed = true
+	}
+	return out, changed
+}

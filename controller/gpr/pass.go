@@ -1,0 +1,176 @@
+package gpr
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/planner"
+)
+
+// pass is the state of one plan pass: what it read, and what it decided.
+// gprs is updated in place as decisions are written, so later steps see
+// them.
+type pass struct {
+	now        time.Time
+	gprs       []*v1alpha1.GPUProvisionRequest
+	byName     map[string]int
+	nodes      []*corev1.Node
+	workspaces map[string]*v1alpha1.Workspace
+	// in and plan are the planner's input and decision.
+	in      planner.Input
+	plan    planner.Plan
+	invalid map[string]string
+	// started are the GPRs this pass started.
+	started map[string]bool
+	// errs are failures of steps that do not end the pass.
+	errs []error
+}
+
+// load reads the GPRs (replacing any the cache has older than this
+// reconciler's own last write), the nodes and the workspaces.
+func (r *Reconciler) load(ctx context.Context) (*pass, error) {
+	// Status timestamps have second precision; planning on whole seconds
+	// keeps estimates, wait times and expiries consistent with them.
+	p := &pass{now: r.clock.Now().Truncate(time.Second), started: map[string]bool{}}
+	var list v1alpha1.GPUProvisionRequestList
+	if err := r.client.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list GPRs: %w", err)
+	}
+	p.gprs = r.written.freshest(list.Items)
+	p.byName = make(map[string]int, len(p.gprs))
+	for i, g := range p.gprs {
+		p.byName[g.Name] = i
+	}
+	var nodes corev1.NodeList
+	if err := r.client.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	p.setNodes(nodes.Items)
+	var wss v1alpha1.WorkspaceList
+	if err := r.client.List(ctx, &wss); err != nil {
+		return nil, fmt.Errorf("list workspaces: %w", err)
+	}
+	p.workspaces = make(map[string]*v1alpha1.Workspace, len(wss.Items))
+	for i := range wss.Items {
+		p.workspaces[wss.Items[i].Name] = &wss.Items[i]
+	}
+	return p, nil
+}
+
+func (p *pass) setNodes(items []corev1.Node) {
+	p.nodes = make([]*corev1.Node, len(items))
+	for i := range items {
+		p.nodes[i] = &items[i]
+	}
+}
+
+// set replaces a GPR of the pass with the version just written.
+func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] = g }
+
+// estimateWrites are the queued GPRs whose stored estimate moved beyond
+// the tolerance in this pass's plan, with the status to write. GPRs the
+// controller has not admitted yet are left out: admit wrote them.
+func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
+	var out []*v1alpha1.GPUProvisionRequest
+	for _, g := range p.gprs {
+		if !domain.IsQueued(g) || g.Status.ProvisioningStatus == "" || g.Status.Reason != "" || p.invalid[g.Name] != "" {
+			continue
+		}
+		start, ok := p.plan.Estimates[g.Name]
+		if !domain.EstimateMoved(g, start, ok, p.now) {
+			continue
+		}
+		ng := g.DeepCopy()
+		domain.SetEstimate(ng, start, ok, p.now)
+		out = append(out, ng)
+	}
+	return out
+}
+
+// nextWake is the next expiry of a provisioned GPR; zero when none.
+func (p *pass) nextWake() time.Time {
+	var next time.Time
+	for _, g := range p.gprs {
+		if !domain.IsProvisioned(g) {
+			continue
+		}
+		if end, ok := domain.End(g); ok && (next.IsZero() || end.Before(next)) {
+			next = end
+		}
+	}
+	return next
+}
+
+// versions holds the GPRs a reconciler wrote, as the apiserver returned
+// them, until the cache shows that version: a pass must never plan on a
+// cached GPR older than its own last write, or it could give a node that
+// GPR already holds to another.
+type versions struct {
+	mu sync.Mutex
+	m  map[string]*v1alpha1.GPUProvisionRequest
+}
+
+// remember records a GPR as written.
+func (v *versions) remember(g *v1alpha1.GPUProvisionRequest) {
+	v.mu.Lock()
+	v.m[g.Name] = g.DeepCopy()
+	v.mu.Unlock()
+}
+
+// freshest returns the listed GPRs, sorted by name, each replaced by this
+// reconciler's own last write where the list has an older version, and
+// forgets writes the cache has caught up with.
+func (v *versions) freshest(items []v1alpha1.GPUProvisionRequest) []*v1alpha1.GPUProvisionRequest {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]*v1alpha1.GPUProvisionRequest, len(items))
+	seen := make(map[string]bool, len(items))
+	for i := range items {
+		g := &items[i]
+		seen[g.Name] = true
+		if w, ok := v.m[g.Name]; ok {
+			if w.UID == g.UID && domain.OlderVersion(g.ResourceVersion, w.ResourceVersion) {
+				g = w.DeepCopy()
+			} else {
+				delete(v.m, g.Name)
+			}
+		}
+		out[i] = g
+	}
+	for name := range v.m {
+		if !seen[name] {
+			delete(v.m, name) // deleted since
+		}
+	}
+	slices.SortFunc(out, func(a, b *v1alpha1.GPUProvisionRequest) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// writeStatus updates g's status through c with optimistic concurrency
+// (g's resourceVersion) and remembers the result.
+func (v *versions) writeStatus(ctx context.Context, c client.Client, g *v1alpha1.GPUProvisionRequest) error {
+	if err := c.Status().Update(ctx, g); err != nil {
+		return err
+	}
+	v.remember(g)
+	return nil
+}
+
+// write writes a decision: g's status, through the decision client.
+func (r *Reconciler) write(ctx context.Context, g *v1alpha1.GPUProvisionRequest) error {
+	if err := r.written.writeStatus(ctx, r.client, g); err != nil {
+		return err
+	}
+	metrics.StatusWrites.WithLabelValues("decision").Inc()
+	return nil
+}

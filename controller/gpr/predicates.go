@@ -1,0 +1,73 @@
+package gpr
+
+import (
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
+)
+
+// gprChanged passes GPR events that can change a decision: creates,
+// deletes, spec, label or annotation changes, and status changes other
+// than the estimate. The estimate writer's own updates would otherwise
+// start a pass per write.
+func gprChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.GPUProvisionRequest)
+			n, ok2 := e.ObjectNew.(*v1alpha1.GPUProvisionRequest)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
+				!maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
+				!equality.Semantic.DeepEqual(withoutEstimate(o.Status), withoutEstimate(n.Status))
+		},
+	}
+}
+
+func withoutEstimate(s v1alpha1.GPUProvisionRequestStatus) v1alpha1.GPUProvisionRequestStatus {
+	s.EstimatedStartTime, s.EstimatedWaitTime = nil, ""
+	return s
+}
+
+// workspaceChanged passes workspace events admission or release depend on:
+// creates, deletes, the start of a deletion, and cluster changes.
+func workspaceChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.Workspace)
+			n, ok2 := e.ObjectNew.(*v1alpha1.Workspace)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !o.DeletionTimestamp.Equal(n.DeletionTimestamp) || !slices.Equal(o.Spec.Clusters, n.Spec.Clusters)
+		},
+	}
+}
+
+// nodeChanged passes node events that can change the plan or a binding,
+// and drops heartbeats.
+func nodeChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*corev1.Node)
+			n, ok2 := e.ObjectNew.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !maps.Equal(o.Labels, n.Labels) ||
+				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
+				o.Spec.Unschedulable != n.Spec.Unschedulable ||
+				domain.NodeReady(o) != domain.NodeReady(n) ||
+				!o.Status.Capacity[v1alpha1.ResourceGPU].Equal(n.Status.Capacity[v1alpha1.ResourceGPU]) ||
+				!o.Status.Allocatable[v1alpha1.ResourceGPU].Equal(n.Status.Allocatable[v1alpha1.ResourceGPU])
+		},
+	}
+}

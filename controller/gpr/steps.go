@@ -1,0 +1,252 @@
+package gpr
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/admission"
+	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/planner"
+)
+
+// release completes provisioned GPRs that are due (early release, expiry)
+// or whose workspace is being deleted or gone, status first. Any failure
+// ends the pass: the planner must not hand out nodes a GPR still holds.
+func (r *Reconciler) release(ctx context.Context, p *pass) error {
+	for _, g := range p.gprs {
+		reason, due := domain.Due(g, p.now)
+		if !due && domain.IsProvisioned(g) {
+			gone, err := r.workspaceGone(ctx, p, g.Spec.Workspace)
+			if err != nil {
+				return err
+			}
+			reason, due = v1alpha1.ReasonWorkspaceDeleted, gone
+		}
+		if !due {
+			continue
+		}
+		ng := g.DeepCopy()
+		domain.Release(ng, reason, p.now)
+		if err := r.write(ctx, ng); err != nil {
+			return fmt.Errorf("release GPR %s: %w", g.Name, err)
+		}
+		p.set(ng)
+		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s)", joinNames(g.Status.Nodes), reason)
+		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes, "reason", reason)
+	}
+	return nil
+}
+
+// workspaceGone reports whether workspace ws is being deleted, or is gone
+// by a live read (the cache may not show a workspace created just now).
+func (r *Reconciler) workspaceGone(ctx context.Context, p *pass, ws string) (bool, error) {
+	if w := p.workspaces[ws]; w != nil {
+		return w.DeletionTimestamp != nil, nil
+	}
+	w, err := r.liveWorkspace(ctx, p, ws)
+	return w == nil || w.DeletionTimestamp != nil, err
+}
+
+// liveWorkspace reads a workspace from the apiserver into the pass; nil if
+// it does not exist.
+func (r *Reconciler) liveWorkspace(ctx context.Context, p *pass, name string) (*v1alpha1.Workspace, error) {
+	var w v1alpha1.Workspace
+	err := r.apiReader.Get(ctx, client.ObjectKey{Name: name}, &w)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get workspace %s: %w", name, err)
+	}
+	p.workspaces[name] = &w
+	return &w, nil
+}
+
+// admit applies admission to every queued GPR: one it refuses is failed
+// with the reason before any planning (confirmed on a live read of its
+// workspace, since failing is final), so it never binds a node.
+func (r *Reconciler) admit(ctx context.Context, p *pass) error {
+	for _, g := range p.gprs {
+		if !domain.IsQueued(g) {
+			continue
+		}
+		ws := p.workspaces[g.Spec.Workspace]
+		errs := admission.ValidateGPR(g, ws)
+		if len(errs) == 0 {
+			continue
+		}
+		live, err := r.liveWorkspace(ctx, p, g.Spec.Workspace)
+		if err != nil {
+			return err
+		}
+		if errs = admission.ValidateGPR(g, live); len(errs) == 0 {
+			continue // the cache was behind
+		}
+		ng := g.DeepCopy()
+		domain.Fail(ng, v1alpha1.ReasonInvalid, admission.Message(g, live, errs))
+		if err := r.write(ctx, ng); err != nil {
+			return fmt.Errorf("fail GPR %s: %w", g.Name, err)
+		}
+		p.set(ng)
+		r.event(ng, corev1.EventTypeWarning, "Refused", "Admit", "%s", ng.Status.FailureReason)
+		logr.FromContextOrDiscard(ctx).Info("GPR refused at admission", "gpr", g.Name, "reason", ng.Status.FailureReason)
+	}
+	return nil
+}
+
+// planAndStart plans over the nodes and the GPRs, then writes the starts
+// one by one; a failed one ends the pass, which is safe: the GPRs written
+// so far hold disjoint nodes. New GPRs are marked Queued with their
+// estimate in the same write that admits them: one write per new GPR.
+func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
+	p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster)
+	p.plan = planner.Compute(p.in)
+	if len(p.plan.Unsatisfiable) > 0 {
+		// Failing a GPR is final, so confirm against a live node list: a
+		// node created just before the GPR may not be in the cache yet.
+		// This costs a list only in passes that would fail a GPR.
+		var live corev1.NodeList
+		if err := r.apiReader.List(ctx, &live); err != nil {
+			return fmt.Errorf("list nodes: %w", err)
+		}
+		p.setNodes(live.Items)
+		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster)
+		p.plan = planner.Compute(p.in)
+	}
+	log := logr.FromContextOrDiscard(ctx)
+	for _, s := range p.plan.Starts {
+		g := p.gprs[p.byName[s.ID]]
+		ng := g.DeepCopy()
+		domain.Start(ng, s.Nodes, p.now)
+		if err := r.write(ctx, ng); err != nil {
+			return fmt.Errorf("start GPR %s: %w", g.Name, err)
+		}
+		p.set(ng)
+		p.started[ng.Name] = true
+		metrics.WaitSeconds.Observe(p.now.Sub(g.CreationTimestamp.Time).Seconds())
+		r.event(ng, corev1.EventTypeNormal, "Provisioned", "Bind", "Provisioned nodes %s", joinNames(s.Nodes))
+		log.Info("provisioned GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", s.Nodes)
+	}
+	return nil
+}
+
+// failUnsatisfiable fails the GPRs no inventory could satisfy (or that
+// cannot be planned), or holds them in the queue with the reason when they
+// asked to wait (requeueOnFailure); and marks new GPRs Queued with their
+// estimate. Errors are collected, the pass goes on.
+func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
+	failed := maps.Clone(p.invalid)
+	if failed == nil {
+		failed = map[string]string{}
+	}
+	for _, u := range p.plan.Unsatisfiable {
+		failed[u.ID] = u.Reason
+	}
+	for _, g := range p.gprs {
+		if !domain.IsQueued(g) {
+			continue
+		}
+		ng := g.DeepCopy()
+		why := failed[g.Name]
+		switch {
+		case why != "" && g.Spec.RequeueOnFailure && p.invalid[g.Name] == "":
+			domain.Hold(ng, v1alpha1.ReasonUnsatisfiable, why)
+		case why != "":
+			reason := v1alpha1.ReasonUnsatisfiable
+			if p.invalid[g.Name] != "" {
+				reason = v1alpha1.ReasonInvalid
+			}
+			domain.Fail(ng, reason, why)
+		case g.Status.ProvisioningStatus == "" || g.Status.Reason != "":
+			// New, or held and now satisfiable: queued, with its estimate.
+			domain.Admit(ng)
+			start, ok := p.plan.Estimates[g.Name]
+			domain.SetEstimate(ng, start, ok, p.now)
+		default:
+			continue // estimates are the writer's
+		}
+		if equality.Semantic.DeepEqual(g.Status, ng.Status) {
+			continue
+		}
+		if err := r.write(ctx, ng); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("update GPR %s status: %w", g.Name, err))
+			continue
+		}
+		p.set(ng)
+		if domain.Phase(ng) == v1alpha1.GPRError {
+			r.event(ng, corev1.EventTypeWarning, "Unsatisfiable", "Plan", "%s", ng.Status.FailureReason)
+			logr.FromContextOrDiscard(ctx).Info("GPR cannot be satisfied", "gpr", g.Name, "reason", ng.Status.FailureReason)
+		}
+	}
+	return nil
+}
+
+// nodeHealth sets the NodesHealthy condition of provisioned GPRs.
+func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
+	byName := make(map[string]*corev1.Node, len(p.nodes))
+	for _, n := range p.nodes {
+		byName[n.Name] = n
+	}
+	for _, g := range p.gprs {
+		if !domain.IsProvisioned(g) {
+			continue
+		}
+		c := nodesHealthy(g, byName)
+		if old := meta.FindStatusCondition(g.Status.Conditions, c.Type); old != nil &&
+			old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+			continue
+		}
+		ng := g.DeepCopy()
+		meta.SetStatusCondition(&ng.Status.Conditions, c)
+		if err := r.write(ctx, ng); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("update GPR %s status: %w", g.Name, err))
+			continue
+		}
+		p.set(ng)
+		if c.Status == metav1.ConditionFalse {
+			r.event(ng, corev1.EventTypeWarning, c.Reason, "Watch", "%s", c.Message)
+		}
+	}
+	return nil
+}
+
+// nodesHealthy is the NodesHealthy condition of a provisioned GPR.
+func nodesHealthy(g *v1alpha1.GPUProvisionRequest, nodes map[string]*corev1.Node) metav1.Condition {
+	var gone, notReady []string
+	for _, name := range g.Status.Nodes {
+		n, ok := nodes[name]
+		switch {
+		case !ok:
+			gone = append(gone, name)
+		case !domain.NodeReady(n):
+			notReady = append(notReady, name)
+		}
+	}
+	c := metav1.Condition{
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
+		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
+	}
+	switch {
+	case len(gone) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, "NodeGone"
+		c.Message = "nodes no longer exist: " + joinNames(gone)
+		if len(notReady) > 0 {
+			c.Message += "; nodes not Ready: " + joinNames(notReady)
+		}
+	case len(notReady) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, "NodeNotReady"
+		c.Message = "nodes not Ready: " + joinNames(notReady)
+	}
+	return c
+}

@@ -1,0 +1,122 @@
+package domain
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/duration"
+)
+
+// Each transition changes g's status in place (callers pass a copy of a
+// cache object) and leaves the spec alone. The controller writes the
+// result with optimistic concurrency; nothing else writes GPR status.
+
+// InternalState is the internalState EGS reports, derived from a phase and
+// a reason so that the two never disagree.
+func InternalState(phase v1alpha1.ProvisioningStatus, _ v1alpha1.GPRReason) v1alpha1.InternalState {
+	switch phase {
+	case v1alpha1.GPRProvisioned:
+		return v1alpha1.StateProvisioned
+	case v1alpha1.GPRComplete:
+		return v1alpha1.StateReleased
+	case v1alpha1.GPRError:
+		return v1alpha1.StateFailed
+	}
+	return v1alpha1.StateQueued
+}
+
+func setPhase(g *v1alpha1.GPUProvisionRequest, phase v1alpha1.ProvisioningStatus, reason v1alpha1.GPRReason) {
+	g.Status.ProvisioningStatus = phase
+	g.Status.Reason = reason
+	g.Status.InternalState = InternalState(phase, reason)
+	g.Status.ObservedGeneration = g.Generation
+}
+
+func clearEstimate(g *v1alpha1.GPUProvisionRequest) {
+	g.Status.EstimatedStartTime = nil
+	g.Status.EstimatedWaitTime = ""
+}
+
+// Admit marks a GPR the controller sees for the first time (or one a
+// policy change made plannable again) as Queued with no reason.
+func Admit(g *v1alpha1.GPUProvisionRequest) {
+	setPhase(g, v1alpha1.GPRQueued, "")
+	g.Status.FailureReason = ""
+}
+
+// SetEstimate records a queued GPR's estimated start (ok false: none) at
+// now, if it moved beyond EstimateTolerance; it reports whether it did.
+// The wait is written with it, as EGS shows it; readers compute the
+// current wait from the start and the clock.
+func SetEstimate(g *v1alpha1.GPUProvisionRequest, start time.Time, ok bool, now time.Time) bool {
+	if !EstimateMoved(g, start, ok, now) {
+		return false
+	}
+	if !ok {
+		clearEstimate(g)
+		return true
+	}
+	start = start.Truncate(time.Second)
+	g.Status.EstimatedStartTime = &metav1.Time{Time: start}
+	g.Status.EstimatedWaitTime = duration.Format(WaitAt(start, now))
+	return true
+}
+
+// Start provisions a queued GPR on nodes at now. status.nodes is the
+// source of truth for the binding: node labels and taints follow it.
+func Start(g *v1alpha1.GPUProvisionRequest, nodes []string, now time.Time) {
+	setPhase(g, v1alpha1.GPRProvisioned, "")
+	g.Status.Nodes = nodes
+	g.Status.NumGpusAllocated = g.Spec.NumberOfGPUs * int32(len(nodes))
+	g.Status.StartTimestamp = &metav1.Time{Time: now}
+	g.Status.CompletionTimestamp = nil
+	g.Status.FailureReason = ""
+	clearEstimate(g)
+	meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
+		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
+	})
+}
+
+// Release completes a provisioned GPR at now for reason. Its nodes stay in
+// status.nodes as a record; a Complete GPR holds none.
+func Release(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, now time.Time) {
+	setPhase(g, v1alpha1.GPRComplete, reason)
+	g.Status.CompletionTimestamp = &metav1.Time{Time: now}
+	clearEstimate(g)
+}
+
+// Fail puts a GPR in Error for reason, saying why in failureReason. It is
+// final: the GPR is never planned again.
+func Fail(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message string) {
+	setPhase(g, v1alpha1.GPRError, reason)
+	g.Status.FailureReason = message
+	clearEstimate(g)
+}
+
+// Hold keeps a queued GPR in the queue with a reason and no estimate: it
+// cannot start now and asked (requeueOnFailure) to wait for inventory that
+// may come rather than fail.
+func Hold(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message string) {
+	setPhase(g, v1alpha1.GPRQueued, reason)
+	g.Status.FailureReason = message
+	clearEstimate(g)
+}
+
+// Requeue puts a provisioned GPR back in the queue for reason (evicted, a
+// node lost): it gives up its nodes and keeps its age (creation time), so
+// it goes back to where it was in the queue. RetryCount counts requeues,
+// as EGS reports it.
+func Requeue(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message string) {
+	setPhase(g, v1alpha1.GPRQueued, reason)
+	g.Status.FailureReason = message
+	g.Status.Nodes = nil
+	g.Status.NumGpusAllocated = 0
+	g.Status.StartTimestamp = nil
+	g.Status.RetryCount++
+	clearEstimate(g)
+	meta.RemoveStatusCondition(&g.Status.Conditions, v1alpha1.GPRNodesHealthy)
+}
