@@ -15,12 +15,17 @@ import (
 	"time"
 
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -287,4 +292,55 @@ func get(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// TestRunPublishesIdleness runs the whole plugin against a real apiserver:
+// the node's idle annotation follows the scripted GPU, beside its labels.
+func TestRunPublishesIdleness(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	const node = "dp-idle"
+	if _, err := env.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg, err := ParseConfig([]string{"--nvml=mock:t4x1", "--node-name=" + node, "--kubeconfig=" + env.Kubeconfig,
+		"--kubelet-socket-dir=" + dir, "--utilization-interval=20ms", "--metrics-addr=off", "--log-level=error"},
+		func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, lib, _ := nvml.MustMock(t, "t4x1")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- RunWithNVML(runCtx, cfg, lib, logr.Discard(), &bytes.Buffer{}) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("RunWithNVML: %v", err)
+		}
+	}()
+	wait := func(what string, cond func(*corev1.Node) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+			if err == nil && cond(n) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; node annotations %v, labels %v", what, n.Annotations, n.Labels)
+			}
+		}
+	}
+	idle := func(n *corev1.Node) bool { s, ok := idlesignal.Read(n); return ok && !s.IsZero() }
+	wait("idle and labelled", func(n *corev1.Node) bool { return idle(n) && n.Labels["gpuspace.io/gpu.shape"] == "T4" })
+	m.SetUtilization(m.UUIDs()[0], 90)
+	wait("busy", func(n *corev1.Node) bool { s, ok := idlesignal.Read(n); return ok && s.IsZero() })
+	m.SetUtilization(m.UUIDs()[0], 0)
+	wait("idle again", idle)
 }
