@@ -15,11 +15,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/internal/admission"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/duration"
 	"github.com/gpuspace/gpuspace/internal/index"
 )
@@ -229,19 +232,11 @@ func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.O
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := s.nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var list v1alpha1.GPUProvisionRequestList
-	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, s.kubeErr(err, "GPRs")
-	}
 	now := s.now()
 	g.CreationTimestamp = metav1.NewTime(now)
-	est, err := s.opts.estimator.Estimate(ctx, g, nodes, list.Items, now)
+	est, err := s.estimate(ctx, g, now)
 	if err != nil {
-		return nil, s.kubeErr(err, "wait time")
+		return nil, err
 	}
 	out := WaitTime{Satisfiable: est.Satisfiable, Reason: est.Reason}
 	if est.Satisfiable && !est.Start.IsZero() {
@@ -250,14 +245,14 @@ func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.O
 			start = now
 		}
 		out.EstimatedStartTime = start.UTC().Format(time.RFC3339)
-		out.EstimatedWaitTime = duration.Format(start.Sub(now).Round(time.Second))
+		out.EstimatedWaitTime = duration.Format(domain.WaitAt(start, now))
 	}
 	return envelope.OK(out), nil
 }
 
-// gprFromRequest validates a create (or wait-time) request against the
-// caller's rights, the workspace and what the CRD accepts, and builds the
-// GPR object (without a name).
+// gprFromRequest checks the caller's rights on the workspace, builds the
+// GPR object (without a name) and runs admission on it — the checks the
+// GPR controller applies to GPRs created any other way.
 func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) (*v1alpha1.GPUProvisionRequest, error) {
 	p := principal(ctx)
 	if write && !p.CanWriteGPRs(r.SliceName) {
@@ -273,56 +268,62 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 	if ws.DeletionTimestamp != nil {
 		return nil, envelope.Conflict("workspace %q is being deleted", ws.Name)
 	}
-	var bad []envelope.FieldError
-	cluster := r.ClusterName
-	switch {
-	case cluster == "" && len(ws.Spec.Clusters) > 0:
-		cluster = ws.Spec.Clusters[0]
-	case !slices.Contains(ws.Spec.Clusters, cluster):
-		bad = append(bad, envelope.FieldError{Field: "clusterName", Value: cluster,
-			Reason: fmt.Sprintf("workspace %q is not on cluster %q; its clusters: %s", ws.Name, cluster, strings.Join(ws.Spec.Clusters, ", "))})
-	}
 	var mem int32
 	switch {
 	case r.MemoryPerGPU != nil && r.MemoryPerGpu != nil && *r.MemoryPerGPU != *r.MemoryPerGpu:
-		bad = append(bad, envelope.FieldError{Field: "memoryPerGpu",
+		return nil, envelope.Validation(envelope.FieldError{Field: "memoryPerGpu",
 			Reason: fmt.Sprintf("%d differs from memoryPerGPU %d; send one of them", *r.MemoryPerGpu, *r.MemoryPerGPU)})
 	case r.MemoryPerGPU != nil:
 		mem = *r.MemoryPerGPU
 	case r.MemoryPerGpu != nil:
 		mem = *r.MemoryPerGpu
 	}
-	if _, err := duration.Parse(r.ExitDuration); err != nil {
-		bad = append(bad, envelope.FieldError{Field: "exitDuration", Value: r.ExitDuration, Reason: durationReason(err)})
-	}
-	if r.IdleTimeOutDuration != "" {
-		if _, err := duration.Parse(r.IdleTimeOutDuration); err != nil {
-			bad = append(bad, envelope.FieldError{Field: "idleTimeOutDuration", Value: r.IdleTimeOutDuration, Reason: durationReason(err)})
-		}
-	}
-	if len(bad) > 0 {
-		return nil, envelope.Validation(bad...)
-	}
-	prio := r.Priority
-	if prio == 0 {
-		prio = v1alpha1.DefaultPriority
-	}
-	nodes := r.NumberOfGPUNodes
-	if nodes == 0 {
-		nodes = 1
-	}
-	return &v1alpha1.GPUProvisionRequest{
+	g := &v1alpha1.GPUProvisionRequest{
 		Spec: v1alpha1.GPUProvisionRequestSpec{
-			GPRName: r.GPRName, Workspace: ws.Name, ClusterName: cluster,
-			NumberOfGPUs: r.NumberOfGPUs, NumberOfGPUNodes: nodes,
+			GPRName: r.GPRName, Workspace: ws.Name, ClusterName: r.ClusterName,
+			NumberOfGPUs: r.NumberOfGPUs, NumberOfGPUNodes: r.NumberOfGPUNodes,
 			InstanceType: r.InstanceType, GPUShape: r.GPUShape, MemoryPerGPU: mem,
-			Priority: prio, ExitDuration: r.ExitDuration,
+			Priority: r.Priority, ExitDuration: r.ExitDuration,
 			IdleTimeOutDuration: r.IdleTimeOutDuration, EnforceIdleTimeOut: r.EnforceIdleTimeOut,
 			MultiNode: r.MultiNode, EnableEviction: r.EnableEviction, RequeueOnFailure: r.RequeueOnFailure,
 			PreferredClusters: r.PreferredClusters, GPUSharingMode: r.GPUSharingMode,
 			DedicatedNodes: r.DedicatedNodes, EnableRDMA: r.EnableRDMA, EnableSecondaryNetwork: r.EnableSecondaryNetwork,
 		},
-	}, nil
+	}
+	admission.DefaultGPR(g, ws)
+	if errs := admission.ValidateGPR(g, ws); len(errs) > 0 {
+		return nil, envelope.Validation(requestFieldErrors(errs, ws)...)
+	}
+	return g, nil
+}
+
+// requestFields are the REST names of the GPR fields admission names.
+var requestFields = map[string]string{
+	"spec.workspace":           "sliceName",
+	"spec.clusterName":         "clusterName",
+	"spec.exitDuration":        "exitDuration",
+	"spec.idleTimeOutDuration": "idleTimeOutDuration",
+}
+
+// requestFieldErrors turns admission's errors into the envelope's, with
+// the fields named as the request names them.
+func requestFieldErrors(errs field.ErrorList, ws *v1alpha1.Workspace) []envelope.FieldError {
+	out := make([]envelope.FieldError, 0, len(errs))
+	for _, e := range errs {
+		name := requestFields[e.Field]
+		if name == "" {
+			name = e.Field
+		}
+		fe := envelope.FieldError{Field: name, Value: fmt.Sprint(e.BadValue), Reason: e.Detail}
+		switch e.Type {
+		case field.ErrorTypeNotSupported:
+			fe.Reason = fmt.Sprintf("workspace %q is not on cluster %q; its clusters: %s", ws.Name, fe.Value, strings.Join(ws.Spec.Clusters, ", "))
+		case field.ErrorTypeNotFound:
+			fe.Reason = "does not exist"
+		}
+		out = append(out, fe)
+	}
+	return out
 }
 
 // sliceWorkspace is workspace for a sliceName, answering a missing one as
@@ -335,18 +336,6 @@ func (s *Server) sliceWorkspace(ctx context.Context, name string) (*v1alpha1.Wor
 			fmt.Sprintf("workspace %q not found (sliceName)", name), envelope.WithTitle("Slice Workspace Not Found"))
 	}
 	return ws, err
-}
-
-func durationReason(err error) string {
-	switch {
-	case errors.Is(err, duration.ErrEmpty):
-		return "is required, as NdNhNm (e.g. 0d0h5m)"
-	case errors.Is(err, duration.ErrZero):
-		return "must be longer than zero"
-	case errors.Is(err, duration.ErrOverflow):
-		return "is too long"
-	}
-	return "must be NdNhNm, e.g. 0d2h30m"
 }
 
 // gpr reads a GPR from the cache, then the apiserver; 404 if none.
@@ -363,13 +352,6 @@ func (s *Server) gpr(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequ
 	return &g, nil
 }
 
-func phase(g *v1alpha1.GPUProvisionRequest) v1alpha1.ProvisioningStatus {
-	if g.Status.ProvisioningStatus == "" {
-		return v1alpha1.GPRQueued // not reconciled yet: queued
-	}
-	return g.Status.ProvisioningStatus
-}
-
 func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.Output[envelope.Empty], error) {
 	p := principal(ctx)
 	id := in.Body.GPRID
@@ -380,7 +362,7 @@ func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.O
 		}
 		changed := false
 		if er := in.Body.EarlyRelease; er != nil && *er && !g.Spec.EarlyRelease {
-			switch ph := phase(g); ph {
+			switch ph := domain.Phase(g); ph {
 			case v1alpha1.GPRProvisioned:
 				g.Spec.EarlyRelease = true
 				changed = true
@@ -433,14 +415,10 @@ func (s *Server) deleteGPR(ctx context.Context, in *gprIDBodyInput) (*envelope.O
 		if err != nil {
 			return nil, err
 		}
-		ph := phase(g)
-		state := string(ph)
-		if ph == v1alpha1.GPRQueued && len(g.Status.Nodes) > 0 {
-			ph, state = v1alpha1.GPRProvisioned, string(v1alpha1.StateProvisioning) // binding is under way
-		}
-		if ph != v1alpha1.GPRQueued && ph != v1alpha1.GPRError {
+		// Start writes phase and nodes at once: a Queued GPR holds no node.
+		if ph := domain.Phase(g); ph != v1alpha1.GPRQueued && ph != v1alpha1.GPRError {
 			return nil, envelope.New(http.StatusConflict, envelope.KeyConflict,
-				fmt.Sprintf("Cannot delete GPR in %s state", state), envelope.WithTitle("Cannot delete"))
+				fmt.Sprintf("Cannot delete GPR in %s state", ph), envelope.WithTitle("Cannot delete"))
 		}
 		// Delete exactly the version checked: if the controller provisioned
 		// it meanwhile, the precondition fails and the state is re-checked.
@@ -465,7 +443,29 @@ func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Out
 	if !p.CanRead(g.Spec.Workspace) {
 		return nil, forbiddenWorkspace(p, g.Spec.Workspace, "read")
 	}
-	return envelope.OK(gprOf(g, s.now())), nil
+	est, err := s.estimatesFor(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	return envelope.OK(gprOf(g, s.now(), est)), nil
+}
+
+// estimatesFor are the current plan's estimates, for rendering g. A GPR
+// the cache's plan does not know yet (created a moment ago) gets its
+// estimate as a would-be GPR of the same age.
+func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionRequest) (domain.Estimates, error) {
+	plan, err := s.currentPlan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !domain.IsQueued(g) || plan.knows(g.Name) {
+		return plan.estimates(), nil
+	}
+	est, err := s.estimate(ctx, g, s.now())
+	if err != nil || est.Start.IsZero() {
+		return domain.Estimates{}, err
+	}
+	return domain.Estimates{g.Name: est.Start}, nil
 }
 
 func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
@@ -488,10 +488,14 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 	if err := s.cache.List(ctx, &list, opts...); err != nil {
 		return nil, s.kubeErr(err, "GPRs")
 	}
+	plan, err := s.currentPlan(ctx)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	items := make([]GPR, 0, len(list.Items))
 	for i := range list.Items {
-		items = append(items, gprOf(&list.Items[i], now))
+		items = append(items, gprOf(&list.Items[i], now, plan.estimates()))
 	}
 	slices.SortFunc(items, func(a, b GPR) int {
 		if a.Priority != b.Priority {
@@ -506,15 +510,15 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 }
 
 // gprOf renders a GPR as EGS does: durations as Go durations, times as
-// RFC 3339 or "".
-func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time) GPR {
+// RFC 3339 or "". A queued GPR's estimate is the plan's (est), so it is as
+// fresh as the cache whatever is stored; a started one shows its start.
+func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates) GPR {
 	out := GPR{
 		GPRID: g.Name, SliceName: g.Spec.Workspace, ClusterName: g.Spec.ClusterName,
-		NumberOfGPUs: g.Spec.NumberOfGPUs, NumberOfGPUNodes: orDefault(g.Spec.NumberOfGPUNodes, 1),
+		NumberOfGPUs: g.Spec.NumberOfGPUs, NumberOfGPUNodes: domain.NodeCount(g),
 		InstanceType: g.Spec.InstanceType, MemoryPerGPU: g.Spec.MemoryPerGPU,
-		Priority: orDefault(g.Spec.Priority, int32(v1alpha1.DefaultPriority)), GPUSharingMode: orDefault(g.Spec.GPUSharingMode, "Virtual Machine"),
-		EstimatedStartTime: rfc3339(g.Status.EstimatedStartTime),
-		EstimatedWaitTime:  normalizeGoDuration(g.Status.EstimatedWaitTime),
+		Priority: domain.Priority(g), GPUSharingMode: orDefault(g.Spec.GPUSharingMode, "Virtual Machine"),
+		EstimatedWaitTime:  "0h0m0s",
 		ExitDuration:       normalizeEGSDuration(g.Spec.ExitDuration),
 		EarlyRelease:       g.Spec.EarlyRelease, GPRName: g.Spec.GPRName, GPUShape: g.Spec.GPUShape,
 		MultiNode: g.Spec.MultiNode, DedicatedNodes: g.Spec.DedicatedNodes, EnableRDMA: g.Spec.EnableRDMA,
@@ -525,23 +529,25 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time) GPR {
 		PreferredClusters: nonNil(slices.Clone(g.Spec.PreferredClusters)),
 		CreatedAt:         rfc3339(&g.CreationTimestamp),
 		Status: GPRStatus{
-			ProvisioningStatus: string(phase(g)), FailureReason: g.Status.FailureReason,
+			ProvisioningStatus: string(domain.Phase(g)), FailureReason: g.Status.FailureReason,
 			NumGpusAllocated:    g.Status.NumGpusAllocated,
 			StartTimestamp:      rfc3339(g.Status.StartTimestamp),
 			CompletionTimestamp: rfc3339(g.Status.CompletionTimestamp),
 			Cost:                g.Status.Cost, Nodes: nonNil(slices.Clone(g.Status.Nodes)),
-			InternalState: string(g.Status.InternalState), RetryCount: g.Status.RetryCount, DelayedCount: g.Status.DelayedCount,
+			InternalState: string(domain.InternalState(domain.Phase(g), g.Status.Reason)),
+			RetryCount:    g.Status.RetryCount, DelayedCount: g.Status.DelayedCount,
 		},
 	}
-	if phase(g) != v1alpha1.GPRQueued && out.EstimatedWaitTime == "" {
-		out.EstimatedWaitTime = "0h0m0s"
-	}
-	if phase(g) == v1alpha1.GPRQueued && out.EstimatedWaitTime == "" && g.Status.EstimatedStartTime != nil {
-		wait := g.Status.EstimatedStartTime.Sub(now)
-		if wait < 0 {
-			wait = 0
+	switch {
+	case domain.IsQueued(g):
+		out.EstimatedWaitTime = ""
+		if start, ok := domain.EstimatedStart(g, est); ok {
+			start = start.Truncate(time.Second)
+			out.EstimatedStartTime = start.UTC().Format(time.RFC3339)
+			out.EstimatedWaitTime = duration.Format(domain.WaitAt(start, now))
 		}
-		out.EstimatedWaitTime = duration.Format(wait.Round(time.Second))
+	case g.Status.StartTimestamp != nil:
+		out.EstimatedStartTime = rfc3339(g.Status.StartTimestamp)
 	}
 	return out
 }

@@ -6,11 +6,11 @@ import (
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // Allocation is a GPR holding a node.
@@ -94,35 +94,22 @@ func (s *Server) registerInventory() {
 	}, s.workspaceInventory)
 }
 
-// holders maps node name to the provisioned GPR holding it.
-func (s *Server) holders(ctx context.Context) (map[string]*v1alpha1.GPUProvisionRequest, error) {
-	var list v1alpha1.GPUProvisionRequestList
-	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, s.kubeErr(err, "GPRs")
-	}
-	out := map[string]*v1alpha1.GPUProvisionRequest{}
-	for i := range list.Items {
-		g := &list.Items[i]
-		if g.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
-			continue
-		}
-		for _, n := range g.Status.Nodes {
-			out[n] = g
-		}
-	}
-	return out, nil
-}
-
-// inventory is the GPU nodes and which provisioned GPR holds each.
-func (s *Server) inventory(ctx context.Context) ([]corev1.Node, map[string]*v1alpha1.GPUProvisionRequest, error) {
+// inventory is the GPU nodes and the provisioned GPR holding each
+// (domain.Holders: from GPR status alone).
+func (s *Server) inventory(ctx context.Context) ([]gpuNode, map[string]*v1alpha1.GPUProvisionRequest, error) {
 	nodes, err := s.nodes(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	held, err := s.holders(ctx)
-	if err != nil {
-		return nil, nil, err
+	var list v1alpha1.GPUProvisionRequestList
+	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, s.kubeErr(err, "GPRs")
 	}
+	gprs := make([]*v1alpha1.GPUProvisionRequest, len(list.Items))
+	for i := range list.Items {
+		gprs[i] = &list.Items[i]
+	}
+	held, _ := domain.Holders(gprs)
 	return nodes, held, nil
 }
 
@@ -132,21 +119,19 @@ func (s *Server) listInventory(ctx context.Context, _ *noInput) (*envelope.Outpu
 		return nil, err
 	}
 	items := make([]InventoryNode, 0, len(nodes))
-	for i := range nodes {
-		n := &nodes[i]
-		count := gpuCount(n)
-		provider := providerOf(n)
+	for _, n := range nodes {
+		provider := providerOf(n.Node)
 		in := InventoryNode{
-			GPUNodeName: n.Name, GPUShape: gpuShapeOf(n), GPUModelName: gpuProduct(n),
-			InstanceType: instanceTypeOf(n), ClusterName: clusterOf(n), Memory: gpuMemoryGB(n),
-			GPUCount: count, FreeGPUs: count, CloudProvider: provider, Cloud: provider,
+			GPUNodeName: n.GPUNode.Name, GPUShape: n.Shape, GPUModelName: n.Product,
+			InstanceType: n.InstanceType, ClusterName: n.Cluster, Memory: n.MemoryGB(),
+			GPUCount: int(n.GPUs), FreeGPUs: int(n.HealthyGPUs), CloudProvider: provider, Cloud: provider,
 			Region: n.Labels[labelRegion], NodeHealth: "Healthy", GPUNodeState: "NODE_AVAILABLE",
 			Allocation: []Allocation{},
 		}
-		if !healthy(n) {
+		if !n.Healthy() {
 			in.NodeHealth = "Unhealthy"
 		}
-		if g := held[n.Name]; g != nil {
+		if g := held[n.GPUNode.Name]; g != nil {
 			in.FreeGPUs = 0
 			in.GPUNodeState = "NODE_RESERVED"
 			in.GPRID = g.Name
@@ -171,24 +156,23 @@ func (s *Server) workspaceInventory(ctx context.Context, in *inventoryBySliceInp
 	}
 	groups := map[string]*WorkspaceInventoryItem{}
 	var order []string
-	for i := range nodes {
-		n := &nodes[i]
-		g := held[n.Name]
+	for _, n := range nodes {
+		g := held[n.GPUNode.Name]
 		if g == nil || g.Spec.Workspace != in.SliceName {
 			continue
 		}
-		key := strings.Join([]string{clusterOf(n), instanceTypeOf(n), gpuShapeOf(n), itoa64(int64(gpuMemoryGB(n))), itoa64(int64(gpuCount(n)))}, "\x00")
+		mem := n.MemoryGB()
+		key := strings.Join([]string{n.Cluster, n.InstanceType, n.Shape, itoa64(int64(mem)), itoa64(int64(n.GPUs))}, "\x00")
 		it := groups[key]
 		if it == nil {
-			mem := gpuMemoryGB(n)
-			it = &WorkspaceInventoryItem{InstanceType: instanceTypeOf(n), GPUShape: gpuShapeOf(n), Memory: mem, MemoryPerGpu: mem,
-				GPUPerNode: gpuCount(n), ClusterName: clusterOf(n), GPUSlicingProfile: []string{}}
+			it = &WorkspaceInventoryItem{InstanceType: n.InstanceType, GPUShape: n.Shape, Memory: mem, MemoryPerGpu: mem,
+				GPUPerNode: int(n.GPUs), ClusterName: n.Cluster, GPUSlicingProfile: []string{}}
 			groups[key] = it
 			order = append(order, key)
 		}
-		it.NodeName = append(it.NodeName, n.Name)
+		it.NodeName = append(it.NodeName, n.GPUNode.Name)
 		it.TotalGPUNodes++
-		it.TotalGpus += gpuCount(n)
+		it.TotalGpus += int(n.GPUs)
 	}
 	slices.Sort(order)
 	out := WorkspaceInventory{Items: make([]WorkspaceInventoryItem, 0, len(order))}

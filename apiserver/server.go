@@ -60,6 +60,9 @@ type Config struct {
 	// KubeconfigCAData is the PEM CA written into workspace kubeconfigs;
 	// default RESTConfig's CA.
 	KubeconfigCAData []byte
+	// DefaultCluster is the cluster of nodes without a gpuspace.io/cluster
+	// label (gpuspace's --cluster-name); default v1alpha1.DefaultCluster.
+	DefaultCluster string
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	// Version is reported in the OpenAPI document; default "dev".
@@ -75,7 +78,6 @@ type options struct {
 	registerer prometheus.Registerer
 	gatherer   prometheus.Gatherer
 	now        func() time.Time
-	estimator  Estimator
 }
 
 // WithLogger sets the logger (default: no logging).
@@ -99,10 +101,6 @@ func WithMetrics(reg prometheus.Registerer, g prometheus.Gatherer) Option {
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithEstimator sets what answers POST /gpr/waittime (default: the
-// built-in estimate).
-func WithEstimator(e Estimator) Option { return func(o *options) { o.estimator = e } }
-
 // Server is the /api/v1 API.
 type Server struct {
 	cfg     Config
@@ -120,6 +118,7 @@ type Server struct {
 	auth    atomic.Pointer[auth.Authenticator]
 	ready   atomic.Bool
 	started atomic.Bool
+	plans   planView
 }
 
 // Meta* are the Operation.Metadata keys every operation carries.
@@ -177,15 +176,15 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.DefaultCluster == "" {
+		cfg.DefaultCluster = v1alpha1.DefaultCluster
+	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
 	o := options{logger: zap.NewNop(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
-	}
-	if o.estimator == nil {
-		o.estimator = PlannerEstimator{}
 	}
 
 	s := &Server{cfg: cfg, opts: o, log: o.logger}
@@ -293,8 +292,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// Ask for every informer now, so none starts lazily on a request.
 	for _, obj := range []client.Object{&v1alpha1.Workspace{}, &v1alpha1.GPUProvisionRequest{}, &corev1.Node{}, &corev1.Secret{}} {
-		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
+		inf, err := s.cache.GetInformer(ctx, obj)
+		if err != nil {
 			return fmt.Errorf("apiserver: informer for %T: %w", obj, err)
+		}
+		if _, secret := obj.(*corev1.Secret); secret {
+			continue
+		}
+		// Any change of these may move the plan reads take estimates from.
+		if _, err := inf.AddEventHandler(s.plans.handler()); err != nil {
+			return fmt.Errorf("apiserver: event handler for %T: %w", obj, err)
 		}
 	}
 	if !s.cache.WaitForCacheSync(ctx) {
@@ -445,7 +452,7 @@ func Describe(version string) huma.API {
 	}
 	s := &Server{
 		cfg:     Config{MaxBodyBytes: 1 << 20, Version: version, Namespace: auth.DefaultNamespace},
-		opts:    options{logger: zap.NewNop(), now: time.Now, registerer: reg, gatherer: reg, estimator: PlannerEstimator{}},
+		opts:    options{logger: zap.NewNop(), now: time.Now, registerer: reg, gatherer: reg},
 		log:     zap.NewNop(),
 		metrics: m,
 	}

@@ -373,15 +373,15 @@ func (s *Server) overlayMetrics(ctx context.Context, in *overlayInput) (*envelop
 	out := OverlayMetrics{WorkspaceName: ws.Name, Clusters: []ClusterInfo{}, NetworkMetrics: []NetworkMetric{}}
 	for _, c := range ws.Spec.Clusters {
 		info := ClusterInfo{ClusterName: c}
-		for i := range nodes {
-			if clusterOf(&nodes[i]) != c {
+		for _, n := range nodes {
+			if n.Cluster != c {
 				continue
 			}
 			if info.Location == "" {
-				info.Location = locationOf(&nodes[i])
+				info.Location = locationOf(n.Node)
 			}
 			if info.Provider == "" {
-				info.Provider = providerOf(&nodes[i])
+				info.Provider = providerOf(n.Node)
 			}
 		}
 		out.Clusters = append(out.Clusters, info)

@@ -159,4 +159,3 @@ func Holders(gprs []*v1alpha1.GPUProvisionRequest) (holders map[string]*v1alpha1
 	slices.SortFunc(conflicts, func(a, b Claim) int { return strings.Compare(a.Node, b.Node) })
 	return holders, conflicts
 }
-
