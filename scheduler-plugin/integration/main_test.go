@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/gprpriority"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/workspacebinding"
@@ -78,13 +79,9 @@ func registry() frameworkruntime.Registry {
 	}
 }
 
-// fastConfig is the admin config without client-side rate limits, so the
-// client is not what a test measures.
-func fastConfig() *rest.Config {
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 5000, 10000
-	return cfg
-}
+// fastConfig is the admin config with client-side rate limits far above
+// what a test needs, so the client is not what a test measures.
+func fastConfig() *rest.Config { return kubeclient.WithLimits(env.Config, 5000, 10000) }
 
 // startSchedulerDefault runs kube-scheduler's default profile (no
 // gpuspace plugins) until the test ends: the baseline.
@@ -206,9 +203,9 @@ func bindNode(ctx context.Context, t testing.TB, node, ws, gpr string) {
 	must(t, err)
 }
 
-// createGPR creates a GPR for ws in phase (status written as the
-// controller would).
-func createGPR(ctx context.Context, t testing.TB, name, ws string, priority int32, phase gpuspacev1alpha1.ProvisioningStatus, estimate *time.Time) *gpuspacev1alpha1.GPUProvisionRequest {
+// createGPR creates a GPR for ws in phase, its status naming nodes
+// (written as the controller would; no controller runs here).
+func createGPR(ctx context.Context, t testing.TB, name, ws string, priority int32, phase gpuspacev1alpha1.ProvisioningStatus, estimate *time.Time, nodes ...string) *gpuspacev1alpha1.GPUProvisionRequest {
 	t.Helper()
 	g := &gpuspacev1alpha1.GPUProvisionRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -218,14 +215,20 @@ func createGPR(ctx context.Context, t testing.TB, name, ws string, priority int3
 		},
 	}
 	must(t, env.Client.Create(ctx, g))
-	setGPRStatus(ctx, t, g, phase, estimate)
+	setGPRStatus(ctx, t, g, phase, estimate, nodes...)
 	return g
 }
 
-func setGPRStatus(ctx context.Context, t testing.TB, g *gpuspacev1alpha1.GPUProvisionRequest, phase gpuspacev1alpha1.ProvisioningStatus, estimate *time.Time) {
+// setGPRStatus writes g's status (the status subresource) with phase,
+// estimate and, when given, the nodes it names; without nodes, the ones
+// it named stay (a Complete GPR keeps them as a record).
+func setGPRStatus(ctx context.Context, t testing.TB, g *gpuspacev1alpha1.GPUProvisionRequest, phase gpuspacev1alpha1.ProvisioningStatus, estimate *time.Time, nodes ...string) {
 	t.Helper()
 	orig := g.DeepCopy()
 	g.Status.ProvisioningStatus = phase
+	if nodes != nil {
+		g.Status.Nodes = nodes
+	}
 	g.Status.EstimatedStartTime = nil
 	if estimate != nil {
 		g.Status.EstimatedStartTime = &metav1.Time{Time: *estimate}

@@ -159,7 +159,11 @@ func setupThroughputCluster(ctx context.Context, b *testing.B, cs kubernetes.Int
 		return nil
 	}))
 	for ws := range tpWorkspaces {
-		createGPR(ctx, b, fmt.Sprintf("gpr-tp-ws-%d", ws), fmt.Sprintf("tp-ws-%d", ws), 101, gpuspacev1alpha1.GPRProvisioned, nil)
+		var held []string
+		for i := ws * tpNodesPerWS; i < (ws+1)*tpNodesPerWS; i++ {
+			held = append(held, tpNodeName(i))
+		}
+		createGPR(ctx, b, fmt.Sprintf("gpr-tp-ws-%d", ws), fmt.Sprintf("tp-ws-%d", ws), 101, gpuspacev1alpha1.GPRProvisioned, nil, held...)
 	}
 }
 

@@ -67,6 +67,16 @@ func loadProfiles(b *testing.B) []schedulerapi.KubeSchedulerProfile {
 
 func q(s string) resource.Quantity { return resource.MustParse(s) }
 
+// held is the nodes workspace ws's GPR names in its status: the ones
+// labelled for it.
+func held(ws int) []string {
+	var out []string
+	for i := ws * nodesPerWS; i < (ws+1)*nodesPerWS && i < nodes; i++ {
+		out = append(out, fmt.Sprintf("node-%04d", i))
+	}
+	return out
+}
+
 func objects() (kobjs []kruntime.Object, gprs []kruntime.Object, pods []*v1.Pod) {
 	res := v1.ResourceList{v1.ResourceCPU: q("64"), v1.ResourceMemory: q("512Gi"), v1.ResourcePods: q("110"), gpuspacev1alpha1.ResourceGPU: q("8")}
 	for i := range nodes {
@@ -100,7 +110,7 @@ func objects() (kobjs []kruntime.Object, gprs []kruntime.Object, pods []*v1.Pod)
 			TypeMeta:   metav1.TypeMeta{APIVersion: gpuspacev1alpha1.SchemeGroupVersion.String(), Kind: "GPUProvisionRequest"},
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("gpr-%d", ws)},
 			Spec:       gpuspacev1alpha1.GPUProvisionRequestSpec{Workspace: fmt.Sprintf("ws-%d", ws), Priority: 101},
-			Status:     gpuspacev1alpha1.GPUProvisionRequestStatus{ProvisioningStatus: gpuspacev1alpha1.GPRProvisioned},
+			Status:     gpuspacev1alpha1.GPUProvisionRequestStatus{ProvisioningStatus: gpuspacev1alpha1.GPRProvisioned, Nodes: held(ws)},
 		})
 		for i := range gpuPodsPerWS {
 			pods = append(pods, pod(ns, fmt.Sprintf("gpu-%d", i), true))

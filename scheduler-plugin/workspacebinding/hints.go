@@ -3,6 +3,7 @@ package workspacebinding
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -14,8 +15,9 @@ import (
 
 // EventsToRegister names the events that can make a pod this plugin held
 // or rejected schedulable: a GPR of its workspace changing (provisioned),
-// a node gaining the pod's workspace binding or losing a binding or taint
-// that kept the pod off, and the pod gaining tolerations.
+// a GPR letting go of nodes it held, a node gaining the pod's workspace
+// binding or losing a binding or taint that kept the pod off, and the pod
+// gaining tolerations.
 func (pl *WorkspaceBinding) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: state.GPREventResource, ActionType: fwk.Add | fwk.Update | fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterGPRChange},
@@ -43,7 +45,18 @@ func (pl *WorkspaceBinding) isSchedulableAfterGPRChange(logger klog.Logger, pod 
 		return fwk.Queue, fmt.Errorf("%s: unexpected GPR event object %T", Name, newObj)
 	}
 	c := pl.classify(pod)
-	if c.exempt || !c.gpu || c.workspace != g.Workspace {
+	if c.exempt {
+		return fwk.QueueSkip, nil
+	}
+	if !c.gpu || c.workspace != g.Workspace {
+		// Another workspace's pod, a pod of none, or a CPU pod: the GPR
+		// matters to it only by the nodes it held, which Filter kept the
+		// pod off; once it lets one go (completed, deleted, shrunk), the
+		// pod may fit there.
+		if releasesNodes(oldObj, g, newObj == nil) {
+			logger.V(5).Info("GPR change frees nodes", "pod", klog.KObj(pod), "gpr", g.Name)
+			return fwk.Queue, nil
+		}
 		return fwk.QueueSkip, nil
 	}
 	if msg := pl.holdMessage(c); msg != "" {
@@ -58,15 +71,36 @@ func (pl *WorkspaceBinding) isSchedulableAfterGPRChange(logger klog.Logger, pod 
 	return fwk.Queue, nil
 }
 
+// releasesNodes reports whether a GPR event lets go of a node the GPR
+// held by its status: g is the GPR after the event (before it, when
+// deleted).
+func releasesNodes(oldObj any, g state.GPR, deleted bool) bool {
+	if deleted {
+		return len(g.Nodes) > 0
+	}
+	if oldObj == nil {
+		return false
+	}
+	old, err := state.ToGPR(oldObj)
+	if err != nil {
+		return true
+	}
+	for _, n := range old.Nodes {
+		if !slices.Contains(g.Nodes, n) {
+			return true
+		}
+	}
+	return false
+}
+
 // isSchedulableAfterNodeChange queues the pod when the node now admits it
-// and did not before (a node bound to its workspace, a binding or taint
-// removed). Like GPR events, the node index is brought up to the event.
+// and did not before (a node labelled for its workspace, a label or taint
+// removed).
 func (pl *WorkspaceBinding) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	oldNode, newNode, err := util.As[*v1.Node](oldObj, newObj)
 	if err != nil {
 		return fwk.Queue, err
 	}
-	pl.state.OnNode(oldNode, newNode)
 	c := pl.classify(pod)
 	if pl.holdMessage(c) != "" {
 		return fwk.QueueSkip, nil

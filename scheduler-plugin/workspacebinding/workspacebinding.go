@@ -1,8 +1,14 @@
 // Package workspacebinding is the WorkspaceBinding scheduler plugin: a
-// workspace's GPU pods run only on the nodes bound to the workspace (node
-// label gpuspace.io/workspace), nobody else's pods land there, and a
-// workspace's GPU pods wait in the queue until its GPUProvisionRequest is
-// provisioned.
+// workspace's GPU pods run only on the nodes its provisioned
+// GPUProvisionRequest holds, nobody else's pods land there, and a
+// workspace's GPU pods wait in the queue until its GPR is provisioned.
+//
+// Which node takes which pod is domain.NodeBinding's rule, decided from the
+// GPRs' status (status.nodes, the source of truth) as well as from the node
+// label gpuspace.io/workspace, so exclusivity never waits for a live
+// controller: a node a provisioned GPR names takes only its workspace's
+// pods before it is labelled, and a node whose GPR completed takes no GPU
+// pod of that workspace while its stale label lingers.
 //
 // The plugin also does the taint check of the in-tree TaintToleration
 // Filter, with one difference: the workspace taint
@@ -26,6 +32,7 @@ import (
 	"k8s.io/kubernetes/pkg/features"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	configv1 "github.com/gpuspace/gpuspace/scheduler-plugin/apis/config/v1"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/internal/state"
 )
@@ -45,8 +52,10 @@ const (
 	// ErrReasonBoundElsewhere: the node is bound to another workspace, or
 	// to one while the pod belongs to none.
 	ErrReasonBoundElsewhere = "node(s) bound to another workspace"
-	// ErrReasonNotBound: a workspace's GPU pod on a node not bound to it.
-	ErrReasonNotBound = "node(s) not bound to the pod's workspace"
+	// ErrReasonNotBound: a workspace's GPU pod on a node no provisioned
+	// GPR of its workspace holds (unbound, or released with its label
+	// still on).
+	ErrReasonNotBound = "node(s) not held by a provisioned GPR of the pod's workspace"
 	// ErrReasonTaint mirrors TaintToleration's reason.
 	ErrReasonTaint = "node(s) had untolerated taint(s)"
 )
@@ -148,7 +157,7 @@ func (pl *WorkspaceBinding) holdMessage(c podClass) string {
 	}
 	sum := pl.state.GPRs.Workspace(c.workspace)
 	if p := sum.Provisioned; p.Name != "" {
-		if pl.state.Nodes.Count(c.workspace) > 0 {
+		if sum.Nodes.Len() > 0 {
 			return ""
 		}
 		return fmt.Sprintf("GPUProvisionRequest %s of workspace %s is provisioned; waiting for its nodes to be bound", p.Name, c.workspace)
@@ -164,7 +173,7 @@ func (pl *WorkspaceBinding) holdMessage(c podClass) string {
 }
 
 // PreEnqueue holds a workspace's GPU pods until the workspace's GPR is
-// provisioned and its nodes are bound. The status message names the GPR
+// provisioned and names its nodes. The status message names the GPR
 // the pod waits for and its estimated start; it is also written, off this
 // path, to the pod's PodScheduled condition.
 func (pl *WorkspaceBinding) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
@@ -179,30 +188,32 @@ func (pl *WorkspaceBinding) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Stat
 }
 
 // PreFilter classifies the pod for Filter and, for a workspace's GPU pod,
-// narrows the candidate nodes to those bound to its workspace, so the
-// other plugins' filters run on a handful of nodes instead of the cluster.
+// narrows the candidate nodes to those its workspace's provisioned GPRs
+// hold, so the other plugins' filters run on a handful of nodes instead of
+// the cluster.
 func (pl *WorkspaceBinding) PreFilter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	c := pl.classify(pod)
 	cs.Write(stateKey, &c)
 	if c.exempt || c.workspace == "" || !c.gpu {
 		return nil, nil
 	}
-	nodes := pl.state.Nodes.Nodes(c.workspace)
+	nodes := pl.state.GPRs.Workspace(c.workspace).Nodes
 	if nodes.Len() == 0 {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("no node is bound to workspace %s", c.workspace))
 	}
-	return &fwk.PreFilterResult{NodeNames: nodes}, nil
+	return &fwk.PreFilterResult{NodeNames: nodes.Clone()}, nil
 }
 
 // PreFilterExtensions returns nil: other pods on a node do not change the
 // plugin's decision.
 func (pl *WorkspaceBinding) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
-// Filter admits the pod on the node if the node's binding allows it and
-// the pod tolerates the node's NoSchedule/NoExecute taints (the workspace
-// taint counting as tolerated by the workspace's own pods and exempt pods).
-// It reads only the node's labels and taints: O(1) in the cluster's size
-// and allocation-free when the node fits.
+// Filter admits the pod on the node if the node's binding allows it
+// (domain.NodeBinding.Admits) and the pod tolerates the node's
+// NoSchedule/NoExecute taints (the workspace taint counting as tolerated by
+// the workspace's own pods, the node holder's and exempt pods). It reads
+// the node's labels and taints and one map entry of the GPR index: O(1) in
+// the cluster's size and allocation-free when the node fits.
 func (pl *WorkspaceBinding) Filter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	d, err := cs.Read(stateKey)
 	if err != nil {
@@ -224,12 +235,13 @@ func (pl *WorkspaceBinding) Filter(ctx context.Context, cs fwk.CycleState, pod *
 
 // check returns why a pod of class c may not run on node, or "".
 func (pl *WorkspaceBinding) check(ctx context.Context, c *podClass, pod *v1.Pod, node *v1.Node) string {
+	var b domain.NodeBinding
 	if !c.exempt {
-		bound := node.Labels[gpuspacev1alpha1.LabelWorkspace]
-		switch {
-		case bound != "" && bound != c.workspace:
+		b = pl.state.Binding(node)
+		switch b.Admits(c.workspace, c.gpu) {
+		case domain.RefusedBoundElsewhere:
 			return ErrReasonBoundElsewhere
-		case bound == "" && c.gpu && c.workspace != "":
+		case domain.RefusedNotHeld:
 			return ErrReasonNotBound
 		}
 	}
@@ -239,7 +251,7 @@ func (pl *WorkspaceBinding) check(ctx context.Context, c *podClass, pod *v1.Pod,
 		if t.Effect != v1.TaintEffectNoSchedule && t.Effect != v1.TaintEffectNoExecute {
 			continue
 		}
-		if t.Key == gpuspacev1alpha1.TaintWorkspace && (c.exempt || (c.workspace != "" && t.Value == c.workspace)) {
+		if t.Key == gpuspacev1alpha1.TaintWorkspace && (c.exempt || b.ToleratesWorkspaceTaint(c.workspace, t.Value)) {
 			continue
 		}
 		if !v1helper.TolerationsTolerateTaint(klog.FromContext(ctx), pod.Spec.Tolerations, t, pl.cmpOps) {

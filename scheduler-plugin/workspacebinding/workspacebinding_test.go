@@ -24,24 +24,26 @@ import (
 var estimate = time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
 
 // cluster is the fixture most tests share: workspace "alpha" is
-// provisioned and holds node-a1 and node-a2; "beta" is provisioned and
-// holds node-b1; "gamma" waits for two queued GPRs; "delta" is provisioned
-// but its nodes are not bound yet; "omega" has only a completed GPR;
-// node-free is unbound.
+// provisioned and holds node-a1 and node-a2 (status and labels) and
+// node-a3 (status only: not labelled yet); "beta" is provisioned and holds
+// node-b1; "gamma" waits for two queued GPRs; "delta" is provisioned but
+// its status names no node yet; "omega" has only a completed GPR, whose
+// node-o1 still carries omega's label and taint; node-free is unbound.
 func cluster() ([]runtime.Object, []*gpuspacev1alpha1.GPUProvisionRequest) {
 	objs := []runtime.Object{
 		pt.Namespace("team-a", "alpha"), pt.Namespace("team-b", "beta"), pt.Namespace("team-g", "gamma"),
 		pt.Namespace("team-d", "delta"), pt.Namespace("team-o", "omega"),
 		pt.Namespace("plain", ""), pt.Namespace("kube-system", ""),
-		pt.Node("node-a1", "alpha"), pt.Node("node-a2", "alpha"), pt.Node("node-b1", "beta"), pt.Node("node-free", ""),
+		pt.Node("node-a1", "alpha"), pt.Node("node-a2", "alpha"), pt.Node("node-a3", ""), pt.Node("node-b1", "beta"),
+		pt.Node("node-o1", "omega"), pt.Node("node-free", ""),
 	}
 	gprs := []*gpuspacev1alpha1.GPUProvisionRequest{
-		pt.GPR("gpr-alpha", "alpha", 150, gpuspacev1alpha1.GPRProvisioned),
-		pt.GPR("gpr-beta", "beta", 120, gpuspacev1alpha1.GPRProvisioned),
+		pt.WithNodes(pt.GPR("gpr-alpha", "alpha", 150, gpuspacev1alpha1.GPRProvisioned), "node-a1", "node-a2", "node-a3"),
+		pt.WithNodes(pt.GPR("gpr-beta", "beta", 120, gpuspacev1alpha1.GPRProvisioned), "node-b1"),
 		pt.WithEstimate(pt.GPR("gpr-gamma-low", "gamma", 50, gpuspacev1alpha1.GPRQueued), estimate.Add(time.Hour)),
 		pt.WithEstimate(pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), estimate),
 		pt.GPR("gpr-delta", "delta", 101, gpuspacev1alpha1.GPRProvisioned),
-		pt.GPR("gpr-omega", "omega", 101, gpuspacev1alpha1.GPRComplete),
+		pt.WithNodes(pt.GPR("gpr-omega", "omega", 101, gpuspacev1alpha1.GPRComplete), "node-o1"),
 	}
 	return objs, gprs
 }
@@ -63,13 +65,6 @@ func newFixture(t testing.TB, args runtime.Object) (context.Context, *fixture) {
 		t.Fatalf("New: %v", err)
 	}
 	h.Start(ctx)
-	// The node index is fed by the informer's handler; wait until it has
-	// seen the fixture's bound nodes.
-	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return pl.state.Nodes.Count("alpha") == 2 && pl.state.Nodes.Count("beta") == 1, nil
-	}); err != nil {
-		t.Fatalf("node index never synced: %v", err)
-	}
 	return ctx, &fixture{pl: pl, h: h}
 }
 
@@ -171,7 +166,7 @@ func TestPreFilter(t *testing.T) {
 		wantNodes sets.Set[string]
 		want      result
 	}{
-		{"workspace GPU pod: its bound nodes", pt.GPUPod("team-a", "p").Obj(), sets.New("node-a1", "node-a2"), result{}},
+		{"workspace GPU pod: the nodes its GPR holds, labelled or not", pt.GPUPod("team-a", "p").Obj(), sets.New("node-a1", "node-a2", "node-a3"), result{}},
 		{"workspace CPU pod: all nodes", pt.Pod("team-a", "p").Obj(), nil, result{}},
 		{"no workspace: all nodes", pt.GPUPod("plain", "p").Obj(), nil, result{}},
 		{"exempt: all nodes", pt.GPUPod("kube-system", "p").Obj(), nil, result{}},
@@ -207,6 +202,15 @@ func TestFilter(t *testing.T) {
 	nodes := map[string]*v1.Node{
 		"a1": pt.Node("node-a1", "alpha"), "b1": pt.Node("node-b1", "beta"), "free": pt.Node("node-free", ""),
 		"tainted": tainted, "half": halfBound, "prefer": preferOnly,
+		// Held by alpha's status, not labelled yet (the controller died
+		// between the status write and the label).
+		"a3": pt.Node("node-a3", ""),
+		// Released: omega's GPR is Complete, its label and taint linger.
+		"o1": pt.Node("node-o1", "omega"),
+		// Held by alpha now, still labelled and tainted for beta.
+		"a3-stale": pt.Node("node-a3", "beta"),
+		// Labelled for alpha, but no GPR of alpha names it.
+		"own-label-only": pt.Node("node-x", "alpha"),
 	}
 	tests := []struct {
 		name string
@@ -233,11 +237,25 @@ func TestFilter(t *testing.T) {
 		{"workspace taint without label keeps strangers off", pt.Pod("plain", "p").Obj(), "half", result{fwk.UnschedulableAndUnresolvable, ErrReasonTaint}},
 		{"workspace taint without label admits the workspace's CPU pods", pt.Pod("team-a", "p").Obj(), "half", result{}},
 		{"another workspace's taint", pt.Pod("team-b", "p").Obj(), "half", result{fwk.UnschedulableAndUnresolvable, ErrReasonTaint}},
+		{"held, not labelled yet: the holder's GPU pod", pt.GPUPod("team-a", "p").Obj(), "a3", result{}},
+		{"held, not labelled yet: another workspace's pod", pt.Pod("team-b", "p").Obj(), "a3", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"held, not labelled yet: another workspace's GPU pod", pt.GPUPod("team-b", "p").Obj(), "a3", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"held, not labelled yet: a pod of no workspace", pt.Pod("plain", "p").Obj(), "a3", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"held, not labelled yet: exempt pods", pt.Pod("kube-system", "p").Obj(), "a3", result{}},
+		{"held, stale label of the last holder: the holder passes its taint", pt.GPUPod("team-a", "p").Obj(), "a3-stale", result{}},
+		{"held, stale label of the last holder: the last holder's pod", pt.Pod("team-b", "p").Obj(), "a3-stale", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"released, label lingers: the old workspace's GPU pod", pt.GPUPod("team-o", "p").Obj(), "o1", result{fwk.UnschedulableAndUnresolvable, ErrReasonNotBound}},
+		{"released, label lingers: the old workspace's CPU pod", pt.Pod("team-o", "p").Obj(), "o1", result{}},
+		{"released, label lingers: another workspace's GPU pod", pt.GPUPod("team-a", "p").Obj(), "o1", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"released, label lingers: a pod of no workspace", pt.Pod("plain", "p").Obj(), "o1", result{fwk.UnschedulableAndUnresolvable, ErrReasonBoundElsewhere}},
+		{"labelled for a workspace whose GPR does not name it", pt.GPUPod("team-a", "p").Obj(), "own-label-only", result{fwk.UnschedulableAndUnresolvable, ErrReasonNotBound}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := framework.NewCycleState()
-			if _, st := f.pl.PreFilter(ctx, cs, tt.pod, nil); !st.IsSuccess() {
+			// PreFilter may already rule every node out (a workspace
+			// whose GPR holds none); Filter must refuse the node too.
+			if _, st := f.pl.PreFilter(ctx, cs, tt.pod, nil); !st.IsSuccess() && st.Code() != fwk.UnschedulableAndUnresolvable {
 				t.Fatalf("PreFilter: %v", st)
 			}
 			ni := framework.NewNodeInfo()
@@ -318,27 +336,39 @@ func TestIsSchedulableAfterGPRChange(t *testing.T) {
 		name     string
 		pod      *v1.Pod
 		old, new *gpuspacev1alpha1.GPUProvisionRequest
-		// bindNode binds a node to the workspace first (as the controller
-		// does before marking the GPR provisioned).
-		bindNode string
 		want     fwk.QueueingHint
 		// wantHeld is PreEnqueue's verdict after the event.
 		wantHeld bool
 	}{
 		{
-			name: "GPR provisioned and nodes bound: queue", pod: pt.GPUPod("team-g", "p").Obj(),
-			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.GPR("gpr-gamma-high", "gamma", 250, "")),
-			bindNode: "gamma", want: fwk.Queue,
+			name: "GPR provisioned with its nodes: queue", pod: pt.GPUPod("team-g", "p").Obj(),
+			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.WithNodes(pt.GPR("gpr-gamma-high", "gamma", 250, ""), "node-new")),
+			want: fwk.Queue,
 		},
 		{
-			name: "GPR provisioned, nodes not bound yet: skip", pod: pt.GPUPod("team-g", "p").Obj(),
+			name: "GPR provisioned, no node in its status yet: skip", pod: pt.GPUPod("team-g", "p").Obj(),
 			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.GPR("gpr-gamma-high", "gamma", 250, "")),
 			want: fwk.QueueSkip, wantHeld: true,
 		},
 		{
 			name: "another workspace's GPR: skip", pod: pt.GPUPod("team-o", "p").Obj(),
-			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.GPR("gpr-gamma-high", "gamma", 250, "")),
-			bindNode: "gamma", want: fwk.QueueSkip, wantHeld: true,
+			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.WithNodes(pt.GPR("gpr-gamma-high", "gamma", 250, ""), "node-new")),
+			want: fwk.QueueSkip, wantHeld: true,
+		},
+		{
+			name: "another workspace's GPR completes: its nodes may take a stranger's pod", pod: pt.Pod("plain", "p").Obj(),
+			old: pt.WithNodes(pt.GPR("gpr-alpha", "alpha", 150, gpuspacev1alpha1.GPRProvisioned), "node-a1"), new: pt.WithNodes(pt.GPR("gpr-alpha", "alpha", 150, gpuspacev1alpha1.GPRComplete), "node-a1"),
+			want: fwk.Queue,
+		},
+		{
+			name: "another workspace's GPR deleted while holding nodes", pod: pt.GPUPod("team-b", "p").Obj(),
+			old:  pt.WithNodes(pt.GPR("gpr-alpha", "alpha", 150, gpuspacev1alpha1.GPRProvisioned), "node-a1"),
+			want: fwk.Queue,
+		},
+		{
+			name: "another workspace's GPR provisioned: nothing freed", pod: pt.Pod("plain", "p").Obj(),
+			old: pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), new: provisioned(pt.WithNodes(pt.GPR("gpr-gamma-high", "gamma", 250, ""), "node-new")),
+			want: fwk.QueueSkip,
 		},
 		{
 			name: "estimate moved: skip, still held", pod: pt.GPUPod("team-g", "p").Obj(),
@@ -360,9 +390,6 @@ func TestIsSchedulableAfterGPRChange(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, f := newFixture(t, noConditions())
-			if tt.bindNode != "" {
-				f.pl.state.OnNode(nil, pt.Node("node-new", tt.bindNode))
-			}
 			var newObj any
 			if tt.new != nil {
 				newObj = tt.new
@@ -395,9 +422,10 @@ func TestIsSchedulableAfterNodeChange(t *testing.T) {
 		old, new *v1.Node
 		want     fwk.QueueingHint
 	}{
-		{"node bound to the pod's workspace", pt.GPUPod("team-a", "p").Obj(), pt.Node("n", ""), pt.Node("n", "alpha"), fwk.Queue},
-		{"new node bound to the pod's workspace", pt.GPUPod("team-a", "p").Obj(), nil, pt.Node("n", "alpha"), fwk.Queue},
-		{"first node of a provisioned workspace releases its held pod", pt.GPUPod("team-d", "p").Obj(), pt.Node("n", ""), pt.Node("n", "delta"), fwk.Queue},
+		{"held node loses a taint the pod did not tolerate", pt.GPUPod("team-a", "p").Obj(), withTaint(pt.Node("node-a1", "alpha"), "x"), pt.Node("node-a1", "alpha"), fwk.Queue},
+		{"new node held by the pod's workspace", pt.GPUPod("team-a", "p").Obj(), nil, pt.Node("node-a3", ""), fwk.Queue},
+		{"a label alone does not bind a node to the pod's workspace", pt.GPUPod("team-a", "p").Obj(), pt.Node("n", ""), pt.Node("n", "alpha"), fwk.QueueSkip},
+		{"a label alone does not release a held pod", pt.GPUPod("team-d", "p").Obj(), pt.Node("n", ""), pt.Node("n", "delta"), fwk.QueueSkip},
 		{"node bound to another workspace", pt.GPUPod("team-a", "p").Obj(), pt.Node("n", ""), pt.Node("n", "beta"), fwk.QueueSkip},
 		{"node bound to a workspace whose GPR is queued", pt.GPUPod("team-g", "p").Obj(), pt.Node("n", ""), pt.Node("n", "gamma"), fwk.QueueSkip},
 		{"node released: a stranger's pod may go there", pt.Pod("plain", "p").Obj(), pt.Node("n", "beta"), pt.Node("n", ""), fwk.Queue},

@@ -77,6 +77,12 @@ func GPR(name, ws string, priority int32, phase gpuspacev1alpha1.ProvisioningSta
 	}
 }
 
+// WithNodes sets the nodes a GPR's status names.
+func WithNodes(g *gpuspacev1alpha1.GPUProvisionRequest, nodes ...string) *gpuspacev1alpha1.GPUProvisionRequest {
+	g.Status.Nodes = nodes
+	return g
+}
+
 // WithEstimate sets a GPR's estimated start.
 func WithEstimate(g *gpuspacev1alpha1.GPUProvisionRequest, t time.Time) *gpuspacev1alpha1.GPUProvisionRequest {
 	g.Status.EstimatedStartTime = ptr.To(metav1.NewTime(t))

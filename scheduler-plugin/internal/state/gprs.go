@@ -1,12 +1,14 @@
 package state
 
 import (
+	"slices"
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // GPR is what the plugins need to know about one GPUProvisionRequest.
@@ -18,24 +20,22 @@ type GPR struct {
 	EstimatedStart  time.Time
 	Created         time.Time
 	ResourceVersion string
+	// Nodes are the nodes the GPR holds by its status (domain.Claims):
+	// none unless it is provisioned.
+	Nodes []string
 }
 
-// GPRFrom extracts a GPR from the API object.
+// GPRFrom extracts a GPR from the API object; the domain package
+// interprets it (phase, effective priority, claimed nodes).
 func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 	out := GPR{
 		Name:            g.Name,
 		Workspace:       g.Spec.Workspace,
-		Priority:        g.Spec.Priority,
-		Phase:           g.Status.ProvisioningStatus,
+		Priority:        domain.Priority(g),
+		Phase:           domain.Phase(g),
 		Created:         g.CreationTimestamp.Time,
 		ResourceVersion: g.ResourceVersion,
-	}
-	if out.Priority == 0 {
-		out.Priority = gpuspacev1alpha1.DefaultPriority
-	}
-	if out.Phase == "" {
-		// A GPR the controller has not looked at yet waits like a queued one.
-		out.Phase = gpuspacev1alpha1.GPRQueued
+		Nodes:           domain.Claims(g),
 	}
 	if t := g.Status.EstimatedStartTime; t != nil {
 		out.EstimatedStart = t.Time
@@ -54,16 +54,25 @@ type Summary struct {
 	// Priority orders the workspace's pods in the scheduling queue: the
 	// provisioned GPR's priority, else the next queued one's, else 0.
 	Priority int32
+	// Nodes are the nodes the workspace's provisioned GPRs name in their
+	// status (nil when none); shared, never modified. A node also claimed
+	// by another workspace's GPR is in it too: Binding reports the
+	// conflict.
+	Nodes sets.Set[string]
 }
 
-// GPRIndex indexes GPRs by workspace. It is fed by an informer and, so that
-// a queueing hint never acts on a stale view, by the hints themselves; the
-// resource version decides which of two copies of an object is newer.
+// GPRIndex indexes GPRs by workspace and by the nodes they hold. It is fed
+// by an informer and, so that a queueing hint never acts on a stale view,
+// by the hints themselves; the resource version decides which of two
+// copies of an object is newer.
 type GPRIndex struct {
 	mu          sync.RWMutex
 	byName      map[string]GPR
 	byWorkspace map[string]map[string]struct{}
 	summaries   map[string]Summary
+	// claims maps a node to the provisioned GPRs whose status names it:
+	// its holder, or a conflict when there are several.
+	claims map[string][]string
 	// deleted remembers deletions, so that a late copy of a deleted GPR
 	// (from the other watch) does not resurrect it.
 	deleted map[string]tombstone
@@ -84,21 +93,17 @@ func NewGPRIndex() *GPRIndex {
 		byName:      map[string]GPR{},
 		byWorkspace: map[string]map[string]struct{}{},
 		summaries:   map[string]Summary{},
+		claims:      map[string][]string{},
 		deleted:     map[string]tombstone{},
 	}
 }
 
-// newer reports whether resource version a is newer than b. Versions that
-// cannot be compared (fake clients) count as newer, so updates are applied.
-func newer(a, b string) bool {
-	if b == "" || a == "" {
-		return true
-	}
-	c, err := resourceversion.CompareResourceVersion(a, b)
-	if err != nil {
-		return a != b
-	}
-	return c > 0
+// stale reports whether a copy at resource version rv is no news to an
+// index that holds (or deleted) version have: the same version, or an
+// older one by domain.OlderVersion. Versions that cannot be compared (fake
+// clients) are applied.
+func stale(rv, have string) bool {
+	return (rv != "" && rv == have) || domain.OlderVersion(rv, have)
 }
 
 // Upsert records g unless the index already holds a newer copy. It reports
@@ -107,21 +112,26 @@ func (x *GPRIndex) Upsert(g GPR) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if t, ok := x.deleted[g.Name]; ok {
-		if t.rv != "" && g.ResourceVersion != "" && !newer(g.ResourceVersion, t.rv) {
+		if stale(g.ResourceVersion, t.rv) {
 			return false
 		}
 		delete(x.deleted, g.Name)
 	}
 	old, had := x.byName[g.Name]
 	if had {
-		if !newer(g.ResourceVersion, old.ResourceVersion) {
+		if stale(g.ResourceVersion, old.ResourceVersion) {
 			return false
 		}
 		if old.Workspace != g.Workspace {
 			x.unlink(old)
+		} else {
+			x.unclaim(old)
 		}
 	}
 	x.byName[g.Name] = g
+	for _, n := range g.Nodes {
+		x.claims[n] = append(x.claims[n], g.Name)
+	}
 	set := x.byWorkspace[g.Workspace]
 	if set == nil {
 		set = map[string]struct{}{}
@@ -152,6 +162,7 @@ func (x *GPRIndex) Delete(name, rv string) bool {
 }
 
 func (x *GPRIndex) unlink(g GPR) {
+	x.unclaim(g)
 	delete(x.byName, g.Name)
 	if set := x.byWorkspace[g.Workspace]; set != nil {
 		delete(set, g.Name)
@@ -160,6 +171,18 @@ func (x *GPRIndex) unlink(g GPR) {
 		}
 	}
 	x.resummarise(g.Workspace)
+}
+
+// unclaim drops g's claims on nodes; the caller holds mu.
+func (x *GPRIndex) unclaim(g GPR) {
+	for _, n := range g.Nodes {
+		c := slices.DeleteFunc(x.claims[n], func(name string) bool { return name == g.Name })
+		if len(c) == 0 {
+			delete(x.claims, n)
+		} else {
+			x.claims[n] = c
+		}
+	}
 }
 
 // resummarise recomputes one workspace's summary; the caller holds mu.
@@ -174,6 +197,10 @@ func (x *GPRIndex) resummarise(ws string) {
 			if s.Provisioned.Name == "" || before(g, s.Provisioned) {
 				s.Provisioned = g
 			}
+			if len(g.Nodes) > 0 && s.Nodes == nil {
+				s.Nodes = sets.New[string]()
+			}
+			s.Nodes.Insert(g.Nodes...)
 		case gpuspacev1alpha1.GPRQueued:
 			if s.Next.Name == "" || before(g, s.Next) {
 				s.Next = g
@@ -186,7 +213,7 @@ func (x *GPRIndex) resummarise(ws string) {
 	case s.Next.Name != "":
 		s.Priority = s.Next.Priority
 	}
-	if s == (Summary{}) {
+	if s.Provisioned.Name == "" && s.Next.Name == "" {
 		delete(x.summaries, ws)
 		return
 	}
@@ -211,6 +238,20 @@ func (x *GPRIndex) Workspace(ws string) Summary {
 	s := x.summaries[ws]
 	x.mu.RUnlock()
 	return s
+}
+
+// Binding is node's binding: the provisioned GPRs that name it in their
+// status and its gpuspace.io/workspace label. O(1), allocation-free.
+func (x *GPRIndex) Binding(node, label string) domain.NodeBinding {
+	b := domain.NodeBinding{Label: label}
+	x.mu.RLock()
+	c := x.claims[node]
+	b.Claimants = len(c)
+	if len(c) == 1 {
+		b.Holder = x.byName[c[0]].Workspace
+	}
+	x.mu.RUnlock()
+	return b
 }
 
 // Get returns the GPR name.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
 )
@@ -67,5 +68,60 @@ func TestGPRIndex(t *testing.T) {
 				t.Errorf("summary [priority provisioned next] (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestGPRIndexBinding(t *testing.T) {
+	p, c := gpuspacev1alpha1.GPRProvisioned, gpuspacev1alpha1.GPRComplete
+	held := func(name, ws string, phase gpuspacev1alpha1.ProvisioningStatus, rv string, nodes ...string) GPR {
+		g := gpr(name, ws, 100, phase, rv, 0)
+		if phase == p {
+			g.Nodes = nodes
+		}
+		return g
+	}
+	x := NewGPRIndex()
+	x.Upsert(held("a", "ws-a", p, "1", "n1", "n2"))
+	if b := x.Binding("n1", ""); b.Claimants != 1 || b.Holder != "ws-a" {
+		t.Errorf("n1 held by a: %+v", b)
+	}
+	if got := x.Workspace("ws-a").Nodes; !got.Equal(sets.New("n1", "n2")) {
+		t.Errorf("ws-a's nodes: %v", sets.List(got))
+	}
+	// Another workspace's GPR names n2 too: a conflict, no holder.
+	x.Upsert(held("b", "ws-b", p, "2", "n2"))
+	if b := x.Binding("n2", "ws-a"); b.Claimants != 2 || b.Holder != "" || b.Label != "ws-a" {
+		t.Errorf("n2 claimed twice: %+v", b)
+	}
+	// a completes: it lets go of its nodes; b alone holds n2.
+	x.Upsert(held("a", "ws-a", c, "3"))
+	if b := x.Binding("n1", "ws-a"); b.Claimants != 0 {
+		t.Errorf("n1 after a completed: %+v", b)
+	}
+	if b := x.Binding("n2", ""); b.Claimants != 1 || b.Holder != "ws-b" {
+		t.Errorf("n2 after a completed: %+v", b)
+	}
+	if got := x.Workspace("ws-a").Nodes; got.Len() != 0 {
+		t.Errorf("ws-a's nodes after completion: %v", sets.List(got))
+	}
+	// An older copy of a (still provisioned) changes nothing.
+	x.Upsert(held("a", "ws-a", p, "2", "n1"))
+	if b := x.Binding("n1", ""); b.Claimants != 0 {
+		t.Errorf("n1 after a stale copy: %+v", b)
+	}
+	x.Delete("b", "4")
+	if b := x.Binding("n2", ""); b.Claimants != 0 {
+		t.Errorf("n2 after b was deleted: %+v", b)
+	}
+}
+
+func TestGPRFrom(t *testing.T) {
+	g := &gpuspacev1alpha1.GPUProvisionRequest{}
+	g.Spec.Workspace = "ws"
+	g.Status.Nodes = []string{"n1"}
+	got := GPRFrom(g)
+	if got.Phase != gpuspacev1alpha1.GPRQueued || got.Priority != gpuspacev1alpha1.DefaultPriority || len(got.Nodes) != 0 {
+		t.Errorf("GPRFrom of an unset GPR: phase %q priority %d nodes %v; want Queued, %d, none",
+			got.Phase, got.Priority, got.Nodes, gpuspacev1alpha1.DefaultPriority)
 	}
 }

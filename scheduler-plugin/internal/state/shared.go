@@ -1,7 +1,9 @@
 // Package state holds what the gpuspace scheduler plugins of one profile
 // know about the cluster: which workspace each namespace belongs to, each
-// workspace's GPRs, and which nodes are bound to each workspace. All of it
-// comes from informers; nothing here calls the API on a scheduling path.
+// workspace's GPRs, and which nodes each GPR holds by its status. All of
+// it comes from informers; nothing here calls the API on a scheduling
+// path. What a GPR or a node's binding means is the domain package's
+// rule (internal/domain); this package only indexes.
 package state
 
 import (
@@ -22,6 +24,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // GPRResource is the GPUProvisionRequest resource.
@@ -41,7 +44,6 @@ var SyncTimeout = 60 * time.Second
 type Shared struct {
 	Namespaces corelisters.NamespaceLister
 	GPRs       *GPRIndex
-	Nodes      *NodeIndex
 
 	gprSynced cache.InformerSynced
 }
@@ -77,9 +79,9 @@ type entry struct {
 var profiles sync.Map
 
 // For returns the Shared state of h's profile, building it on first use:
-// it registers namespace and node informers with the scheduler's informer
-// factory (started by the scheduler) and starts a GPR informer of its own,
-// waiting for it to sync. The state lives until ctx ends.
+// it starts GPR and namespace informers of its own and waits for them to
+// sync. Nodes are read from the scheduler's snapshot, not indexed here.
+// The state lives until ctx ends.
 func For(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Shared, error) {
 	v, _ := profiles.LoadOrStore(h, &entry{})
 	e := v.(*entry)
@@ -95,16 +97,7 @@ func For(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Share
 
 func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Shared, error) {
 	logger := klog.FromContext(ctx)
-	s := &Shared{GPRs: NewGPRIndex(), Nodes: NewNodeIndex()}
-	f := h.SharedInformerFactory()
-	if _, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.OnNode(nil, obj) },
-		UpdateFunc: func(oldObj, obj any) { s.OnNode(oldObj, obj) },
-		DeleteFunc: func(obj any) { s.OnNodeDelete(obj) },
-	}); err != nil {
-		return nil, fmt.Errorf("node event handler: %w", err)
-	}
-
+	s := &Shared{GPRs: NewGPRIndex()}
 	client, err := newClient()
 	if err != nil {
 		return nil, err
@@ -135,24 +128,9 @@ func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Sha
 	return s, nil
 }
 
-// OnNode records a node add or update event (old is unused; the signature
-// fits informer handlers and queueing hints).
-func (s *Shared) OnNode(_, obj any) bool {
-	n, ok := obj.(*v1.Node)
-	if !ok || n == nil {
-		return false
-	}
-	return s.Nodes.Upsert(n)
-}
-
-// OnNodeDelete records a node deletion.
-func (s *Shared) OnNodeDelete(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if n, ok := obj.(*v1.Node); ok {
-		s.Nodes.Delete(n.Name)
-	}
+// Binding is node's binding: who holds it by GPR status, and its label.
+func (s *Shared) Binding(node *v1.Node) domain.NodeBinding {
+	return s.GPRs.Binding(node.Name, node.Labels[gpuspacev1alpha1.LabelWorkspace])
 }
 
 // OnGPR records a GPR add or update event, from the informer or a hint.
