@@ -20,6 +20,14 @@ const (
 	// plugin, or one too old): it is never released for being idle.
 	AnnotationGPUsIdleSince = "gpuspace.io/gpus-idle-since"
 
+	// AnnotationGPUUtilization on a Node is the mean utilisation of its
+	// GPUs in whole percent ("37"), for display, not for idle decisions. It
+	// is written with every idle/busy transition and otherwise at most once
+	// per device-plugin --utilization-publish-interval (default 5m), and
+	// only when it moved by 10 points or more: a coarse, possibly minutes
+	// old figure. "" when no GPU's utilisation could be read.
+	AnnotationGPUUtilization = "gpuspace.io/gpu-utilization"
+
 	// DefaultIdleThresholdPercent is the device plugin's default
 	// --idle-threshold: a GPU whose utilisation (NVML utilization.gpu) is
 	// under this many percent, with no compute process, is idle.

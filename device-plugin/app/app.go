@@ -172,7 +172,12 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger
 		case kube == nil || cfg.NodeName == "":
 			log.Info("idle signal not published: it needs --node-name and API access", "annotation", idlesignal.Annotation)
 		default:
-			ucfg.Publisher = &idlesignal.Publisher{Client: kube, Node: cfg.NodeName, FieldManager: labels.FieldManager}
+			every := cfg.UtilizationPublishInterval
+			if every == 0 {
+				every = -1 // never alone
+			}
+			ucfg.Publisher = &idlesignal.Publisher{Client: kube, Node: cfg.NodeName, FieldManager: labels.FieldManager,
+				UtilizationInterval: every}
 		}
 		sampler := utilization.New(lib, gpus, ucfg)
 		wg.Go(func() { sampler.Run(ctx) })

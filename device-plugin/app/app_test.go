@@ -63,7 +63,8 @@ func TestParseConfig(t *testing.T) {
 		{"same resource names", []string{"--labels=false", "--gpu-memory-resource-name=nvidia.com/gpu"}, nil, nil, "differ"},
 		{"stray argument", []string{"--labels=false", "extra"}, nil, nil, "unexpected"},
 		{"idle measurement defaults", []string{"--labels=false"}, nil, func(c *Config) string {
-			return cmp.Diff([]any{15 * time.Second, uint(5), true, ":9400"}, []any{c.UtilizationInterval, c.IdleThreshold, c.IdleSignal, c.MetricsAddr})
+			return cmp.Diff([]any{15 * time.Second, uint(5), true, ":9400", 5 * time.Minute},
+				[]any{c.UtilizationInterval, c.IdleThreshold, c.IdleSignal, c.MetricsAddr, c.UtilizationPublishInterval})
 		}, ""},
 		{"idle measurement from the environment", []string{"--labels=false"}, map[string]string{
 			"UTILIZATION_INTERVAL": "30s", "IDLE_THRESHOLD": "10", "IDLE_SIGNAL": "false", "METRICS_ADDR": "off",
@@ -340,7 +341,11 @@ func TestRunPublishesIdleness(t *testing.T) {
 	idle := func(n *corev1.Node) bool { s, ok := idlesignal.Read(n); return ok && !s.IsZero() }
 	wait("idle and labelled", func(n *corev1.Node) bool { return idle(n) && n.Labels["gpuspace.io/gpu.shape"] == "T4" })
 	m.SetUtilization(m.UUIDs()[0], 90)
-	wait("busy", func(n *corev1.Node) bool { s, ok := idlesignal.Read(n); return ok && s.IsZero() })
+	wait("busy at 90 %", func(n *corev1.Node) bool {
+		s, ok := idlesignal.Read(n)
+		u, _ := idlesignal.ReadUtilization(n)
+		return ok && s.IsZero() && u == 90
+	})
 	m.SetUtilization(m.UUIDs()[0], 0)
 	wait("idle again", idle)
 }

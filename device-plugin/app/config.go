@@ -14,6 +14,7 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/health"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
 	"github.com/gpuspace/gpuspace/device-plugin/utilization"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
 )
 
 // Config is everything the flags set.
@@ -46,6 +47,9 @@ type Config struct {
 	IdleThreshold uint
 	// IdleSignal publishes the node's idle-since annotation.
 	IdleSignal bool
+	// UtilizationPublishInterval is the least time between writes of the
+	// node's utilisation annotation alone; 0: only with idle transitions.
+	UtilizationPublishInterval time.Duration
 	// MetricsAddr is where /metrics is served; "" serves none.
 	MetricsAddr        string
 	ignoredXIDs        []uint64
@@ -94,6 +98,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.DurationVar(&c.UtilizationInterval, "utilization-interval", utilization.DefaultInterval, "how often each GPU's utilisation and compute processes are read from NVML, for idle detection and metrics; 0 turns measurement off")
 	fs.UintVar(&c.IdleThreshold, "idle-threshold", v1alpha1.DefaultIdleThresholdPercent, "utilisation in percent (1-100) under which a GPU with no compute process is idle")
 	fs.BoolVar(&c.IdleSignal, "idle-signal", true, "publish when all the node's GPUs became idle as the Node annotation "+v1alpha1.AnnotationGPUsIdleSince+", written only when the node turns idle or busy (needs --node-name and API access)")
+	fs.DurationVar(&c.UtilizationPublishInterval, "utilization-publish-interval", idlesignal.DefaultUtilizationInterval, "with --idle-signal, the least time between writes of the Node annotation "+v1alpha1.AnnotationGPUUtilization+" (mean GPU utilisation, for display) made for it alone, and only when it moved by 10 points; 0: written only with idle/busy transitions")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9400", `address of the Prometheus /metrics endpoint (per-GPU utilisation, memory used, compute processes); "" serves none`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -144,8 +149,8 @@ func (c *Config) validate() error {
 	if c.IdleThreshold < 1 || c.IdleThreshold > 100 {
 		return fmt.Errorf("--idle-threshold=%d: want a percentage from 1 to 100", c.IdleThreshold)
 	}
-	if c.UtilizationInterval < 0 {
-		return fmt.Errorf("--utilization-interval must not be negative")
+	if c.UtilizationInterval < 0 || c.UtilizationPublishInterval < 0 {
+		return fmt.Errorf("--utilization-interval and --utilization-publish-interval must not be negative")
 	}
 	if c.RecoverAfter < 1 || c.ProbeInterval <= 0 {
 		return fmt.Errorf("--health-recover-after and --health-probe-interval must be positive")

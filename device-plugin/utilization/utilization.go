@@ -86,6 +86,9 @@ type Sample struct {
 	// IdleSince is when the last of the node's GPUs became idle, zero while
 	// any is busy or unreadable.
 	IdleSince time.Time
+	// MeanPercent is the mean utilisation of the GPUs that report one, or
+	// idlesignal.NoUtilization.
+	MeanPercent int
 	// Published reports that this sample wrote the idle annotation.
 	Published bool
 }
@@ -126,7 +129,26 @@ func New(lib nvml.Lib, gpus []nvml.GPU, cfg Config) *Sampler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Publisher != nil && cfg.Publisher.Now == nil {
+		cfg.Publisher.Now = cfg.Now
+	}
 	return &Sampler{lib: lib, gpus: gpus, cfg: cfg, failing: map[string]bool{}}
+}
+
+// MeanPercent is the mean utilisation, rounded, of the readings that have
+// one, or idlesignal.NoUtilization when none has.
+func MeanPercent(readings []Reading) int {
+	sum, n := 0, 0
+	for _, r := range readings {
+		if r.Err == nil && r.Usage.UtilizationSupported {
+			sum += int(r.Usage.GPUPercent)
+			n++
+		}
+	}
+	if n == 0 {
+		return idlesignal.NoUtilization
+	}
+	return (sum + n/2) / n
 }
 
 // Read reads every GPU once, with no bookkeeping: what --print-inventory
@@ -192,7 +214,7 @@ func (s *Sampler) SampleOnce(ctx context.Context) Sample {
 	}
 	since := s.tracker.Observe(now, idle)
 	s.cfg.Metrics.observeNode(s.cfg.Node, since)
-	sample := Sample{At: now, Readings: readings, IdleSince: since}
+	sample := Sample{At: now, Readings: readings, IdleSince: since, MeanPercent: MeanPercent(readings)}
 	if p := s.cfg.Publisher; p != nil {
 		if now.Sub(s.lastResync) >= s.cfg.Resync {
 			if !s.lastResync.IsZero() {
@@ -200,8 +222,8 @@ func (s *Sampler) SampleOnce(ctx context.Context) Sample {
 			}
 			s.lastResync = now
 		}
-		wrote, err := p.Publish(ctx, since)
-		if err != nil {
+		wrote, err := p.PublishUsage(ctx, since, sample.MeanPercent)
+		if err != nil && ctx.Err() == nil {
 			s.cfg.Log.Error(err, "idle signal not published; retrying at the next sample")
 		}
 		if wrote {

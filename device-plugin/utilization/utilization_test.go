@@ -165,6 +165,13 @@ func TestIdleSinceChangesOnTransitionsOnly(t *testing.T) {
 	if got := testutil.ToFloat64(f.sampler.cfg.Metrics.writes.WithLabelValues(f.node)); got != float64(len(wantSeen)) {
 		t.Errorf("gpuspace_idle_signal_writes_total = %v, want %d", got, len(wantSeen))
 	}
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, f.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := idlesignal.ReadUtilization(n); !ok || u != 0 {
+		t.Errorf("utilisation annotation %d (%v), want 0 from the last transition", u, ok)
+	}
 	t.Logf("%d samples, %d node writes (%d transitions and the first publication)", samples, len(seen), len(seen)-1)
 
 	wantEvents := []string{
@@ -317,5 +324,33 @@ func TestRestartKeepsIdleSince(t *testing.T) {
 	}
 	if got := f.annotation(t); got != first || restarted.Writes() != 0 {
 		t.Errorf("after a restart the node says %q (%d writes), want %q and no write", got, restarted.Writes(), first)
+	}
+}
+
+// TestUtilizationWritesAreRare: a busy GPU whose utilisation swings every
+// sample costs one write per --utilization-publish-interval at most (the
+// default 5m), however often it is sampled.
+func TestUtilizationWritesAreRare(t *testing.T) {
+	f := newFixture(t, "t4x1")
+	g := f.uuids[0]
+	f.mock.SetProcesses(g, 1)
+	var utils []int
+	for i := range 40 { // 10 minutes at 15s
+		f.mock.SetUtilization(g, uint32(60+30*(i%2)))
+		f.sample(t)
+		f.clock.Step(14 * time.Second)
+		n, err := env.Kube.CoreV1().Nodes().Get(context.Background(), f.node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := idlesignal.ReadUtilization(n)
+		if len(utils) == 0 || utils[len(utils)-1] != u {
+			utils = append(utils, u)
+		}
+	}
+	// The first write (busy, 60 %), then one at the first sample 5 minutes
+	// later that moved 10 points (90 %).
+	if diff := cmp.Diff([]int{60, 90}, utils); diff != "" || f.pub.Writes() != 2 {
+		t.Errorf("%d writes over 40 samples, utilisation published (-want +got):\n%s", f.pub.Writes(), diff)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,8 +32,35 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 )
 
-// Annotation is the annotation this package reads and writes.
+// Annotation is the idle-since annotation this package reads and writes.
 const Annotation = v1alpha1.AnnotationGPUsIdleSince
+
+// UtilizationAnnotation is the coarse utilisation figure published beside
+// it, for display.
+const UtilizationAnnotation = v1alpha1.AnnotationGPUUtilization
+
+// Defaults of Publisher.
+const (
+	DefaultUtilizationInterval = 5 * time.Minute
+	DefaultUtilizationStep     = 10
+)
+
+// NoUtilization is the utilisation to publish when none could be read.
+const NoUtilization = -1
+
+// ReadUtilization returns the node's published mean GPU utilisation in
+// percent, and false when it publishes none.
+func ReadUtilization(node metav1.Object) (percent int, ok bool) {
+	v, present := node.GetAnnotations()[UtilizationAnnotation]
+	if !present || v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 100 {
+		return 0, false
+	}
+	return n, true
+}
 
 // Read returns the time since which all of the node's GPUs have been idle
 // (zero while any is busy) and whether the node publishes idleness at all.
@@ -52,6 +80,33 @@ func Read(node metav1.Object) (idleSince time.Time, published bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// AllIdleSince is the time since which all of nodes have been idle (the
+// latest of their idle-since times), for a GPR holding several nodes. ok is
+// false when any node does not publish idleness or there are no nodes;
+// the time is zero when any is busy.
+func AllIdleSince[N metav1.Object](nodes []N) (since time.Time, ok bool) {
+	if len(nodes) == 0 {
+		return time.Time{}, false
+	}
+	busy := false
+	for _, n := range nodes {
+		s, published := Read(n)
+		if !published {
+			return time.Time{}, false
+		}
+		if s.IsZero() {
+			busy = true
+		}
+		if s.After(since) {
+			since = s
+		}
+	}
+	if busy {
+		return time.Time{}, true
+	}
+	return since, true
 }
 
 // IdleFor is how long the node's GPUs have been idle at now, counted from
@@ -137,21 +192,35 @@ func (t *Tracker) Observe(now time.Time, idle map[string]bool) time.Time {
 }
 
 // Publisher writes a node's idle annotation when the node's idle-ness
-// changes, and only then. It learns what is published from the node on
-// its first call (or from Seed), so a restarted publisher neither rewrites
-// an unchanged state nor resets the idle-since of a node that stayed idle.
-// It is safe for concurrent use.
+// changes, and only then; beside it, the node's mean GPU utilisation, with
+// every such write and otherwise at most once per UtilizationInterval when
+// it moved by UtilizationStep points. It learns what is published from the
+// node on its first call (or from Seed), so a restarted publisher neither
+// rewrites an unchanged state nor resets the idle-since of a node that
+// stayed idle. It is safe for concurrent use.
 type Publisher struct {
 	Client kubernetes.Interface
 	Node   string
 	// FieldManager names the writer in the node's managed fields.
 	FieldManager string
+	// UtilizationInterval is the least time between writes made for the
+	// utilisation alone (DefaultUtilizationInterval; negative: none, the
+	// utilisation then changes only with idle-ness).
+	UtilizationInterval time.Duration
+	// UtilizationStep is how many points the utilisation must move for a
+	// write of its own (DefaultUtilizationStep).
+	UtilizationStep int
+	// Now is the clock (time.Now).
+	Now func() time.Time
 
-	mu     sync.Mutex
-	known  bool   // value is what the node carries
-	value  string // the published value
-	hasKey bool   // the node carries the annotation at all
-	writes int
+	mu      sync.Mutex
+	known   bool   // idle and util are what the node carries
+	idle    string // the published idle-since value
+	hasIdle bool   // the node carries the idle annotation at all
+	util    string // the published utilisation
+	hasUtil bool
+	utilAt  time.Time // when the utilisation was last written
+	writes  int
 }
 
 // Seed tells the publisher what the node carries now, from an object at
@@ -159,7 +228,12 @@ type Publisher struct {
 func (p *Publisher) Seed(node metav1.Object) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.value, p.hasKey = node.GetAnnotations()[Annotation]
+	p.learn(node.GetAnnotations())
+}
+
+func (p *Publisher) learn(a map[string]string) {
+	p.idle, p.hasIdle = a[Annotation]
+	p.util, p.hasUtil = a[UtilizationAnnotation]
 	p.known = true
 }
 
@@ -171,27 +245,27 @@ func (p *Publisher) Forget() {
 	p.mu.Unlock()
 }
 
-// Writes is how many times the publisher has written the annotation.
+// Writes is how many times the publisher has written the node.
 func (p *Publisher) Writes() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.writes
 }
 
-// Published is the value the publisher last knew the node to carry, and
-// whether it carries the annotation at all.
-func (p *Publisher) Published() (value string, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.value, p.known && p.hasKey
+// Publish makes the node say idle since idleSince (the zero time: busy),
+// publishing no utilisation. See PublishUsage.
+func (p *Publisher) Publish(ctx context.Context, idleSince time.Time) (bool, error) {
+	return p.PublishUsage(ctx, idleSince, NoUtilization)
 }
 
-// Publish makes the node say idle since idleSince (the zero time: busy).
-// It writes only when the node's published idle-ness differs: a node
-// already published idle stays published with its earlier idle-since (a
-// restarted plugin continues the count), and a busy node is not rewritten.
-// It reports whether it wrote.
-func (p *Publisher) Publish(ctx context.Context, idleSince time.Time) (bool, error) {
+// PublishUsage makes the node say idle since idleSince (the zero time:
+// busy) and, unless utilPercent is NoUtilization, that its GPUs' mean
+// utilisation is utilPercent. It writes when the node's published
+// idle-ness differs — a node already published idle keeps its earlier
+// idle-since (a restarted plugin continues the count) — carrying the
+// utilisation along, or when the utilisation alone moved enough and the
+// last write of it is old enough. It reports whether it wrote.
+func (p *Publisher) PublishUsage(ctx context.Context, idleSince time.Time, utilPercent int) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.known {
@@ -199,19 +273,25 @@ func (p *Publisher) Publish(ctx context.Context, idleSince time.Time) (bool, err
 		if err != nil {
 			return false, fmt.Errorf("read idle annotation of node %s: %w", p.Node, err)
 		}
-		p.value, p.hasKey = n.Annotations[Annotation]
-		p.known = true
+		p.learn(n.Annotations)
 	}
-	wantIdle := !idleSince.IsZero()
-	if p.hasKey {
-		t, err := time.Parse(time.RFC3339, p.value)
-		valid := p.value == "" || err == nil
-		if valid && (!t.IsZero()) == wantIdle {
-			return false, nil
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	annotations := map[string]string{}
+	if !p.idleMatches(!idleSince.IsZero()) {
+		annotations[Annotation] = Format(idleSince)
+		if utilPercent != NoUtilization {
+			annotations[UtilizationAnnotation] = strconv.Itoa(utilPercent)
 		}
+	} else if utilPercent != NoUtilization && p.utilDue(utilPercent, now()) {
+		annotations[UtilizationAnnotation] = strconv.Itoa(utilPercent)
 	}
-	value := Format(idleSince)
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{Annotation: value}}})
+	if len(annotations) == 0 {
+		return false, nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
 	if err != nil {
 		return false, err
 	}
@@ -220,7 +300,46 @@ func (p *Publisher) Publish(ctx context.Context, idleSince time.Time) (bool, err
 		p.known = false // the write may have happened; read before the next one
 		return false, fmt.Errorf("write idle annotation of node %s: %w", p.Node, err)
 	}
-	p.value, p.hasKey = value, true
+	if v, ok := annotations[Annotation]; ok {
+		p.idle, p.hasIdle = v, true
+	}
+	if v, ok := annotations[UtilizationAnnotation]; ok {
+		p.util, p.hasUtil, p.utilAt = v, true, now()
+	}
 	p.writes++
 	return true, nil
+}
+
+// idleMatches reports whether the node already says it is idle (or busy)
+// with a well-formed value.
+func (p *Publisher) idleMatches(wantIdle bool) bool {
+	if !p.hasIdle {
+		return false
+	}
+	if p.idle == "" {
+		return !wantIdle
+	}
+	_, err := time.Parse(time.RFC3339, p.idle)
+	return err == nil && wantIdle
+}
+
+// utilDue reports whether the utilisation alone is worth a write now.
+func (p *Publisher) utilDue(percent int, now time.Time) bool {
+	interval := p.UtilizationInterval
+	if interval == 0 {
+		interval = DefaultUtilizationInterval
+	}
+	step := p.UtilizationStep
+	if step <= 0 {
+		step = DefaultUtilizationStep
+	}
+	if interval < 0 || (!p.utilAt.IsZero() && now.Sub(p.utilAt) < interval) {
+		return false
+	}
+	old, err := strconv.Atoi(p.util)
+	if !p.hasUtil || err != nil {
+		return true
+	}
+	d := percent - old
+	return d >= step || -d >= step
 }

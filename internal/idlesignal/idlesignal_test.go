@@ -157,3 +157,77 @@ func TestPublisherWritesOnTransitionsOnly(t *testing.T) {
 		t.Errorf("garbage not replaced: wrote %v, %v, node says %q", wrote, err, get())
 	}
 }
+
+func TestAllIdleSince(t *testing.T) {
+	a := node(map[string]string{Annotation: "2026-03-01T12:00:00Z"})
+	b := node(map[string]string{Annotation: "2026-03-01T12:05:00Z"})
+	busy := node(map[string]string{Annotation: ""})
+	silent := node(nil)
+	later := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		nodes  []*corev1.Node
+		since  time.Time
+		wantOK bool
+	}{
+		{"all idle: the latest", []*corev1.Node{a, b}, later, true},
+		{"one busy", []*corev1.Node{a, busy}, time.Time{}, true},
+		{"one silent", []*corev1.Node{a, silent}, time.Time{}, false},
+		{"none", nil, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		since, ok := AllIdleSince(tt.nodes)
+		if !since.Equal(tt.since) || ok != tt.wantOK {
+			t.Errorf("%s: %v, %v; want %v, %v", tt.name, since, ok, tt.since, tt.wantOK)
+		}
+	}
+}
+
+func TestPublisherUtilization(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(node(nil))
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := &Publisher{Client: cs, Node: "n1", Now: func() time.Time { return now }}
+	read := func() (string, int, bool) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, ok := ReadUtilization(n)
+		return n.Annotations[Annotation], u, ok
+	}
+	steps := []struct {
+		advance   time.Duration
+		idle      bool
+		util      int
+		wantWrite bool
+		wantUtil  int
+	}{
+		{0, false, 80, true, 80},                // first: busy, with the utilisation
+		{time.Minute, false, 40, false, 80},     // moved, but too soon
+		{5 * time.Minute, false, 75, false, 80}, // due, but moved under 10 points
+		{0, false, 60, true, 60},                // due and moved: a write of its own
+		{time.Second, true, 0, true, 0},         // busy → idle carries it at once
+		{time.Second, true, 3, false, 0},
+		{time.Second, false, NoUtilization, true, 0}, // unreadable: busy, utilisation kept
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		since := time.Time{}
+		if s.idle {
+			since = now
+		}
+		wrote, err := p.PublishUsage(ctx, since, s.util)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle, util, ok := read()
+		if wrote != s.wantWrite || !ok || util != s.wantUtil || (idle != "") != s.idle {
+			t.Errorf("step %d: wrote %v, node idle %q, utilisation %d (%v); want write %v, utilisation %d",
+				i, wrote, idle, util, ok, s.wantWrite, s.wantUtil)
+		}
+	}
+	if _, ok := ReadUtilization(node(map[string]string{UtilizationAnnotation: "x"})); ok {
+		t.Error("garbage utilisation read")
+	}
+}

@@ -26,42 +26,62 @@ func WithIdleSignal(on bool) Option { return func(s *Simulator) { s.idleSignal =
 // WithClock sets the clock of the idle signal's timestamps (time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Simulator) { s.now = now } }
 
-// requestsGPUs reports whether a pod asks for GPUs or GPU memory.
-func requestsGPUs(pod *corev1.Pod) bool {
+// gpusOf is how many GPUs a pod asks for: its nvidia.com/gpu, or 1 when it
+// asks for GPU memory only, 0 when for neither.
+func gpusOf(pod *corev1.Pod) int64 {
+	var gpus int64
+	memory := false
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
-			for _, name := range []corev1.ResourceName{v1alpha1.ResourceGPU, v1alpha1.ResourceGPUMemory} {
-				if q, ok := c.Resources.Requests[name]; ok && !q.IsZero() {
-					return true
+			for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
+				if q, ok := list[v1alpha1.ResourceGPU]; ok {
+					gpus = max(gpus, q.Value())
 				}
-				if q, ok := c.Resources.Limits[name]; ok && !q.IsZero() {
-					return true
+				if q, ok := list[v1alpha1.ResourceGPUMemory]; ok && !q.IsZero() {
+					memory = true
 				}
 			}
 		}
 	}
-	return false
+	if gpus == 0 && memory {
+		return 1
+	}
+	return gpus
 }
 
 // usesGPUs reports whether a pod keeps its node's GPUs busy: it requested
 // GPUs and is running, not finished or being deleted.
 func usesGPUs(pod *corev1.Pod) bool {
 	return pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase == corev1.PodRunning && requestsGPUs(pod)
+		pod.Status.Phase == corev1.PodRunning && gpusOf(pod) > 0
 }
 
 // idleState is one simulated node's idle signal.
 type idleState struct {
 	pub     *idlesignal.Publisher
 	tracker idlesignal.Tracker
-	pods    map[string]bool // GPU pods running on the node
+	gpus    int64            // GPUs on the node
+	pods    map[string]int64 // GPU pods running on the node -> their GPUs
+}
+
+// utilization is the node's simulated mean GPU utilisation: each GPU a
+// running pod asked for is fully used.
+func (st *idleState) utilization() int {
+	if st.gpus <= 0 {
+		return idlesignal.NoUtilization
+	}
+	var used int64
+	for _, n := range st.pods {
+		used += n
+	}
+	return int(min(100, (used*100+st.gpus/2)/st.gpus))
 }
 
 // idleStateLocked returns the node's state, making it; s.mu is held.
 func (s *Simulator) idleStateLocked(node string) *idleState {
 	st, ok := s.idle[node]
 	if !ok {
-		st = &idleState{pods: map[string]bool{}}
+		st = &idleState{pods: map[string]int64{}}
 		s.idle[node] = st
 	}
 	return st
@@ -83,7 +103,7 @@ func (s *Simulator) notePod(pod *corev1.Pod, gone bool) []string {
 	if uses {
 		if _, ok := s.podNode[key]; !ok {
 			s.podNode[key] = pod.Spec.NodeName
-			s.idleStateLocked(pod.Spec.NodeName).pods[key] = true
+			s.idleStateLocked(pod.Spec.NodeName).pods[key] = gpusOf(pod)
 			changed = append(changed, pod.Spec.NodeName)
 		}
 	}
@@ -101,19 +121,20 @@ func (s *Simulator) publishIdle(ctx context.Context, node string) error {
 	}
 	busy := len(st.pods) > 0
 	since := st.tracker.Observe(s.now(), map[string]bool{"gpus": !busy})
-	pub := st.pub
+	pub, util := st.pub, st.utilization()
 	s.mu.Unlock()
-	_, err := pub.Publish(ctx, since)
+	_, err := pub.PublishUsage(ctx, since, util)
 	return err
 }
 
 // startIdle makes the node publish its idle signal; node is the node as
 // read after creating it, which says what is published already.
-func (s *Simulator) startIdle(node *corev1.Node) {
+func (s *Simulator) startIdle(node *corev1.Node, gpus int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.idleStateLocked(node.Name)
-	st.pub = &idlesignal.Publisher{Client: s.cs, Node: node.Name, FieldManager: IdleFieldManager}
+	st.gpus = int64(gpus)
+	st.pub = &idlesignal.Publisher{Client: s.cs, Node: node.Name, FieldManager: IdleFieldManager, Now: s.now}
 	st.pub.Seed(node)
 	st.tracker = idlesignal.Tracker{}
 }

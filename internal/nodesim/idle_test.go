@@ -90,6 +90,19 @@ func idleOf(t *testing.T, ctx context.Context, node string) (time.Time, bool) {
 	return idlesignal.Read(n)
 }
 
+func utilOf(t *testing.T, ctx context.Context, node string) int {
+	t.Helper()
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := idlesignal.ReadUtilization(n)
+	if !ok {
+		t.Fatalf("node %s publishes no utilisation", node)
+	}
+	return u
+}
+
 // TestIdleFollowsGPUPods: a simulated node is idle from its creation, busy
 // while a pod that requested GPUs runs on it, idle again when the last one
 // is gone — one write per transition, on the same annotation the device
@@ -128,6 +141,9 @@ func TestIdleFollowsGPUPods(t *testing.T) {
 	}
 	create(gpuPod("train-1", node, 1))
 	waitFor(t, "node busy", busy)
+	if u := utilOf(t, ctx, node); u != 50 {
+		t.Errorf("1 of 2 GPUs in use: utilisation %d %%, want 50", u)
+	}
 	create(gpuPod("train-2", node, 1))
 	for _, name := range []string{"train-1", "cpu-only"} {
 		if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
@@ -143,6 +159,9 @@ func TestIdleFollowsGPUPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "node idle", func() bool { return !busy() })
+	if u := utilOf(t, ctx, node); u != 0 {
+		t.Errorf("idle node: utilisation %d %%, want 0", u)
+	}
 	if s, _ := idleOf(t, ctx, node); s.Before(busySince) {
 		t.Errorf("idle since %v, before the last GPU pod ended (%v)", s, busySince)
 	}

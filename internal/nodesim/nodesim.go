@@ -196,7 +196,7 @@ func (s *Simulator) AddNode(ctx context.Context, spec Node) (*corev1.Node, error
 	if idle {
 		// A new node has run nothing yet: idle since now, published with
 		// the node rather than by a write of its own.
-		obj.Annotations = map[string]string{idlesignal.Annotation: idlesignal.Format(s.now())}
+		obj.Annotations = map[string]string{idlesignal.Annotation: idlesignal.Format(s.now()), idlesignal.UtilizationAnnotation: "0"}
 	}
 	_, err := s.cs.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -229,7 +229,7 @@ func (s *Simulator) AddNode(ctx context.Context, spec Node) (*corev1.Node, error
 	}
 	n, err := s.cs.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
 	if err == nil && idle {
-		s.startIdle(n)
+		s.startIdle(n, spec.GPUs)
 		s.idleQueue.Add(spec.Name)
 	}
 	return n, err
