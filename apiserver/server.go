@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -404,32 +403,6 @@ func Operations(api huma.API) []*huma.Operation {
 func OperationRoles(op *huma.Operation) []auth.Role {
 	r, _ := op.Metadata[MetaRoles].([]auth.Role)
 	return r
-}
-
-// Serve serves Handler on ln until ctx ends, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("apiserver: serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("apiserver: shutdown: %w", err)
-	}
-	return nil
 }
 
 func (s *Server) authenticator() *auth.Authenticator { return s.auth.Load() }

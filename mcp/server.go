@@ -244,8 +244,8 @@ func (b *inProcess) principal(ctx context.Context) (*auth.Principal, bool) {
 //
 // The handler keeps no session state (any replica can answer any request)
 // and does not offer the optional GET event stream: the tool list never
-// changes while the server runs, and the API's write timeout would cut
-// such a stream anyway.
+// changes while the server runs. (The listener of `gpuspace serve` exempts
+// /mcp from its write timeout, so a streamed answer would not be cut.)
 func (s *Server) HTTPHandler() http.Handler {
 	h := server.NewStreamableHTTPServer(s.mcp, server.WithDisableStreaming(true))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

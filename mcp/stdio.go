@@ -18,10 +18,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/mark3labs/mcp-go/server"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
@@ -124,10 +121,9 @@ func NewRemoteServer(ctx context.Context, cfg StdioConfig, opts ...Option) (*Ser
 	case cfg.APIKey == "" && cfg.Token == "":
 		return nil, fmt.Errorf("mcp: no credentials: set %s (an API key) or %s (a bearer token)", EnvAPIKey, EnvToken)
 	}
-	api, err := describeAPI()
-	if err != nil {
-		return nil, err
-	}
+	// The operations this binary registers, with nothing behind them:
+	// the remote API runs them.
+	api := apiserver.Describe(cfg.Version)
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
@@ -152,27 +148,6 @@ func NewRemoteServer(ctx context.Context, cfg StdioConfig, opts ...Option) (*Ser
 	}
 	return newServer(api, r, append(all, opts...)...)
 }
-
-// describeAPI registers the API's operations without connecting to
-// anything: apiserver.New builds clients but only talks to Kubernetes once
-// started, except for its informer cache, which offlineCache stands in for.
-//
-// This leans on apiserver.New's construction order; an exported
-// apiserver function returning the registered huma.API alone would say the
-// same thing on purpose.
-func describeAPI() (huma.API, error) {
-	reg := prometheus.NewRegistry()
-	s, err := apiserver.New(apiserver.Config{RESTConfig: &rest.Config{Host: "https://offline.invalid"}},
-		apiserver.WithCache(offlineCache{}), apiserver.WithMetrics(reg, reg))
-	if err != nil {
-		return nil, fmt.Errorf("mcp: describe the API's operations: %w", err)
-	}
-	return s.API(), nil
-}
-
-// offlineCache is the cache of an API server that is never started: any
-// call would panic on the nil interface, and none is made.
-type offlineCache struct{ cache.Cache }
 
 func operation(api huma.API, id string) *huma.Operation {
 	for _, op := range apiserver.Operations(api) {

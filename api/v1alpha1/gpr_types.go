@@ -26,7 +26,6 @@ const (
 	StateQueued       InternalState = "Queued"
 	StateProvisioning InternalState = "Provisioning"
 	StateProvisioned  InternalState = "Provisioned"
-	StateReleasing    InternalState = "Releasing"
 	StateReleased     InternalState = "Released"
 	StateFailed       InternalState = "Failed"
 )
@@ -122,17 +121,19 @@ type GPUProvisionRequestSpec struct {
 	EarlyRelease bool `json:"earlyRelease,omitempty"`
 
 	// IdleTimeOutDuration (NdNhNm): GPUs idle this long may be reclaimed.
+	// Stored and reported only: nothing releases idle GPUs yet.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$`
 	IdleTimeOutDuration string `json:"idleTimeOutDuration,omitempty"`
-	// EnforceIdleTimeOut turns idle reclamation on.
+	// EnforceIdleTimeOut turns idle reclamation on. Stored and reported
+	// only: nothing releases idle GPUs yet.
 	// +optional
 	EnforceIdleTimeOut bool `json:"enforceIdleTimeOut,omitempty"`
 	// MultiNode marks a request meant for one multi-node job.
 	// +optional
 	MultiNode bool `json:"multiNode,omitempty"`
 	// EnableEviction lets this GPR, while queued, evict lower-priority
-	// provisioned GPRs.
+	// provisioned GPRs. Stored and reported only: nothing evicts yet.
 	// +optional
 	EnableEviction bool `json:"enableEviction,omitempty"`
 	// RequeueOnFailure requeues the GPR when provisioning fails.
