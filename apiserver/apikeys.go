@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/apiserver/schema"
 )
 
 // AuthRequest is the body of POST /auth.
@@ -30,13 +31,13 @@ type Token struct {
 
 // APIKeyRequest is the body of POST /api-key.
 type APIKeyRequest struct {
-	_             struct{} `additionalProperties:"true"`
-	Name          string   `json:"name" minLength:"1" maxLength:"253" doc:"Name of the key"`
-	UserName      string   `json:"userName,omitempty" maxLength:"256" doc:"Whom the key is for"`
-	Description   string   `json:"description,omitempty" maxLength:"1024"`
-	Role          string   `json:"role" enum:"Owner,Editor,Viewer,owner,editor,viewer" doc:"Owner: everything. Editor: the GPRs and kubeconfig of workspaceName. Viewer: reads, of workspaceName if given, else of everything"`
-	ValidUntil    string   `json:"validUntil,omitempty" maxLength:"40" doc:"When the key stops working: RFC 3339, or a date (YYYY-MM-DD, valid through that day, UTC); empty for never"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)"`
+	_             struct{}                `additionalProperties:"true"`
+	Name          string                  `json:"name" minLength:"1" maxLength:"253" doc:"Name of the key"`
+	UserName      string                  `json:"userName,omitempty" maxLength:"256" doc:"Whom the key is for"`
+	Description   string                  `json:"description,omitempty" maxLength:"1024"`
+	Role          string                  `json:"role" enum:"Owner,Editor,Viewer,owner,editor,viewer" doc:"Owner: everything. Editor: the GPRs and kubeconfig of workspaceName. Viewer: reads, of workspaceName if given, else of everything"`
+	ValidUntil    string                  `json:"validUntil,omitempty" maxLength:"40" doc:"When the key stops working: RFC 3339, or a date (YYYY-MM-DD, valid through that day, UTC); empty for never"`
+	WorkspaceName schema.OptionalDNSLabel `json:"workspaceName,omitempty" doc:"Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)"`
 }
 
 // APIKeyCreated is the data of POST /api-key: the key, shown this once.
@@ -71,7 +72,7 @@ type apiKeyDeleteInput struct {
 }
 
 type apiKeyListInput struct {
-	WorkspaceName string `query:"workspaceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Only keys limited to this workspace"`
+	WorkspaceName schema.OptionalDNSLabel `query:"workspaceName" doc:"Only keys limited to this workspace"`
 }
 
 func (s *Server) registerAuth() {
@@ -98,14 +99,16 @@ func (s *Server) registerAPIKeys() {
 		summary:     "Create an API key",
 		description: "Creates an API key with a role (Owner, Editor of one workspace, Viewer of all or one workspace) and an optional validity date. The key is in the answer and never again: it is stored only as a hash.",
 		roles:       rolesOwner, mcpName: "apikeys_create",
-		errors: []int{http.StatusUnprocessableEntity, http.StatusBadRequest},
+		guidance: "The answer holds the new API key, shown this once: hand it to the user, do not echo it into chat logs.",
+		errors:   []int{http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.createAPIKey)
 	register(s, opSpec{
 		id: "deleteAPIKey", method: http.MethodDelete, path: "/api/v1/api-key", tag: tag,
 		summary:     "Delete an API key",
 		description: "Deletes an API key by id, name or the key itself; every token issued for it stops working at once.",
 		roles:       rolesOwner, destructive: true, mcpName: "apikeys_delete",
-		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
+		guidance: "Every token issued for the key stops working at once; deleting the key this session uses ends the session's access.",
+		errors:   []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.deleteAPIKey)
 	register(s, opSpec{
 		id: "listAPIKeys", method: http.MethodGet, path: "/api/v1/api-key/list", tag: tag,
@@ -165,7 +168,7 @@ func (s *Server) createAPIKey(ctx context.Context, in *apiKeyCreateInput) (*enve
 		return nil, envelope.Validation(envelope.FieldError{Field: "validUntil", Reason: err.Error()})
 	}
 	if b.WorkspaceName != "" {
-		if _, err := s.workspace(ctx, b.WorkspaceName); err != nil {
+		if _, err := s.workspace(ctx, string(b.WorkspaceName)); err != nil {
 			var e *envelope.Error
 			if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
 				return nil, envelope.Validation(envelope.FieldError{Field: "workspaceName", Reason: fmt.Sprintf("workspace %q does not exist", b.WorkspaceName)})
@@ -174,7 +177,7 @@ func (s *Server) createAPIKey(ctx context.Context, in *apiKeyCreateInput) (*enve
 		}
 	}
 	key, info, err := auth.CreateKey(ctx, s.client, s.cfg.Namespace, auth.KeyRequest{
-		Name: b.Name, UserName: b.UserName, Description: b.Description, Role: role, Workspace: b.WorkspaceName, ValidUntil: until,
+		Name: b.Name, UserName: b.UserName, Description: b.Description, Role: role, Workspace: string(b.WorkspaceName), ValidUntil: until,
 	}, s.now())
 	if errors.Is(err, auth.ErrInvalidKeyRequest) {
 		return nil, envelope.New(http.StatusUnprocessableEntity, envelope.KeyValidation, strings.TrimPrefix(err.Error(), auth.ErrInvalidKeyRequest.Error()+": "))
@@ -216,7 +219,7 @@ func (s *Server) deleteAPIKey(ctx context.Context, in *apiKeyDeleteInput) (*enve
 }
 
 func (s *Server) listAPIKeys(ctx context.Context, in *apiKeyListInput) (*envelope.Output[APIKeyList], error) {
-	keys, err := auth.ListKeys(ctx, s.cache, s.cfg.Namespace, in.WorkspaceName)
+	keys, err := auth.ListKeys(ctx, s.cache, s.cfg.Namespace, string(in.WorkspaceName))
 	if err != nil {
 		return nil, s.kubeErr(err, "API keys")
 	}

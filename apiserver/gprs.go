@@ -19,61 +19,55 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/admission"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/duration"
 	"github.com/gpuspace/gpuspace/internal/index"
 )
 
-// Patterns of durations, as the CRD has them.
-const (
-	durationPattern    = `^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$`
-	optDurationPattern = `^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$`
-)
-
 // GPRRequest is the body of POST /gpr and POST /gpr/waittime.
 type GPRRequest struct {
 	_ struct{} `additionalProperties:"true"`
 
-	GPRName          string `json:"gprName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the request (not unique; gprId is the id)"`
-	SliceName        string `json:"sliceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Workspace the GPUs are for"`
-	ClusterName      string `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster to provision in; default the workspace's first cluster"`
-	NumberOfGPUs     int32  `json:"numberOfGPUs" minimum:"1" maximum:"64" doc:"GPUs per node"`
-	NumberOfGPUNodes int32  `json:"numberOfGPUNodes,omitempty" minimum:"1" maximum:"1024" default:"1" doc:"Distinct nodes; default 1"`
-	InstanceType     string `json:"instanceType,omitempty" maxLength:"128" doc:"Node instance type (see inventory); empty for any"`
-	GPUShape         string `json:"gpuShape,omitempty" maxLength:"128" doc:"GPU model, e.g. H100, A100, Tesla-T4 (see inventory); empty for any"`
-	MemoryPerGPU     *int32 `json:"memoryPerGPU,omitempty" minimum:"0" maximum:"4096" doc:"Memory per GPU in GB, at least; 0 or absent for any"`
-	MemoryPerGpu     *int32 `json:"memoryPerGpu,omitempty" minimum:"0" maximum:"4096" doc:"Same as memoryPerGPU (the EGS SDK's spelling)"`
-	Priority         int32  `json:"priority,omitempty" minimum:"1" maximum:"300" default:"101" doc:"1-300: low 1-100, medium 101-200, high 201-300; default 101"`
-	ExitDuration     string `json:"exitDuration" maxLength:"20" pattern:"^[0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m$" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
+	GPRName          schema.DNSLabel `json:"gprName" minLength:"1" doc:"Name of the request (not unique; gprId is the id)"`
+	SliceName        schema.DNSLabel `json:"sliceName" minLength:"1" doc:"Workspace the GPUs are for"`
+	ClusterName      string          `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster to provision in; default the workspace's first cluster"`
+	NumberOfGPUs     int32           `json:"numberOfGPUs" minimum:"1" maximum:"64" doc:"GPUs per node"`
+	NumberOfGPUNodes int32           `json:"numberOfGPUNodes,omitempty" minimum:"1" maximum:"1024" default:"1" doc:"Distinct nodes; default 1"`
+	InstanceType     string          `json:"instanceType,omitempty" maxLength:"128" doc:"Node instance type (see inventory); empty for any"`
+	GPUShape         string          `json:"gpuShape,omitempty" maxLength:"128" doc:"GPU model, e.g. H100, A100, Tesla-T4 (see inventory); empty for any"`
+	MemoryPerGPU     *int32          `json:"memoryPerGPU,omitempty" minimum:"0" maximum:"4096" doc:"Memory per GPU in GB, at least; 0 or absent for any"`
+	MemoryPerGpu     *int32          `json:"memoryPerGpu,omitempty" minimum:"0" maximum:"4096" doc:"Same as memoryPerGPU (the EGS SDK's spelling)"`
+	Priority         int32           `json:"priority,omitempty" minimum:"1" maximum:"300" default:"101" doc:"1-300: low 1-100, medium 101-200, high 201-300; default 101"`
+	ExitDuration     schema.Duration `json:"exitDuration" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
 
-	IdleTimeOutDuration    string   `json:"idleTimeOutDuration,omitempty" maxLength:"20" pattern:"^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$" doc:"GPUs idle this long may be reclaimed (NdNhNm)"`
-	EnforceIdleTimeOut     bool     `json:"enforceIdleTimeOut,omitempty"`
-	MultiNode              bool     `json:"multiNode,omitempty"`
-	EnableEviction         bool     `json:"enableEviction,omitempty"`
-	RequeueOnFailure       bool     `json:"requeueOnFailure,omitempty"`
-	PreferredClusters      []string `json:"preferredClusters,omitempty" maxItems:"32"`
-	GPUSharingMode         string   `json:"gpuSharingMode,omitempty" maxLength:"64"`
-	DedicatedNodes         bool     `json:"dedicatedNodes,omitempty"`
-	EnableRDMA             bool     `json:"enableRDMA,omitempty"`
-	EnableSecondaryNetwork bool     `json:"enableSecondaryNetwork,omitempty"`
+	IdleTimeOutDuration    schema.OptionalDuration `json:"idleTimeOutDuration,omitempty" doc:"GPUs idle this long may be reclaimed (NdNhNm). Stored and reported only: nothing releases idle GPUs yet"`
+	EnforceIdleTimeOut     bool                    `json:"enforceIdleTimeOut,omitempty" doc:"Turns idle reclamation on. Stored and reported only: nothing releases idle GPUs yet"`
+	MultiNode              bool                    `json:"multiNode,omitempty"`
+	EnableEviction         bool                    `json:"enableEviction,omitempty" doc:"Lets this GPR, while queued, evict lower-priority provisioned GPRs. Stored and reported only: nothing evicts yet"`
+	RequeueOnFailure       bool                    `json:"requeueOnFailure,omitempty"`
+	PreferredClusters      []string                `json:"preferredClusters,omitempty" maxItems:"32"`
+	GPUSharingMode         string                  `json:"gpuSharingMode,omitempty" maxLength:"64"`
+	DedicatedNodes         bool                    `json:"dedicatedNodes,omitempty"`
+	EnableRDMA             bool                    `json:"enableRDMA,omitempty"`
+	EnableSecondaryNetwork bool                    `json:"enableSecondaryNetwork,omitempty"`
 }
 
 // GPRUpdate is the body of PUT /gpr.
 type GPRUpdate struct {
-	_            struct{} `additionalProperties:"true"`
-	GPRID        string   `json:"gprId" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR (from create)"`
-	Priority     *int32   `json:"priority,omitempty" minimum:"1" maximum:"300" doc:"New priority, 1-300"`
-	EarlyRelease *bool    `json:"earlyRelease,omitempty" doc:"true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)"`
-	GPRName      *string  `json:"gprName,omitempty" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"New name"`
+	_            struct{}         `additionalProperties:"true"`
+	GPRID        schema.GPRID     `json:"gprId" minLength:"1" doc:"Id of the GPR (from create)"`
+	Priority     *int32           `json:"priority,omitempty" minimum:"1" maximum:"300" doc:"New priority, 1-300"`
+	EarlyRelease *bool            `json:"earlyRelease,omitempty" doc:"true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)"`
+	GPRName      *schema.DNSLabel `json:"gprName,omitempty" minLength:"1" doc:"New name"`
 }
 
 // GPRID names a GPR in a body (delete).
 type GPRID struct {
-	_     struct{} `additionalProperties:"true"`
-	GPRID string   `json:"gprId" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR"`
+	_     struct{}     `additionalProperties:"true"`
+	GPRID schema.GPRID `json:"gprId" minLength:"1" doc:"Id of the GPR"`
 }
 
 // GPRCreated is the data of POST /gpr.
@@ -151,11 +145,11 @@ type gprIDBodyInput struct {
 }
 
 type gprIDQueryInput struct {
-	GPRID string `query:"gprId" required:"true" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Id of the GPR"`
+	GPRID schema.GPRID `query:"gprId" required:"true" doc:"Id of the GPR"`
 }
 
 type gprListInput struct {
-	SliceName string `query:"sliceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace whose GPRs to list; empty for every workspace the caller may read"`
+	SliceName schema.OptionalDNSLabel `query:"sliceName" doc:"Workspace whose GPRs to list; empty for every workspace the caller may read"`
 }
 
 func (s *Server) registerGPRs() {
@@ -164,42 +158,48 @@ func (s *Server) registerGPRs() {
 		id: "createGPR", method: http.MethodPost, path: "/api/v1/gpr", tag: tag,
 		summary:     "Create a GPU provision request",
 		description: "Queues a request for numberOfGPUNodes nodes with numberOfGPUs GPUs each (of gpuShape / instanceType / memoryPerGPU GB) for exitDuration (NdNhNm) at priority 1-300. One GPR per workspace is provisioned at a time; the others wait in priority order. Returns gprId; follow it with GET /api/v1/gpr?gprId=. Check POST /api/v1/gpr/waittime first to see when it would start.",
-		roles:       rolesEditors, mcpName: "gprs_create",
+		roles:       rolesEditors, scope: writesWorkspace(inBody("sliceName")), mcpName: "gprs_create", units: unitsGPR,
+		guidance: "Before creating, read inventory_list for the shapes, instance types and memory sizes that exist, and call gprs_waittime with the same arguments to learn when it would start. " +
+			"Not idempotent: every call queues another GPR. The answer's data.gprId is the id every other gprs_ tool takes; the GPR starts Queued, poll gprs_get until Provisioned.",
 		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.createGPR)
 	register(s, opSpec{
 		id: "estimateGPRWaitTime", method: http.MethodPost, path: "/api/v1/gpr/waittime", tag: tag,
 		summary:     "Estimate a GPU provision request's wait time",
 		description: "Takes the body of a GPR create and answers when it would start if created now, without creating anything.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_waittime",
-		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
+		roles:       rolesReaders, scope: readsWorkspace(inBody("sliceName")), readOnly: true, idempotent: true, mcpName: "gprs_waittime", units: unitsGPR,
+		guidance: "Takes exactly the arguments of gprs_create. satisfiable: false with a reason means no node could ever match: change the request rather than wait.",
+		errors:   []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.waitTime)
 	register(s, opSpec{
 		id: "updateGPR", method: http.MethodPut, path: "/api/v1/gpr", tag: tag,
 		summary:     "Update or early-release a GPU provision request",
 		description: "Changes a GPR's priority or name, or (earlyRelease: true) releases a provisioned GPR's nodes now. A queued GPR cannot be early-released (409): delete it instead.",
-		roles:       rolesEditors, destructive: true, idempotent: true, mcpName: "gprs_update",
-		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
+		roles:       rolesEditors, scope: writesGPR(inBody("gprId")), destructive: true, idempotent: true, mcpName: "gprs_update",
+		guidance: "Pass gprId and only what changes. earlyRelease: true ends a Provisioned GPR now and frees its nodes for others; it cannot be undone.",
+		errors:   []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.updateGPR)
 	register(s, opSpec{
 		id: "deleteGPR", method: http.MethodDelete, path: "/api/v1/gpr", tag: tag,
 		summary:     "Delete a queued GPU provision request",
 		description: "Deletes a GPR that is still queued (or failed). A provisioned or completed GPR cannot be deleted (409): early-release a provisioned one with PUT /api/v1/gpr.",
-		roles:       rolesEditors, destructive: true, mcpName: "gprs_delete",
-		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
+		roles:       rolesEditors, scope: writesGPR(inBody("gprId")), destructive: true, mcpName: "gprs_delete",
+		guidance: "Only for a GPR that is still Queued (or failed with Error). A Provisioned GPR answers 409 CONFLICT: end it with gprs_update earlyRelease: true instead.",
+		errors:   []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.deleteGPR)
 	register(s, opSpec{
 		id: "getGPR", method: http.MethodGet, path: "/api/v1/gpr", tag: tag,
 		summary:     "Get a GPU provision request",
 		description: "Returns one GPR: its request, status (Queued, Provisioned, Complete, Error), nodes, and estimated start and wait while queued.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_get",
-		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity},
+		roles:       rolesReaders, scope: readsGPR(inQuery("gprId")), readOnly: true, idempotent: true, mcpName: "gprs_get", units: unitsGPR,
+		guidance: "While Queued, estimatedStartTime and estimatedWaitTime say when it is expected to start; status.nodes lists the nodes once Provisioned.",
+		errors:   []int{http.StatusNotFound, http.StatusUnprocessableEntity},
 	}, s.getGPR)
 	register(s, opSpec{
 		id: "listGPRs", method: http.MethodGet, path: "/api/v1/gpr/list", tag: tag,
 		summary:     "List GPU provision requests",
 		description: "Lists the GPRs of a workspace (sliceName), or of every workspace the caller may read, highest priority first.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "gprs_list",
+		roles:       rolesReaders, scope: readsWorkspace(inQuery("sliceName")), readOnly: true, idempotent: true, mcpName: "gprs_list", units: unitsGPR,
 		errors: []int{http.StatusNotFound},
 	}, s.listGPRs)
 }
@@ -254,14 +254,7 @@ func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.O
 // GPR object (without a name) and runs admission on it — the checks the
 // GPR controller applies to GPRs created any other way.
 func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) (*v1alpha1.GPUProvisionRequest, error) {
-	p := principal(ctx)
-	if write && !p.CanWriteGPRs(r.SliceName) {
-		return nil, forbiddenWorkspace(p, r.SliceName, "create GPRs")
-	}
-	if !write && !p.CanRead(r.SliceName) {
-		return nil, forbiddenWorkspace(p, r.SliceName, "read")
-	}
-	ws, err := s.sliceWorkspace(ctx, r.SliceName)
+	ws, err := s.sliceWorkspace(ctx, string(r.SliceName))
 	if err != nil {
 		return nil, err
 	}
@@ -280,11 +273,11 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 	}
 	g := &v1alpha1.GPUProvisionRequest{
 		Spec: v1alpha1.GPUProvisionRequestSpec{
-			GPRName: r.GPRName, Workspace: ws.Name, ClusterName: r.ClusterName,
+			GPRName: string(r.GPRName), Workspace: ws.Name, ClusterName: r.ClusterName,
 			NumberOfGPUs: r.NumberOfGPUs, NumberOfGPUNodes: r.NumberOfGPUNodes,
 			InstanceType: r.InstanceType, GPUShape: r.GPUShape, MemoryPerGPU: mem,
-			Priority: r.Priority, ExitDuration: r.ExitDuration,
-			IdleTimeOutDuration: r.IdleTimeOutDuration, EnforceIdleTimeOut: r.EnforceIdleTimeOut,
+			Priority: r.Priority, ExitDuration: string(r.ExitDuration),
+			IdleTimeOutDuration: string(r.IdleTimeOutDuration), EnforceIdleTimeOut: r.EnforceIdleTimeOut,
 			MultiNode: r.MultiNode, EnableEviction: r.EnableEviction, RequeueOnFailure: r.RequeueOnFailure,
 			PreferredClusters: r.PreferredClusters, GPUSharingMode: r.GPUSharingMode,
 			DedicatedNodes: r.DedicatedNodes, EnableRDMA: r.EnableRDMA, EnableSecondaryNetwork: r.EnableSecondaryNetwork,
@@ -353,10 +346,9 @@ func (s *Server) gpr(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequ
 }
 
 func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.Output[envelope.Empty], error) {
-	p := principal(ctx)
-	id := in.Body.GPRID
+	id := string(in.Body.GPRID)
 	for attempt := 0; ; attempt++ {
-		g, err := s.writableGPR(ctx, p, id, "change GPRs")
+		g, err := s.latestGPR(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -375,8 +367,8 @@ func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.O
 			g.Spec.Priority = *pr
 			changed = true
 		}
-		if n := in.Body.GPRName; n != nil && *n != g.Spec.GPRName {
-			g.Spec.GPRName = *n
+		if n := in.Body.GPRName; n != nil && string(*n) != g.Spec.GPRName {
+			g.Spec.GPRName = string(*n)
 			changed = true
 		}
 		if !changed {
@@ -394,24 +386,20 @@ func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.O
 	}
 }
 
-// writableGPR reads a GPR from the apiserver (the state rules must see its
-// latest version) after checking the caller may write its workspace.
-func (s *Server) writableGPR(ctx context.Context, p *auth.Principal, id, what string) (*v1alpha1.GPUProvisionRequest, error) {
+// latestGPR reads a GPR from the apiserver: the state rules must see its
+// latest version.
+func (s *Server) latestGPR(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequest, error) {
 	var g v1alpha1.GPUProvisionRequest
 	if err := s.client.Get(ctx, types.NamespacedName{Name: id}, &g); err != nil {
 		return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
-	}
-	if !p.CanWriteGPRs(g.Spec.Workspace) {
-		return nil, forbiddenWorkspace(p, g.Spec.Workspace, what)
 	}
 	return &g, nil
 }
 
 func (s *Server) deleteGPR(ctx context.Context, in *gprIDBodyInput) (*envelope.Output[envelope.Empty], error) {
-	p := principal(ctx)
-	id := in.Body.GPRID
+	id := string(in.Body.GPRID)
 	for attempt := 0; ; attempt++ {
-		g, err := s.writableGPR(ctx, p, id, "delete GPRs")
+		g, err := s.latestGPR(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -435,13 +423,9 @@ func (s *Server) deleteGPR(ctx context.Context, in *gprIDBodyInput) (*envelope.O
 }
 
 func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Output[GPR], error) {
-	g, err := s.gpr(ctx, in.GPRID)
+	g, err := s.gpr(ctx, string(in.GPRID))
 	if err != nil {
 		return nil, err
-	}
-	p := principal(ctx)
-	if !p.CanRead(g.Spec.Workspace) {
-		return nil, forbiddenWorkspace(p, g.Spec.Workspace, "read")
 	}
 	est, err := s.estimatesFor(ctx, g)
 	if err != nil {
@@ -470,15 +454,12 @@ func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionReque
 
 func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
 	p := principal(ctx)
-	ws := in.SliceName
+	ws := string(in.SliceName)
 	if ws == "" && p.Workspace != "" {
 		ws = p.Workspace
 	}
 	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
 	if ws != "" {
-		if !p.CanRead(ws) {
-			return nil, forbiddenWorkspace(p, ws, "read")
-		}
 		if _, err := s.sliceWorkspace(ctx, ws); err != nil {
 			return nil, err
 		}
@@ -518,9 +499,9 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates)
 		NumberOfGPUs: g.Spec.NumberOfGPUs, NumberOfGPUNodes: domain.NodeCount(g),
 		InstanceType: g.Spec.InstanceType, MemoryPerGPU: g.Spec.MemoryPerGPU,
 		Priority: domain.Priority(g), GPUSharingMode: orDefault(g.Spec.GPUSharingMode, "Virtual Machine"),
-		EstimatedWaitTime:  "0h0m0s",
-		ExitDuration:       normalizeEGSDuration(g.Spec.ExitDuration),
-		EarlyRelease:       g.Spec.EarlyRelease, GPRName: g.Spec.GPRName, GPUShape: g.Spec.GPUShape,
+		EstimatedWaitTime: "0h0m0s",
+		ExitDuration:      normalizeEGSDuration(g.Spec.ExitDuration),
+		EarlyRelease:      g.Spec.EarlyRelease, GPRName: g.Spec.GPRName, GPUShape: g.Spec.GPUShape,
 		MultiNode: g.Spec.MultiNode, DedicatedNodes: g.Spec.DedicatedNodes, EnableRDMA: g.Spec.EnableRDMA,
 		EnableSecondaryNetwork: g.Spec.EnableSecondaryNetwork,
 		EnforceIdleTimeOut:     g.Spec.EnforceIdleTimeOut,

@@ -31,10 +31,6 @@ all workspaces or one).`
 // middleware around everything.
 func (s *Server) build() {
 	envelope.Install()
-	envelope.DescribePattern(dnsPattern, "a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit")
-	envelope.DescribePattern(optDNSPattern, "empty or a DNS-1123 label")
-	envelope.DescribePattern(durationPattern, "NdNhNm, e.g. 0d2h30m (at most 4 digits of days, 5 of hours, 6 of minutes)")
-	envelope.DescribePattern(optDurationPattern, "empty or NdNhNm, e.g. 0d0h30m")
 	s.mux = http.NewServeMux()
 
 	cfg := huma.DefaultConfig("gpuspace API", s.cfg.Version)
@@ -196,10 +192,11 @@ func (t *trackingWriter) Flush() {
 }
 
 // authMiddleware is the one place roles are enforced: every operation
-// declares its roles in Metadata, and no handler runs for a caller without
-// a valid token of one of them. Workspace scope (Editor, scoped Viewer) is
-// checked by handlers once they know the workspace, with the principal
-// this middleware puts in the context.
+// declares its roles (Op), and no handler runs for a caller without a
+// valid token of one of them. Workspace scope (Editor, scoped Viewer) is
+// checked next, from the operation's declared Scope, by the check register
+// puts in front of the handler (it needs the parsed input), with the
+// principal this middleware puts in the context.
 func (s *Server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 	roles := OperationRoles(ctx.Operation())
 	if len(roles) == 0 {

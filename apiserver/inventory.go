@@ -10,6 +10,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
@@ -74,7 +75,7 @@ type WorkspaceInventory struct {
 }
 
 type inventoryBySliceInput struct {
-	SliceName string `query:"sliceName" required:"true" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Workspace name"`
+	SliceName schema.DNSLabel `query:"sliceName" required:"true" doc:"Workspace name"`
 }
 
 func (s *Server) registerInventory() {
@@ -83,13 +84,13 @@ func (s *Server) registerInventory() {
 		id: "listInventory", method: http.MethodGet, path: "/api/v1/inventory/list", tag: tag,
 		summary:     "List the GPU inventory",
 		description: "Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "inventory_list",
+		roles:       rolesReaders, scope: scopeNone, readOnly: true, idempotent: true, mcpName: "inventory_list", units: unitsMemory,
 	}, s.listInventory)
 	register(s, opSpec{
 		id: "getWorkspaceInventory", method: http.MethodGet, path: "/api/v1/inventory", tag: tag,
 		summary:     "List the GPU nodes allocated to a workspace",
 		description: "Lists the nodes the workspace's provisioned GPR holds now, grouped by instance type and GPU shape. Empty when no GPR of the workspace is provisioned.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "inventory_workspace",
+		roles:       rolesReaders, scope: readsWorkspace(inQuery("sliceName")), readOnly: true, idempotent: true, mcpName: "inventory_workspace", units: unitsMemory,
 		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity},
 	}, s.workspaceInventory)
 }
@@ -147,7 +148,7 @@ func (s *Server) listInventory(ctx context.Context, _ *noInput) (*envelope.Outpu
 }
 
 func (s *Server) workspaceInventory(ctx context.Context, in *inventoryBySliceInput) (*envelope.Output[WorkspaceInventory], error) {
-	if _, err := s.readableWorkspace(ctx, in.SliceName, "read the inventory"); err != nil {
+	if _, err := s.workspace(ctx, string(in.SliceName)); err != nil {
 		return nil, err
 	}
 	nodes, held, err := s.inventory(ctx)
@@ -158,7 +159,7 @@ func (s *Server) workspaceInventory(ctx context.Context, in *inventoryBySliceInp
 	var order []string
 	for _, n := range nodes {
 		g := held[n.GPUNode.Name]
-		if g == nil || g.Spec.Workspace != in.SliceName {
+		if g == nil || g.Spec.Workspace != string(in.SliceName) {
 			continue
 		}
 		mem := n.MemoryGB()

@@ -14,13 +14,14 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/apiserver/schema"
 )
 
 // KubeconfigRequest names the workspace (and cluster) of a kubeconfig.
 type KubeconfigRequest struct {
-	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace whose namespaces the kubeconfig reaches"`
-	ClusterName   string   `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster; may be left out when the workspace is on one cluster"`
+	_             struct{}                `additionalProperties:"true"`
+	WorkspaceName schema.OptionalDNSLabel `json:"workspaceName,omitempty" doc:"Workspace whose namespaces the kubeconfig reaches"`
+	ClusterName   string                  `json:"clusterName,omitempty" maxLength:"63" doc:"Cluster; may be left out when the workspace is on one cluster"`
 }
 
 // Kubeconfig is the data of the kube-config operations.
@@ -29,8 +30,8 @@ type Kubeconfig struct {
 }
 
 type kubeconfigGetInput struct {
-	WorkspaceName string `query:"workspaceName" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Workspace (or send it in a JSON body, as EGS clients do)"`
-	ClusterName   string `query:"clusterName" maxLength:"63" doc:"Cluster (or in the body)"`
+	WorkspaceName schema.OptionalDNSLabel `query:"workspaceName" doc:"Workspace (or send it in a JSON body, as EGS clients do)"`
+	ClusterName   string                  `query:"clusterName" maxLength:"63" doc:"Cluster (or in the body)"`
 	Body          *KubeconfigRequest
 }
 
@@ -44,16 +45,17 @@ func (s *Server) registerKubeconfig(tag string) {
 		id: "createWorkspaceKubeconfig", method: http.MethodPost, path: "/api/v1/slice-workspace/kube-config", tag: tag,
 		summary:     "Get a workspace kubeconfig",
 		description: desc,
-		roles:       rolesEditors, mcpName: "workspaces_kubeconfig",
-		errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
+		roles:       rolesEditors, scope: writesWorkspace(inBody("workspaceName")), mcpName: "workspaces_kubeconfig",
+		guidance: "The answer holds a credential (a ServiceAccount token): hand it to the user or write it to a file, do not echo it into chat logs.",
+		errors:   []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
 	}, func(ctx context.Context, in *kubeconfigPostInput) (*envelope.Output[Kubeconfig], error) {
-		return s.kubeconfig(ctx, in.Body.WorkspaceName, in.Body.ClusterName)
+		return s.kubeconfig(ctx, string(in.Body.WorkspaceName), in.Body.ClusterName)
 	})
 	register(s, opSpec{
 		id: "getWorkspaceKubeconfig", method: http.MethodGet, path: "/api/v1/slice-workspace/kube-config", tag: tag,
 		summary:     "Get a workspace kubeconfig (GET form)",
 		description: desc + " Parameters come from the query string or, as EGS clients send them, a JSON body.",
-		roles:       rolesEditors, aliasOf: "createWorkspaceKubeconfig",
+		roles:       rolesEditors, scope: writesWorkspace(inQuery("workspaceName"), inBody("workspaceName")), aliasOf: "createWorkspaceKubeconfig",
 		errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
 	}, func(ctx context.Context, in *kubeconfigGetInput) (*envelope.Output[Kubeconfig], error) {
 		ws, cluster := in.WorkspaceName, in.ClusterName
@@ -61,7 +63,7 @@ func (s *Server) registerKubeconfig(tag string) {
 			ws = orDefault(ws, in.Body.WorkspaceName)
 			cluster = orDefault(cluster, in.Body.ClusterName)
 		}
-		return s.kubeconfig(ctx, ws, cluster)
+		return s.kubeconfig(ctx, string(ws), cluster)
 	})
 }
 
@@ -73,10 +75,6 @@ func upstream(msg string) *envelope.Error {
 func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envelope.Output[Kubeconfig], error) {
 	if wsName == "" {
 		return nil, upstream("Workspace name is required: send workspaceName in the body or as a query parameter")
-	}
-	p := principal(ctx)
-	if !p.CanWriteGPRs(wsName) {
-		return nil, forbiddenWorkspace(p, wsName, "get a kubeconfig")
 	}
 	ws, err := s.workspace(ctx, wsName)
 	if err != nil {

@@ -61,33 +61,34 @@ func trunc(s string) string {
 	return s
 }
 
-// TestOperationMetadata: every operation carries what the MCP layer needs,
-// and tool names are unique.
+// TestOperationMetadata: every operation carries its declaration, tool
+// names are unique, and every operation a workspace-limited key may call
+// declares the workspace it acts on.
 func TestOperationMetadata(t *testing.T) {
-	ts := newTestServer(t)
 	names := map[string]string{}
-	for _, op := range Operations(ts.srv.API()) {
-		for _, k := range []string{MetaRoles, MetaReadOnly, MetaDestructive, MetaIdempotent} {
-			if _, ok := op.Metadata[k]; !ok {
-				t.Errorf("%s: no %s in Metadata", op.OperationID, k)
-			}
+	for _, op := range Operations(Describe("")) {
+		o := OpOf(op)
+		if o == nil {
+			t.Errorf("%s: no declaration in Metadata", op.OperationID)
+			continue
 		}
-		name, _ := op.Metadata[MetaMCPName].(string)
-		alias, _ := op.Metadata[MetaAliasOf].(string)
-		if name != "" {
+		if name := o.MCPName(); name != "" {
 			if prev, dup := names[name]; dup {
 				t.Errorf("MCP name %s used by %s and %s", name, prev, op.OperationID)
 			}
 			names[name] = op.OperationID
 		}
-		if ro, _ := op.Metadata[MetaReadOnly].(bool); ro && (op.Method != http.MethodGet && op.OperationID != "estimateGPRWaitTime") {
+		if o.ReadOnly() && (op.Method != http.MethodGet && op.OperationID != "estimateGPRWaitTime") {
 			t.Errorf("%s: readOnly but %s", op.OperationID, op.Method)
 		}
-		if alias != "" && name != "" {
+		if o.AliasOf() != "" && o.MCPName() != "" {
 			t.Errorf("%s: an alias has no tool of its own", op.OperationID)
 		}
-		if len(OperationRoles(op)) > 0 && len(op.Security) == 0 {
+		if len(o.Roles()) > 0 && len(op.Security) == 0 {
 			t.Errorf("%s: has roles but no security requirement in OpenAPI", op.OperationID)
+		}
+		if needsScope(o.Roles()) && !o.Scope().Declared() {
+			t.Errorf("%s: open to %s, which a key may hold for one workspace, but declares no scope", op.OperationID, roleList(o.Roles()))
 		}
 	}
 }

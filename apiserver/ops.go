@@ -29,31 +29,97 @@ var (
 	rolesReaders = []auth.Role{auth.RoleOwner, auth.RoleEditor, auth.RoleViewer}
 )
 
-// opSpec is one operation: everything huma and the MCP layer need to know.
-type opSpec struct {
+// Op is what an operation declares: its route and documentation for huma,
+// who may call it (roles, and the workspace it acts on), and what the MCP
+// layer makes of it (tool name, hints, guidance, units). Each operation is
+// declared once, in its register call; huma.Operation.Metadata carries the
+// declaration (OpOf reads it back), so the auth middleware, the scope
+// check and the MCP layer all read the same value.
+type Op struct {
 	id, method, path, summary, description string
 	tag                                    string
 	roles                                  []auth.Role
-	readOnly, destructive, idempotent      bool
+	// scope is the workspace the operation acts on; required when roles
+	// include a role a key may hold for one workspace (Editor, Viewer).
+	scope                             Scope
+	readOnly, destructive, idempotent bool
 	// mcpName is the MCP tool name; aliasOf names the operation this one
 	// is another wire form of (no tool of its own).
 	mcpName, aliasOf string
-	errors           []int
+	// guidance is what an agent needs beyond the description: which tool
+	// to call before or after, what cannot be undone.
+	guidance string
+	// units are the units the operation's fields use, explained to agents.
+	units  []Unit
+	errors []int
 }
 
-// register registers one operation with huma, once, with its metadata.
-func register[I, O any](s *Server, o opSpec, h func(context.Context, *I) (*O, error)) {
-	meta := map[string]any{
-		MetaRoles:       o.roles,
-		MetaReadOnly:    o.readOnly,
-		MetaDestructive: o.destructive,
-		MetaIdempotent:  o.idempotent,
+// opSpec is the name the register calls write an Op literal with.
+type opSpec = Op
+
+// Roles returns the roles allowed to call the operation; none means public.
+func (o *Op) Roles() []auth.Role { return o.roles }
+
+// Scope returns the workspace scope the operation declares.
+func (o *Op) Scope() Scope { return o.scope }
+
+// ReadOnly reports whether the operation changes nothing.
+func (o *Op) ReadOnly() bool { return o.readOnly }
+
+// Destructive reports whether the operation deletes or releases something.
+func (o *Op) Destructive() bool { return o.destructive }
+
+// Idempotent reports whether repeating the call has no further effect.
+func (o *Op) Idempotent() bool { return o.idempotent }
+
+// MCPName returns the MCP tool name (noun_verb), or "" for operations that
+// are not tools: aliases of another (same handler, other wire form),
+// authentication, health.
+func (o *Op) MCPName() string { return o.mcpName }
+
+// AliasOf returns the OperationID this operation is another wire form of.
+func (o *Op) AliasOf() string { return o.aliasOf }
+
+// Guidance returns what an agent needs beyond the description.
+func (o *Op) Guidance() string { return o.guidance }
+
+// Units returns the units the operation's fields use.
+func (o *Op) Units() []Unit { return o.units }
+
+// metaOp is the Operation.Metadata key of the declaration.
+const metaOp = "gpuspace.op"
+
+// OpOf returns the declaration of an operation registered by this package;
+// nil for any other.
+func OpOf(op *huma.Operation) *Op {
+	if op == nil {
+		return nil
 	}
-	if o.mcpName != "" {
-		meta[MetaMCPName] = o.mcpName
-	}
-	if o.aliasOf != "" {
-		meta[MetaAliasOf] = o.aliasOf
+	o, _ := op.Metadata[metaOp].(*Op)
+	return o
+}
+
+// Unit is a unit an operation's fields use, in words for agents.
+type Unit string
+
+// Units.
+const (
+	UnitGPUMemory Unit = "GPU memory is in GB (gigabytes, whole numbers)"
+	UnitDurations Unit = "durations are sent as NdNhNm (e.g. 0d2h30m: days, hours, minutes, all three parts) and come back as Go durations (e.g. 2h30m0s)"
+	UnitTimes     Unit = "times are RFC 3339 in UTC"
+)
+
+var (
+	unitsMemory = []Unit{UnitGPUMemory}
+	unitsGPR    = []Unit{UnitGPUMemory, UnitDurations, UnitTimes}
+)
+
+// register registers one operation with huma, once, with its declaration,
+// and puts the declared workspace scope check in front of the handler.
+func register[I, O any](s *Server, o Op, h func(context.Context, *I) (*O, error)) {
+	check, err := s.scopeCheck(&o, reflect.TypeFor[I]())
+	if err != nil {
+		panic(fmt.Sprintf("apiserver: operation %s: %v", o.id, err)) // a declaration that does not match its input
 	}
 	errs := o.errors
 	if _, ok := reflect.TypeFor[I]().FieldByName("Body"); ok {
@@ -76,13 +142,18 @@ func register[I, O any](s *Server, o opSpec, h func(context.Context, *I) (*O, er
 		Errors:        errs,
 		DefaultStatus: http.StatusOK,
 		MaxBodyBytes:  s.cfg.MaxBodyBytes,
-		Metadata:      meta,
+		Metadata:      map[string]any{metaOp: &o},
 	}
 	if len(o.roles) > 0 {
 		op.Security = []map[string][]string{{"bearer": {}}}
 		op.Description += fmt.Sprintf("\n\nRoles: %s.", roleList(o.roles))
 	}
-	huma.Register(s.api, op, h)
+	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {
+		if err := check(ctx, in); err != nil {
+			return nil, err
+		}
+		return h(ctx, in)
+	})
 }
 
 func (s *Server) registerOperations() {

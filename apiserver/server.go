@@ -4,10 +4,12 @@
 //
 // It holds no state: reads come from informer caches, writes go to the
 // kube-apiserver as Workspace and GPUProvisionRequest objects and Secrets.
-// Each operation is registered once with huma.Register; its roles and MCP
-// hints travel in Operation.Metadata (see the Meta* constants), so the MCP
-// layer can list operations from API() and call them through Do, which
-// runs the very handler chain HTTP clients get.
+// Each operation is declared once (an Op: route, roles, workspace scope,
+// MCP hints) and registered with huma.Register; the declaration travels in
+// Operation.Metadata (OpOf reads it), so the auth middleware enforces the
+// roles, the scope check in front of each handler the workspace scope, and
+// the MCP layer lists operations from API() and calls them through Do,
+// which runs the very handler chain HTTP clients get.
 package apiserver
 
 import (
@@ -119,26 +121,6 @@ type Server struct {
 	started atomic.Bool
 	plans   planView
 }
-
-// Meta* are the Operation.Metadata keys every operation carries.
-const (
-	// MetaRoles: []auth.Role allowed to call the operation; absent or empty
-	// means public (no token needed).
-	MetaRoles = "roles"
-	// MetaReadOnly: bool, the operation changes nothing.
-	MetaReadOnly = "readOnly"
-	// MetaDestructive: bool, the operation deletes or releases something.
-	MetaDestructive = "destructive"
-	// MetaIdempotent: bool, repeating the call has no further effect.
-	MetaIdempotent = "idempotent"
-	// MetaMCPName: string, the MCP tool name (noun_verb). Absent on
-	// operations that are aliases of another (same handler, other wire
-	// form) or not meant as tools; those carry MetaAliasOf instead.
-	MetaMCPName = "mcpName"
-	// MetaAliasOf: string, OperationID of the operation this one is
-	// another wire form of.
-	MetaAliasOf = "aliasOf"
-)
 
 // New builds the API. It does not start anything: call Start (or add the
 // server to a controller-runtime manager, it is a Runnable) and serve
@@ -375,8 +357,9 @@ func (s *Server) Authenticate(ctx context.Context, token string) (*auth.Principa
 	return a.Verify(ctx, token)
 }
 
-// Allowed reports whether p may call op (by role; workspace scope is
-// checked by the operation itself). MCP uses it to filter tools/list.
+// Allowed reports whether p may call op by role (the workspace scope is
+// checked on each call, once it names a workspace). MCP uses it to filter
+// tools/list.
 func Allowed(p *auth.Principal, op *huma.Operation) bool {
 	roles := OperationRoles(op)
 	if len(roles) == 0 {
@@ -401,8 +384,10 @@ func Operations(api huma.API) []*huma.Operation {
 
 // OperationRoles returns the roles an operation allows; nil means public.
 func OperationRoles(op *huma.Operation) []auth.Role {
-	r, _ := op.Metadata[MetaRoles].([]auth.Role)
-	return r
+	if o := OpOf(op); o != nil {
+		return o.Roles()
+	}
+	return nil
 }
 
 func (s *Server) authenticator() *auth.Authenticator { return s.auth.Load() }

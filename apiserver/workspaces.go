@@ -15,12 +15,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
-)
-
-// Patterns of names: a DNS-1123 label, and the same or empty.
-const (
-	dnsPattern    = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	optDNSPattern = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
+	"github.com/gpuspace/gpuspace/apiserver/schema"
 )
 
 // WorkspaceFields are the fields of a workspace create or update request,
@@ -42,22 +37,22 @@ type WorkspaceFields struct {
 // CreateWorkspaceBody is the body of POST /slice-workspace and of PUT
 // /slice-workspace (update naming the workspace in the body).
 type CreateWorkspaceBody struct {
-	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
+	_             struct{}        `additionalProperties:"true"`
+	WorkspaceName schema.DNSLabel `json:"workspaceName" minLength:"1" doc:"Name of the workspace"`
 	WorkspaceFields
 }
 
 // UpdateWorkspaceBody is the body of PUT /slice-workspace/{name}.
 type UpdateWorkspaceBody struct {
-	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName,omitempty" maxLength:"63" pattern:"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$" doc:"Optional; must equal the name in the path"`
+	_             struct{}                `additionalProperties:"true"`
+	WorkspaceName schema.OptionalDNSLabel `json:"workspaceName,omitempty" doc:"Optional; must equal the name in the path"`
 	WorkspaceFields
 }
 
 // WorkspaceNameBody names a workspace in the body (delete).
 type WorkspaceNameBody struct {
-	_             struct{} `additionalProperties:"true"`
-	WorkspaceName string   `json:"workspaceName" minLength:"1" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
+	_             struct{}        `additionalProperties:"true"`
+	WorkspaceName schema.DNSLabel `json:"workspaceName" minLength:"1" doc:"Name of the workspace"`
 }
 
 // WorkspaceCreated is the data of create and update.
@@ -190,7 +185,7 @@ type createWorkspaceInput struct {
 }
 
 type updateWorkspaceInput struct {
-	Name string `path:"name" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
+	Name schema.DNSLabel `path:"name" doc:"Name of the workspace"`
 	Body UpdateWorkspaceBody
 }
 
@@ -203,11 +198,11 @@ type workspaceNameInput struct {
 }
 
 type getWorkspaceInput struct {
-	Name string `path:"name" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
+	Name schema.DNSLabel `path:"name" doc:"Name of the workspace"`
 }
 
 type overlayInput struct {
-	Workspace string `path:"workspace" maxLength:"63" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" doc:"Name of the workspace"`
+	Workspace schema.DNSLabel `path:"workspace" doc:"Name of the workspace"`
 }
 
 type noInput struct{}
@@ -228,13 +223,13 @@ func (s *Server) registerWorkspaces() {
 		id: "listWorkspaces", method: http.MethodGet, path: "/api/v1/slice-workspace/list", tag: tag,
 		summary:     "List workspaces",
 		description: "Lists the workspaces the caller may see (a workspace-scoped key sees its own), with clusters, namespaces, the provisioned GPR and the queue length.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "workspaces_list",
+		roles:       rolesReaders, scope: scopeEach, readOnly: true, idempotent: true, mcpName: "workspaces_list",
 	}, s.listWorkspaces)
 	register(s, opSpec{
 		id: "getWorkspace", method: http.MethodGet, path: "/api/v1/slice-workspace/{name}", tag: tag,
 		summary:     "Get a workspace",
 		description: "Returns the details of one workspace.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "workspaces_get",
+		roles:       rolesReaders, scope: readsWorkspace(inPath("name")), readOnly: true, idempotent: true, mcpName: "workspaces_get",
 		errors: []int{http.StatusNotFound},
 	}, s.getWorkspace)
 	register(s, opSpec{
@@ -252,27 +247,28 @@ func (s *Server) registerWorkspaces() {
 		errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, func(ctx context.Context, in *updateWorkspaceByBodyInput) (*envelope.Output[WorkspaceCreated], error) {
 		return s.updateWorkspace(ctx, &updateWorkspaceInput{Name: in.Body.WorkspaceName, Body: UpdateWorkspaceBody{
-			WorkspaceName: in.Body.WorkspaceName, WorkspaceFields: in.Body.WorkspaceFields}})
+			WorkspaceName: schema.OptionalDNSLabel(in.Body.WorkspaceName), WorkspaceFields: in.Body.WorkspaceFields}})
 	})
 	register(s, opSpec{
 		id: "deleteWorkspace", method: http.MethodDelete, path: "/api/v1/slice-workspace", tag: tag,
 		summary:     "Delete a workspace",
 		description: "Deletes a workspace: its GPRs are released and removed, its RBAC removed; its namespaces and their data stay. Deletion completes in the background.",
 		roles:       rolesOwner, destructive: true, idempotent: false, mcpName: "workspaces_delete",
-		errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
+		guidance: "Cannot be undone: the workspace's GPRs are released and removed. Confirm with the user first.",
+		errors:   []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusBadRequest},
 	}, s.deleteWorkspace)
 	register(s, opSpec{
 		id: "getWorkspaceOverlayMetrics", method: http.MethodGet, path: "/api/v1/workspace/overlaynetworkmetrics/{workspace}", tag: tag,
 		summary:     "Get a workspace's overlay network metrics",
 		description: "gpuspace runs no overlay network: this answers the workspace's clusters (location and provider from node topology labels and providerID) and an empty networkMetrics list.",
-		roles:       rolesReaders, readOnly: true, idempotent: true, mcpName: "workspaces_network_metrics",
+		roles:       rolesReaders, scope: readsWorkspace(inPath("workspace")), readOnly: true, idempotent: true, mcpName: "workspaces_network_metrics",
 		errors: []int{http.StatusNotFound},
 	}, s.overlayMetrics)
 	s.registerKubeconfig(tag)
 }
 
 func (s *Server) createWorkspace(ctx context.Context, in *createWorkspaceInput) (*envelope.Output[WorkspaceCreated], error) {
-	name := in.Body.WorkspaceName
+	name := string(in.Body.WorkspaceName)
 	if err := s.validateWorkspace(ctx, name, &in.Body.WorkspaceFields); err != nil {
 		return nil, err
 	}
@@ -289,8 +285,8 @@ func (s *Server) createWorkspace(ctx context.Context, in *createWorkspaceInput) 
 }
 
 func (s *Server) updateWorkspace(ctx context.Context, in *updateWorkspaceInput) (*envelope.Output[WorkspaceCreated], error) {
-	name := in.Name
-	if in.Body.WorkspaceName != "" && in.Body.WorkspaceName != name {
+	name := string(in.Name)
+	if in.Body.WorkspaceName != "" && string(in.Body.WorkspaceName) != name {
 		return nil, envelope.Validation(envelope.FieldError{Field: "workspaceName",
 			Reason: fmt.Sprintf("%q differs from the workspace in the path, %q", in.Body.WorkspaceName, name)})
 	}
@@ -319,7 +315,7 @@ func (s *Server) updateWorkspace(ctx context.Context, in *updateWorkspaceInput) 
 }
 
 func (s *Server) deleteWorkspace(ctx context.Context, in *workspaceNameInput) (*envelope.Output[envelope.Empty], error) {
-	ws := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: in.Body.WorkspaceName}}
+	ws := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: string(in.Body.WorkspaceName)}}
 	if err := s.client.Delete(ctx, ws); err != nil {
 		return nil, s.kubeErr(err, fmt.Sprintf("workspace %q", ws.Name))
 	}
@@ -346,7 +342,7 @@ func (s *Server) listWorkspaces(ctx context.Context, _ *noInput) (*envelope.Outp
 }
 
 func (s *Server) getWorkspace(ctx context.Context, in *getWorkspaceInput) (*envelope.Output[WorkspaceDetails], error) {
-	ws, err := s.readableWorkspace(ctx, in.Name, "read")
+	ws, err := s.workspace(ctx, string(in.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -354,11 +350,7 @@ func (s *Server) getWorkspace(ctx context.Context, in *getWorkspaceInput) (*enve
 }
 
 func (s *Server) overlayMetrics(ctx context.Context, in *overlayInput) (*envelope.Output[OverlayMetrics], error) {
-	p := principal(ctx)
-	if !p.CanRead(in.Workspace) {
-		return nil, forbiddenWorkspace(p, in.Workspace, "read")
-	}
-	ws, err := s.workspace(ctx, in.Workspace)
+	ws, err := s.workspace(ctx, string(in.Workspace))
 	if err != nil {
 		if e, ok := err.(*envelope.Error); ok && e.StatusCode == http.StatusNotFound {
 			return nil, envelope.New(http.StatusNotFound, envelope.KeyNotFound, "No metrics found for workspace",
@@ -402,15 +394,6 @@ func (s *Server) workspace(ctx context.Context, name string) (*v1alpha1.Workspac
 		return nil, s.kubeErr(err, fmt.Sprintf("workspace %q", name))
 	}
 	return &ws, nil
-}
-
-// readableWorkspace is workspace after checking the caller may read it.
-func (s *Server) readableWorkspace(ctx context.Context, name, what string) (*v1alpha1.Workspace, error) {
-	p := principal(ctx)
-	if !p.CanRead(name) {
-		return nil, forbiddenWorkspace(p, name, what)
-	}
-	return s.workspace(ctx, name)
 }
 
 // validateWorkspace checks what the CRD schema cannot: namespace names,

@@ -36,7 +36,7 @@ type tool struct {
 }
 
 // buildTools turns every operation of api that names an MCP tool into one.
-// Operations without MetaMCPName (aliases, authentication, health) are not
+// Operations without a tool name (aliases, authentication, health) are not
 // tools.
 func buildTools(api huma.API) ([]*tool, error) {
 	oapi := api.OpenAPI()
@@ -49,15 +49,16 @@ func buildTools(api huma.API) ([]*tool, error) {
 	var tools []*tool
 	seen := map[string]string{}
 	for _, op := range ops {
-		name, _ := op.Metadata[apiserver.MetaMCPName].(string)
-		if name == "" {
+		o := apiserver.OpOf(op)
+		if o == nil || o.MCPName() == "" {
 			continue
 		}
+		name := o.MCPName()
 		if prev, dup := seen[name]; dup {
 			return nil, fmt.Errorf("operations %s and %s both name MCP tool %q", prev, op.OperationID, name)
 		}
 		seen[name] = op.OperationID
-		t, err := newTool(op, name, res, refs)
+		t, err := newTool(op, o, res, refs)
 		if err != nil {
 			return nil, fmt.Errorf("operation %s (tool %s): %w", op.OperationID, name, err)
 		}
@@ -67,16 +68,16 @@ func buildTools(api huma.API) ([]*tool, error) {
 	return tools, nil
 }
 
-func newTool(op *huma.Operation, name string, res *resolver, refs map[string]string) (*tool, error) {
+func newTool(op *huma.Operation, o *apiserver.Op, res *resolver, refs map[string]string) (*tool, error) {
 	t := &tool{
 		operationID: op.OperationID,
 		method:      op.Method,
 		path:        op.Path,
 		op:          op,
+		readOnly:    o.ReadOnly(),
+		destruct:    o.Destructive(),
 	}
-	t.readOnly, _ = op.Metadata[apiserver.MetaReadOnly].(bool)
-	t.destruct, _ = op.Metadata[apiserver.MetaDestructive].(bool)
-	idempotent, _ := op.Metadata[apiserver.MetaIdempotent].(bool)
+	name := o.MCPName()
 
 	in, err := t.inputSchema(op, res)
 	if err != nil {
@@ -100,13 +101,13 @@ func newTool(op *huma.Operation, name string, res *resolver, refs map[string]str
 	t.def = mcpgo.Tool{
 		Name:           name,
 		Title:          op.Summary,
-		Description:    describe(op, name, string(inRaw)+string(outRaw), out != nil, refs),
+		Description:    describe(op, o, out != nil, refs),
 		RawInputSchema: inRaw,
 		Annotations: mcpgo.ToolAnnotation{
 			Title:           op.Summary,
 			ReadOnlyHint:    ptr(t.readOnly),
 			DestructiveHint: ptr(t.destruct),
-			IdempotentHint:  ptr(idempotent),
+			IdempotentHint:  ptr(o.Idempotent()),
 			// Every tool acts on this gpuspace installation and nothing
 			// beyond it.
 			OpenWorldHint: ptr(false),
@@ -253,8 +254,8 @@ func outputSchema(op *huma.Operation, res *resolver) (map[string]any, error) {
 func toolRefs(ops []*huma.Operation) map[string]string {
 	refs := map[string]string{}
 	for _, op := range ops {
-		if name, _ := op.Metadata[apiserver.MetaMCPName].(string); name != "" {
-			refs[op.Method+" "+op.Path] = name
+		if o := apiserver.OpOf(op); o != nil && o.MCPName() != "" {
+			refs[op.Method+" "+op.Path] = o.MCPName()
 		}
 	}
 	return refs
@@ -287,12 +288,9 @@ var statusMeaning = map[int]string{
 }
 
 // describe writes the tool description: the operation's own summary and
-// description, tool-specific guidance, units where the schemas use them,
-// and what the answer and each documented error mean.
-//
-// schemas is the text of the input and output schemas: units are
-// explained where a field that has them appears.
-func describe(op *huma.Operation, name, schemas string, hasOutput bool, refs map[string]string) string {
+// description, the guidance and units it declares, and what the answer and
+// each documented error mean.
+func describe(op *huma.Operation, o *apiserver.Op, hasOutput bool, refs map[string]string) string {
 	var b strings.Builder
 	b.WriteString(strings.TrimSuffix(op.Summary, "."))
 	b.WriteString(".")
@@ -300,17 +298,13 @@ func describe(op *huma.Operation, name, schemas string, hasOutput bool, refs map
 		b.WriteString("\n\n")
 		b.WriteString(toolRefText(d, refs))
 	}
-	if g := guidance[name]; g != "" {
+	if g := o.Guidance(); g != "" {
 		b.WriteString("\n\n")
-		b.WriteString(g)
+		b.WriteString(toolRefText(g, refs))
 	}
 	var units []string
-	if strings.Contains(schemas, `"memoryPerGPU"`) || strings.Contains(schemas, `"memory"`) {
-		units = append(units, "GPU memory is in GB (gigabytes, whole numbers)")
-	}
-	if strings.Contains(schemas, `"exitDuration"`) || strings.Contains(schemas, `"estimatedWaitTime"`) {
-		units = append(units, "durations are sent as NdNhNm (e.g. 0d2h30m: days, hours, minutes, all three parts) and come back as Go durations (e.g. 2h30m0s)",
-			"times are RFC 3339 in UTC")
+	for _, u := range o.Units() {
+		units = append(units, string(u))
 	}
 	if len(units) > 0 {
 		b.WriteString("\n\nUnits: ")

@@ -130,8 +130,8 @@ func TestToolDefinitions(t *testing.T) {
 		byName[tl.def.Name] = tl
 	}
 	for _, op := range apiserver.Operations(api) {
-		name, _ := op.Metadata[apiserver.MetaMCPName].(string)
-		alias, _ := op.Metadata[apiserver.MetaAliasOf].(string)
+		o := apiserver.OpOf(op)
+		name, alias := o.MCPName(), o.AliasOf()
 		if alias != "" && name != "" {
 			t.Errorf("operation %s is an alias of %s and names tool %s", op.OperationID, alias, name)
 		}
@@ -144,9 +144,7 @@ func TestToolDefinitions(t *testing.T) {
 			continue
 		}
 		delete(byName, name)
-		ro, _ := op.Metadata[apiserver.MetaReadOnly].(bool)
-		de, _ := op.Metadata[apiserver.MetaDestructive].(bool)
-		id, _ := op.Metadata[apiserver.MetaIdempotent].(bool)
+		ro, de, id := o.ReadOnly(), o.Destructive(), o.Idempotent()
 		a := tl.def.Annotations
 		got := []bool{*a.ReadOnlyHint, *a.DestructiveHint, *a.IdempotentHint, *a.OpenWorldHint}
 		if diff := cmp.Diff([]bool{ro, de, id, false}, got); diff != "" {
@@ -163,14 +161,22 @@ func TestToolDefinitions(t *testing.T) {
 		if strings.Contains(tl.def.Description, "/api/v1/") {
 			t.Errorf("%s description points at a REST path, not a tool:\n%s", name, tl.def.Description)
 		}
+		// Units are declared, not guessed; a field that has one must not
+		// go unexplained.
+		schemas := string(tl.def.RawInputSchema) + string(tl.def.RawOutputSchema)
+		for unit, fields := range map[apiserver.Unit][]string{
+			apiserver.UnitGPUMemory: {`"memoryPerGPU"`, `"memory"`},
+			apiserver.UnitDurations: {`"exitDuration"`, `"estimatedWaitTime"`},
+			apiserver.UnitTimes:     {`"estimatedStartTime"`, `"startTimestamp"`},
+		} {
+			uses := slices.ContainsFunc(fields, func(f string) bool { return strings.Contains(schemas, f) })
+			if uses && !slices.Contains(o.Units(), unit) {
+				t.Errorf("%s: its schemas have %v but the operation does not declare the unit %q", name, fields, unit)
+			}
+		}
 	}
 	for name := range byName {
 		t.Errorf("tool %s comes from no operation", name)
-	}
-	for name := range guidance {
-		if !slices.ContainsFunc(tools, func(tl *tool) bool { return tl.def.Name == name }) {
-			t.Errorf("guidance for %s, which is no tool", name)
-		}
 	}
 
 	// How arguments map onto requests, for a tool of each shape.

@@ -449,12 +449,16 @@ type GPRList struct {
 // GPRRequest defines model for GPRRequest.
 type GPRRequest struct {
 	// ClusterName Cluster to provision in; default the workspace's first cluster
-	ClusterName            *string `json:"clusterName,omitempty"`
-	DedicatedNodes         *bool   `json:"dedicatedNodes,omitempty"`
-	EnableEviction         *bool   `json:"enableEviction,omitempty"`
-	EnableRDMA             *bool   `json:"enableRDMA,omitempty"`
-	EnableSecondaryNetwork *bool   `json:"enableSecondaryNetwork,omitempty"`
-	EnforceIdleTimeOut     *bool   `json:"enforceIdleTimeOut,omitempty"`
+	ClusterName    *string `json:"clusterName,omitempty"`
+	DedicatedNodes *bool   `json:"dedicatedNodes,omitempty"`
+
+	// EnableEviction Lets this GPR, while queued, evict lower-priority provisioned GPRs. Stored and reported only: nothing evicts yet
+	EnableEviction         *bool `json:"enableEviction,omitempty"`
+	EnableRDMA             *bool `json:"enableRDMA,omitempty"`
+	EnableSecondaryNetwork *bool `json:"enableSecondaryNetwork,omitempty"`
+
+	// EnforceIdleTimeOut Turns idle reclamation on. Stored and reported only: nothing releases idle GPUs yet
+	EnforceIdleTimeOut *bool `json:"enforceIdleTimeOut,omitempty"`
 
 	// ExitDuration How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)
 	ExitDuration string `json:"exitDuration"`
@@ -466,7 +470,7 @@ type GPRRequest struct {
 	GpuShape       *string `json:"gpuShape,omitempty"`
 	GpuSharingMode *string `json:"gpuSharingMode,omitempty"`
 
-	// IdleTimeOutDuration GPUs idle this long may be reclaimed (NdNhNm)
+	// IdleTimeOutDuration GPUs idle this long may be reclaimed (NdNhNm). Stored and reported only: nothing releases idle GPUs yet
 	IdleTimeOutDuration *string `json:"idleTimeOutDuration,omitempty"`
 
 	// InstanceType Node instance type (see inventory); empty for any
