@@ -62,25 +62,32 @@ func Main() int {
 // OpenNVML returns the Lib cfg asks for, initialised. A node without the
 // NVIDIA driver gets an error that says what to check.
 func OpenNVML(cfg *Config) (nvml.Lib, error) {
+	lib, _, err := openNVML(cfg)
+	return lib, err
+}
+
+// openNVML is OpenNVML that also returns the mock server, if it is one.
+func openNVML(cfg *Config) (nvml.Lib, *nvml.Mock, error) {
 	var lib nvml.Lib
+	var mock *nvml.Mock
 	if server, ok := strings.CutPrefix(cfg.NVML, "mock:"); ok {
 		m, err := nvml.NewMock(server)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		lib = m.Lib()
+		lib, mock = m.Lib(), m
 	} else {
 		lib = nvml.NewReal()
 	}
 	if err := lib.Init(); err != nil {
 		if errors.Is(err, nvml.ErrLibraryNotFound) {
-			return nil, fmt.Errorf("%w: is the NVIDIA driver installed on this node, and does the container runtime "+
+			return nil, nil, fmt.Errorf("%w: is the NVIDIA driver installed on this node, and does the container runtime "+
 				"(NVIDIA container toolkit, runtimeClass nvidia) expose it to this container? "+
 				"Without a GPU, run with --nvml=mock:<server> (NVML=mock:dgxh100)", err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return lib, nil
+	return lib, mock, nil
 }
 
 // Run runs the plugin until ctx ends, or prints the inventory to out and
@@ -91,11 +98,12 @@ func Run(ctx context.Context, cfg *Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lib, err := OpenNVML(cfg)
+	lib, mock, err := openNVML(cfg)
 	if err != nil {
 		return err
 	}
 	defer lib.Shutdown()
+	cfg.mock = mock
 	return RunWithNVML(ctx, cfg, lib, log, out)
 }
 
@@ -178,6 +186,11 @@ func RunWithNVML(ctx context.Context, cfg *Config, lib nvml.Lib, log logr.Logger
 			}
 			ucfg.Publisher = &idlesignal.Publisher{Client: kube, Node: cfg.NodeName, FieldManager: labels.FieldManager,
 				UtilizationInterval: every}
+		}
+		if cfg.mock != nil {
+			// A mock GPU is busy while the kubelet has it assigned.
+			ucfg.BeforeSample = utilization.MockFollowsKubelet(cfg.mock, gpus,
+				utilization.PodResourcesSocket(cfg.KubeletSocketDir), log.WithName("utilization"))
 		}
 		sampler := utilization.New(lib, gpus, ucfg)
 		wg.Go(func() { sampler.Run(ctx) })

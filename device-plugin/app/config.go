@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/device-plugin/health"
+	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
 	"github.com/gpuspace/gpuspace/device-plugin/utilization"
 	"github.com/gpuspace/gpuspace/internal/idlesignal"
@@ -51,7 +52,9 @@ type Config struct {
 	// node's utilisation annotation alone; 0: only with idle transitions.
 	UtilizationPublishInterval time.Duration
 	// MetricsAddr is where /metrics is served; "" serves none.
-	MetricsAddr        string
+	MetricsAddr string
+	// mock is the mock server behind --nvml=mock:<server>, set by Run.
+	mock               *nvml.Mock
 	ignoredXIDs        []uint64
 	fatalXIDs          []uint64
 	explicitlySetFlags map[string]bool

@@ -68,6 +68,9 @@ type Config struct {
 	Log     logr.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// BeforeSample, when set, runs before each sample (a mock NVML
+	// following the kubelet: MockFollowsKubelet).
+	BeforeSample func(context.Context)
 }
 
 // Reading is one GPU in one sample.
@@ -204,6 +207,9 @@ func (s *Sampler) unreadable(err error) []Reading {
 func (s *Sampler) SampleOnce(ctx context.Context) Sample {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.BeforeSample != nil {
+		s.cfg.BeforeSample(ctx)
+	}
 	readings := s.read()
 	now := s.cfg.Now()
 	idle := make(map[string]bool, len(readings))
