@@ -82,6 +82,15 @@ func Read(node metav1.Object) (idleSince time.Time, published bool) {
 	return t, true
 }
 
+// IdleChanged reports whether a node update changed its idle signal (the
+// idle-since annotation; not the utilisation figure), for watch
+// predicates that should wake on idle transitions and nothing else.
+func IdleChanged(old, new metav1.Object) bool {
+	o, oldOK := old.GetAnnotations()[Annotation]
+	n, newOK := new.GetAnnotations()[Annotation]
+	return oldOK != newOK || o != n
+}
+
 // AllIdleSince is the time since which all of nodes have been idle (the
 // latest of their idle-since times), for a GPR holding several nodes. ok is
 // false when any node does not publish idleness or there are no nodes;
@@ -308,6 +317,17 @@ func (p *Publisher) PublishUsage(ctx context.Context, idleSince time.Time, utilP
 	}
 	p.writes++
 	return true, nil
+}
+
+// Set writes the node's idle-since as given, transition or not (zero:
+// busy), and remembers it: for tests and simulations that place the signal
+// at a chosen moment.
+func (p *Publisher) Set(ctx context.Context, idleSince time.Time) error {
+	p.mu.Lock()
+	p.known, p.hasIdle, p.idle = true, false, ""
+	p.mu.Unlock()
+	_, err := p.Publish(ctx, idleSince)
+	return err
 }
 
 // idleMatches reports whether the node already says it is idle (or busy)

@@ -231,3 +231,23 @@ func TestPublisherUtilization(t *testing.T) {
 		t.Error("garbage utilisation read")
 	}
 }
+
+func TestIdleChanged(t *testing.T) {
+	idle := node(map[string]string{Annotation: "2026-03-01T12:00:00Z", UtilizationAnnotation: "0"})
+	busy := node(map[string]string{Annotation: "", UtilizationAnnotation: "0"})
+	busyHot := node(map[string]string{Annotation: "", UtilizationAnnotation: "90"})
+	for _, tt := range []struct {
+		name     string
+		old, new *corev1.Node
+		want     bool
+	}{
+		{"idle to busy", idle, busy, true},
+		{"utilisation only", busy, busyHot, false},
+		{"starts publishing", node(nil), busy, true},
+		{"unchanged", idle, idle, false},
+	} {
+		if got := IdleChanged(tt.old, tt.new); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package nodesim
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,6 +138,19 @@ func (s *Simulator) startIdle(node *corev1.Node, gpus int) {
 	st.pub = &idlesignal.Publisher{Client: s.cs, Node: node.Name, FieldManager: IdleFieldManager, Now: s.now}
 	st.pub.Seed(node)
 	st.tracker = idlesignal.Tracker{}
+}
+
+// SetIdleSince publishes a simulated node's idle-since as given (zero:
+// busy), whatever runs on it, for tests that place idleness at a chosen
+// moment; the node's next GPU pod change publishes from its pods again.
+func (s *Simulator) SetIdleSince(ctx context.Context, node string, since time.Time) error {
+	s.mu.Lock()
+	st, ok := s.idle[node]
+	s.mu.Unlock()
+	if !ok || st.pub == nil {
+		return fmt.Errorf("simulated node %s publishes no idle signal", node)
+	}
+	return st.pub.Set(ctx, since)
 }
 
 // IdleWrites is how many times the simulator wrote the node's idle

@@ -196,3 +196,25 @@ func TestNoIdleSignal(t *testing.T) {
 		t.Errorf("%d idle writes", n)
 	}
 }
+
+// TestSetIdleSince places a node's idle-since at a chosen moment.
+func TestSetIdleSince(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const node = "sim-set"
+	if _, err := env.AddGPUNode(ctx, testenv.GPUNode{Name: node, Product: "Tesla-T4", MemoryMiB: 15360, GPUs: 1}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, want := range []time.Time{at, at.Add(time.Hour), {}} {
+		if err := env.Nodes.SetIdleSince(ctx, node, want); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := idleOf(t, ctx, node); !ok || !got.Equal(want) {
+			t.Errorf("idle since %v (%v), want %v", got, ok, want)
+		}
+	}
+	if err := env.Nodes.SetIdleSince(ctx, "no-such-node", at); err == nil {
+		t.Error("SetIdleSince of an unknown node succeeded")
+	}
+}
