@@ -11,10 +11,17 @@
 // the value, so readers compute "idle for how long" from their own clock
 // without further writes.
 //
-//   - Read interprets a Node's annotation (for controllers and the API).
+// Beside it, v1alpha1.AnnotationGPUUtilization carries a coarse mean GPU
+// utilisation for display: written with every transition, and on its own
+// at most once per Publisher.UtilizationInterval (5m) when it moved by 10
+// points.
+//
+//   - Read, AllIdleSince, IdleFor and ReadUtilization interpret Nodes (for
+//     controllers and the API); IdleChanged is for watch predicates.
 //   - Tracker turns per-GPU idle/busy observations into the node's
 //     idle-since: the moment the last of its GPUs became idle.
-//   - Publisher writes the annotation, only when idle-ness changes.
+//   - Publisher writes the annotations, only when idle-ness changes (and
+//     rarely for the utilisation).
 package idlesignal
 
 import (
