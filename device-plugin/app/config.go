@@ -102,7 +102,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.UintVar(&c.IdleThreshold, "idle-threshold", v1alpha1.DefaultIdleThresholdPercent, "utilisation in percent (1-100) under which a GPU with no compute process is idle")
 	fs.BoolVar(&c.IdleSignal, "idle-signal", true, "publish when all the node's GPUs became idle as the Node annotation "+v1alpha1.AnnotationGPUsIdleSince+", written only when the node turns idle or busy (needs --node-name and API access)")
 	fs.DurationVar(&c.UtilizationPublishInterval, "utilization-publish-interval", idlesignal.DefaultUtilizationInterval, "with --idle-signal, the least time between writes of the Node annotation "+v1alpha1.AnnotationGPUUtilization+" (mean GPU utilisation, for display) made for it alone, and only when it moved by 10 points; 0: written only with idle/busy transitions")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9400", `address of the Prometheus /metrics endpoint (per-GPU utilisation, memory used, compute processes); "" serves none`)
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9400", `address of the Prometheus /metrics endpoint (per-GPU utilisation, memory used, compute processes); "" or "off" serves none`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
