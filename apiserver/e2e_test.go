@@ -7,35 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 
-	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
-
-// startControllers runs gpuspace's real Workspace and GPR controllers
-// until the test ends.
-func startControllers(t *testing.T) {
-	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.UserAgent = "apiserver-test-controllers"
-	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{})
-	if err != nil {
-		t.Fatalf("NewManager: %v", err)
-	}
-	if err := controller.Setup(mgr, controller.Options{SkipNameValidation: true}); err != nil {
-		t.Fatalf("Setup: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controllers: %v", err)
-		}
-	})
-}
 
 // TestEndToEndWithControllers drives the whole flow through the API with
 // the real controllers doing their part: workspace → ready (namespaces,

@@ -3,8 +3,6 @@ package mcp
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -19,22 +17,22 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	"k8s.io/client-go/rest"
 
 	"github.com/gpuspace/gpuspace/apiserver"
+	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
-	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) { apiservertest.Main(m, &env) }
 
 // harness is a started API with the MCP server mounted at /mcp on its
-// mux — the way `gpuspace serve` wires it — on a loopback HTTP server.
+// mux — the way `gpuspace serve` wires it — on a loopback HTTP server
+// (apiservertest.Harness).
 type harness struct {
-	t     *testing.T
+	h     *apiservertest.Harness
 	api   *apiserver.Server
 	mcp   *Server
 	http  *httptest.Server
@@ -42,11 +40,7 @@ type harness struct {
 	owner string // Owner API key
 }
 
-func suffix() string {
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func suffix() string { return apiservertest.Suffix() }
 
 func newHarness(t testing.TB, opts ...Option) *harness {
 	t.Helper()
@@ -55,125 +49,47 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- api.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("apiserver Start: %v", err)
-		}
-	})
-	waitFor(t, "API ready", api.Ready)
 	srv, err := NewServer(api, opts...)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
 	api.Mux().Handle("/mcp", srv.HTTPHandler())
-	hs := httptest.NewServer(api.Handler())
-	t.Cleanup(hs.Close)
-	h := &harness{api: api, mcp: srv, http: hs, ns: ns}
-	if tt, ok := t.(*testing.T); ok {
-		h.t = tt
-	}
-	h.owner = h.key(t, auth.KeyRequest{Name: "owner", Role: auth.RoleOwner})
-	return h
+	h := apiservertest.Start(t, env.Client, ns, api)
+	return &harness{h: h, api: api, mcp: srv, http: h.HTTP, ns: ns, owner: h.OwnerKey}
 }
 
 // key creates an API key directly, as `gpuspace apikey create` does.
 func (h *harness) key(t testing.TB, req auth.KeyRequest) string {
 	t.Helper()
-	k, _, err := auth.CreateKey(context.Background(), env.Client, h.ns, req, time.Now())
-	if err != nil {
-		t.Fatalf("CreateKey: %v", err)
-	}
-	return k
+	return h.h.CreateKey(t, req)
 }
 
 // token exchanges an API key for a bearer token over REST.
 func (h *harness) token(t testing.TB, key string) string {
 	t.Helper()
-	code, body := h.rest(t, http.MethodPost, "/api/v1/auth", "", map[string]string{"apiKey": key})
-	if code != http.StatusOK {
-		t.Fatalf("auth: %d %s", code, body)
-	}
-	var r struct {
-		Data struct {
-			Token string `json:"token"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("auth answer: %v", err)
-	}
-	return r.Data.Token
+	return h.h.Token(t, key)
 }
 
 // rest sends a REST request over loopback HTTP and returns the status and
 // body.
 func (h *harness) rest(t testing.TB, method, path, token string, body any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, h.http.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	r := apiservertest.Do(t, h.http.URL, method, path, token, body, nil)
+	return r.Code, []byte(r.Raw)
 }
 
 // startControllers runs gpuspace's workspace and GPR controllers, so that
 // workspaces become ready and GPRs really provision, until the test ends.
 func startControllers(t *testing.T) {
 	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.UserAgent = "mcp-test-controllers"
-	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{})
-	if err != nil {
-		t.Fatalf("NewManager: %v", err)
-	}
-	if err := controller.Setup(mgr, controller.Options{SkipNameValidation: true}); err != nil {
-		t.Fatalf("controller.Setup: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	apiservertest.StartControllers(t, env.Config, "mcp-test-controllers")
 }
 
 // waitFor polls cond; it fails after a generous minute (a hang guard, not
 // a timing assertion).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	apiservertest.WaitFor(t, what, time.Minute, cond)
 }
 
 // callResult is a tool result as either client library reports it.

@@ -3,11 +3,11 @@
 // github.com/mark3labs/mcp-go.
 //
 // Nothing is defined twice: every operation the API registers with huma
-// and names an MCP tool (apiserver.MetaMCPName) becomes one tool, whose
-// input schema is the operation's path, query and body parameters
-// flattened into one self-contained JSON schema, whose output schema is the
-// operation's success envelope, and whose annotations come from the
-// operation's metadata. A tool call becomes that operation's HTTP request,
+// and whose declaration (apiserver.OpOf) names an MCP tool becomes one
+// tool, whose input schema is the operation's path, query and body
+// parameters flattened into one self-contained JSON schema, whose output
+// schema is the operation's success envelope, and whose annotations,
+// guidance and units come from the declaration. A tool call becomes that operation's HTTP request,
 // with the caller's bearer token, and runs through the API's own handler
 // chain — in process through apiserver.Server.Do, or over HTTP from the
 // stdio client — so validation, authentication, roles, errors and the EGS

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,9 +10,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/client"
 	"github.com/gpuspace/gpuspace/internal/server"
@@ -23,10 +21,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	ctrllog.SetLogger(crzap.New(crzap.WriteTo(io.Discard)))
-	testenv.Main(m, &env)
-}
+func TestMain(m *testing.M) { apiservertest.Main(m, &env) }
 
 // watches is how many WATCH requests the kube-apiserver holds open for
 // resource, from its apiserver_longrunning_requests gauge.

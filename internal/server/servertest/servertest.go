@@ -1,5 +1,6 @@
 // Package servertest runs `gpuspace serve`'s control plane (server.Run) in
-// a test and drives it with the generated API client.
+// a test and drives it with the generated API client. Its counterpart for
+// the API alone (and MCP) is apiserver/apiservertest.
 package servertest
 
 import (
@@ -12,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gpuspace/gpuspace/apiserver"
+	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/client"
 	"github.com/gpuspace/gpuspace/internal/server"
 )
@@ -87,15 +89,9 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return http.StatusText(e.Code) + ": " + e.Body }
 
-// WaitFor polls cond every 100ms until it holds, failing the test after
-// timeout.
+// WaitFor polls cond until it holds, failing the test after timeout
+// (apiservertest.WaitFor).
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	apiservertest.WaitFor(t, what, timeout, cond)
 }
