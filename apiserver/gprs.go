@@ -47,7 +47,7 @@ type GPRRequest struct {
 	EnforceIdleTimeOut     bool                    `json:"enforceIdleTimeOut,omitempty" doc:"Turns idle reclamation on. Stored and reported only: nothing releases idle GPUs yet"`
 	MultiNode              bool                    `json:"multiNode,omitempty"`
 	EnableEviction         bool                    `json:"enableEviction,omitempty" doc:"Lets this GPR, while queued, evict lower-priority provisioned GPRs. Stored and reported only: nothing evicts yet"`
-	RequeueOnFailure       bool                    `json:"requeueOnFailure,omitempty"`
+	RequeueOnFailure       bool                    `json:"requeueOnFailure,omitempty" doc:"Keeps a GPR no inventory can satisfy queued, with the reason in failureReason, instead of failing it (Error). Requeueing after an eviction comes with eviction: nothing evicts yet"`
 	PreferredClusters      []string                `json:"preferredClusters,omitempty" maxItems:"32"`
 	GPUSharingMode         string                  `json:"gpuSharingMode,omitempty" maxLength:"64"`
 	DedicatedNodes         bool                    `json:"dedicatedNodes,omitempty"`

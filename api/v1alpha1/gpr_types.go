@@ -136,7 +136,9 @@ type GPUProvisionRequestSpec struct {
 	// provisioned GPRs. Stored and reported only: nothing evicts yet.
 	// +optional
 	EnableEviction bool `json:"enableEviction,omitempty"`
-	// RequeueOnFailure requeues the GPR when provisioning fails.
+	// RequeueOnFailure keeps a GPR that no inventory can satisfy queued,
+	// with the reason in failureReason, instead of failing it. (Requeueing
+	// an evicted GPR comes with eviction: nothing evicts yet.)
 	// +optional
 	RequeueOnFailure bool `json:"requeueOnFailure,omitempty"`
 	// PreferredClusters, in order.

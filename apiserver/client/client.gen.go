@@ -491,8 +491,10 @@ type GPRRequest struct {
 	PreferredClusters *[]string `json:"preferredClusters,omitempty"`
 
 	// Priority 1-300: low 1-100, medium 101-200, high 201-300; default 101
-	Priority         *int32 `json:"priority,omitempty"`
-	RequeueOnFailure *bool  `json:"requeueOnFailure,omitempty"`
+	Priority *int32 `json:"priority,omitempty"`
+
+	// RequeueOnFailure Keeps a GPR no inventory can satisfy queued, with the reason in failureReason, instead of failing it (Error). Requeueing after an eviction comes with eviction: nothing evicts yet
+	RequeueOnFailure *bool `json:"requeueOnFailure,omitempty"`
 
 	// SliceName Workspace the GPUs are for
 	SliceName            string                 `json:"sliceName"`
