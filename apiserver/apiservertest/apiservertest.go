@@ -79,15 +79,7 @@ func Suffix() string {
 // srv keeps its keys (its Config.Namespace); c writes them there.
 func Start(t testing.TB, c client.Client, ns string, srv Server) *Harness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("API server Start: %v", err)
-		}
-	})
+	RunUntilCleanup(t, "API server", srv.Start)
 	WaitFor(t, "the API server ready", time.Minute, srv.Ready)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
@@ -206,13 +198,21 @@ func StartControllers(t *testing.T, cfg *rest.Config, agent string) {
 	if err := controller.Setup(mgr, controller.Options{SkipNameValidation: true}); err != nil {
 		t.Fatalf("controller.Setup: %v", err)
 	}
+	RunUntilCleanup(t, "controllers", mgr.Start)
+}
+
+// RunUntilCleanup runs run in the background until the test ends, then
+// cancels its context, waits for it to return and fails the test with its
+// error, if any.
+func RunUntilCleanup(t testing.TB, what string, run func(context.Context) error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	go func() { done <- run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("controllers: %v", err)
+			t.Errorf("%s: %v", what, err)
 		}
 	})
 }
