@@ -23,10 +23,23 @@ type AuthRequest struct {
 	APIKey string   `json:"apiKey" minLength:"1" maxLength:"256" doc:"An API key (from POST /api/v1/api-key or gpuspace apikey create)"`
 }
 
-// Token is the data of POST /auth.
+// Token is the data of POST /auth: the token and nothing else, as EGS
+// answers. The EGS Python SDK builds AuthenticationResponse(**data), which
+// takes only token, so any other field here breaks every SDK user; the
+// expiry travels in the HeaderTokenExpiresAt header instead.
 type Token struct {
-	Token     string    `json:"token" doc:"Send as Authorization: Bearer <token>"`
-	ExpiresAt time.Time `json:"expiresAt" doc:"When the token stops working; get a new one then"`
+	Token string `json:"token" doc:"Send as Authorization: Bearer <token>"`
+}
+
+// HeaderTokenExpiresAt is the response header of POST /auth that says when
+// the token stops working (RFC 3339, UTC).
+const HeaderTokenExpiresAt = "X-Token-Expires-At"
+
+// authOutput is the answer of POST /auth: the envelope around Token, and
+// the expiry as a header.
+type authOutput struct {
+	ExpiresAt string `header:"X-Token-Expires-At" doc:"When the token stops working (RFC 3339, UTC); get a new one before then"`
+	Body      envelope.Response[Token]
 }
 
 // APIKeyRequest is the body of POST /api-key.
@@ -38,6 +51,7 @@ type APIKeyRequest struct {
 	Role          string                  `json:"role" enum:"Owner,Editor,Viewer,owner,editor,viewer" doc:"Owner: everything. Editor: the GPRs and kubeconfig of workspaceName. Viewer: reads, of workspaceName if given, else of everything"`
 	ValidUntil    string                  `json:"validUntil,omitempty" maxLength:"40" doc:"When the key stops working: RFC 3339, or a date (YYYY-MM-DD, valid through that day, UTC); empty for never"`
 	WorkspaceName schema.OptionalDNSLabel `json:"workspaceName,omitempty" doc:"Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)"`
+	Validity      string                  `json:"validity,omitempty" maxLength:"40" doc:"Another name of validUntil, as the EGS Python SDK sends it (YYYY-MM-DD)"`
 }
 
 // APIKeyCreated is the data of POST /api-key: the key, shown this once.
@@ -79,7 +93,7 @@ func (s *Server) registerAuth() {
 	register(s, opSpec{
 		id: "authenticate", method: http.MethodPost, path: "/api/v1/auth", tag: "Authentication",
 		summary:     "Exchange an API key for a bearer token",
-		description: "Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.",
+		description: "Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.",
 		roles:       rolesPublic,
 		errors:      []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusUnprocessableEntity},
 	}, s.authenticate)
@@ -118,7 +132,7 @@ func (s *Server) registerAPIKeys() {
 	}, s.listAPIKeys)
 }
 
-func (s *Server) authenticate(ctx context.Context, in *authInput) (*envelope.Output[Token], error) {
+func (s *Server) authenticate(ctx context.Context, in *authInput) (*authOutput, error) {
 	a := s.authenticator()
 	if a == nil {
 		return nil, envelope.New(http.StatusServiceUnavailable, envelope.KeyUnavailable, "the API is starting; retry shortly")
@@ -126,7 +140,7 @@ func (s *Server) authenticate(ctx context.Context, in *authInput) (*envelope.Out
 	tok, exp, err := a.Exchange(ctx, strings.TrimSpace(in.Body.APIKey))
 	switch {
 	case err == nil:
-		return envelope.OK(Token{Token: tok, ExpiresAt: exp.UTC()}), nil
+		return &authOutput{ExpiresAt: exp.UTC().Format(time.RFC3339), Body: envelope.OK(Token{Token: tok}).Body}, nil
 	case errors.Is(err, auth.ErrUnknownKey):
 		return nil, unauthenticated("Unauthenticated")
 	case errors.Is(err, auth.ErrKeyExpired):
@@ -163,9 +177,15 @@ func (s *Server) createAPIKey(ctx context.Context, in *apiKeyCreateInput) (*enve
 	if err != nil {
 		return nil, envelope.Validation(envelope.FieldError{Field: "role", Reason: err.Error()})
 	}
-	until, err := ParseValidUntil(b.ValidUntil)
+	field, validity := "validUntil", b.ValidUntil
+	if validity == "" {
+		field, validity = "validity", b.Validity
+	} else if b.Validity != "" && b.Validity != b.ValidUntil {
+		return nil, envelope.Validation(envelope.FieldError{Field: "validity", Reason: fmt.Sprintf("%q differs from validUntil %q; send one of them", b.Validity, b.ValidUntil)})
+	}
+	until, err := ParseValidUntil(validity)
 	if err != nil {
-		return nil, envelope.Validation(envelope.FieldError{Field: "validUntil", Reason: err.Error()})
+		return nil, envelope.Validation(envelope.FieldError{Field: field, Reason: err.Error()})
 	}
 	if b.WorkspaceName != "" {
 		if _, err := s.workspace(ctx, string(b.WorkspaceName)); err != nil {
@@ -185,6 +205,9 @@ func (s *Server) createAPIKey(ctx context.Context, in *apiKeyCreateInput) (*enve
 	if err != nil {
 		return nil, s.kubeErr(err, "API key")
 	}
+	// A list right after the create reads the cache: wait until it has the
+	// key (any resourceVersion, "0" is below all).
+	s.awaitCache(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: auth.SecretPrefix + info.ID, ResourceVersion: "0"}}, false)
 	s.log.Info("API key created", zap.String("id", info.ID), zap.String("name", info.Name), zap.String("role", string(info.Role)),
 		zap.String("by", principal(ctx).KeyID))
 	return envelope.OK(APIKeyCreated{APIKey: key, KeyInfo: info}), nil

@@ -6,13 +6,16 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/apiserver/schema"
 )
@@ -40,7 +43,7 @@ type kubeconfigPostInput struct {
 }
 
 func (s *Server) registerKubeconfig(tag string) {
-	const desc = "Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else."
+	const desc = "Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time."
 	register(s, opSpec{
 		id: "createWorkspaceKubeconfig", method: http.MethodPost, path: "/api/v1/slice-workspace/kube-config", tag: tag,
 		summary:     "Get a workspace kubeconfig",
@@ -72,27 +75,73 @@ func upstream(msg string) *envelope.Error {
 		envelope.WithStatus(envelope.KeyUpstreamRequest), envelope.WithTitle(msg))
 }
 
+// DefaultKubeconfigReadyWait is how long kube-config waits, at most, for a
+// workspace created a moment ago to become usable (its ServiceAccount in
+// each namespace) before it answers 409 WORKSPACE_NOT_READY.
+const DefaultKubeconfigReadyWait = 15 * time.Second
+
+// kubeconfigPoll is how often a waiting kube-config looks again: at the
+// cache for the workspace's status, at the apiserver for its tokens.
+const kubeconfigPoll = 100 * time.Millisecond
+
+// kubeconfig answers the kube-config operations. EGS clients (the Postman
+// collection, the Python SDK's examples) ask for it right after creating
+// the workspace, before the workspace controller has made its namespaces
+// and ServiceAccounts: then it waits for them, bounded, and only answers
+// 409 WORKSPACE_NOT_READY, naming why, when they do not come in time.
 func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envelope.Output[Kubeconfig], error) {
 	if wsName == "" {
 		return nil, upstream("Workspace name is required: send workspaceName in the body or as a query parameter")
 	}
-	ws, err := s.workspace(ctx, wsName)
-	if err != nil {
-		return nil, err
+	wait := s.opts.kubeconfigReadyWait
+	deadline := time.Now().Add(wait)
+	for {
+		ws, err := s.workspace(ctx, wsName)
+		if err != nil {
+			return nil, err
+		}
+		out, notReady, err := s.workspaceKubeconfig(ctx, ws, cluster)
+		if notReady == "" {
+			return out, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, workspaceNotReady(ws, notReady, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, workspaceNotReady(ws, notReady, wait)
+		case <-time.After(min(kubeconfigPoll, left)):
+		}
 	}
+}
+
+// workspaceNotReady is the 409 of a workspace still not usable after the
+// wait: what is missing, and the controller's own account of it.
+func workspaceNotReady(ws *v1alpha1.Workspace, missing string, waited time.Duration) *envelope.Error {
+	msg := fmt.Sprintf("workspace %q is not ready after %s: %s", ws.Name, waited.Round(time.Millisecond), missing)
+	switch c := meta.FindStatusCondition(ws.Status.Conditions, v1alpha1.WorkspaceReady); {
+	case c == nil:
+		msg += "; the workspace controller has not reported on it yet (is gpuspace's controller running?)"
+	case c.Status != metav1.ConditionTrue && c.Message != "":
+		msg += "; the workspace controller reports: " + c.Message
+	}
+	msg += "; retry in a few seconds"
+	return envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady, msg)
+}
+
+// workspaceKubeconfig builds the kubeconfig of ws on cluster. notReady,
+// when not empty, says what the workspace still lacks (worth waiting for);
+// err is an answer to give at once.
+func (s *Server) workspaceKubeconfig(ctx context.Context, ws *v1alpha1.Workspace, cluster string) (out *envelope.Output[Kubeconfig], notReady string, err error) {
 	if cluster == "" {
 		if len(ws.Spec.Clusters) != 1 {
-			return nil, upstream("Worker name is required as a query parameter")
+			return nil, "", upstream("Worker name is required as a query parameter")
 		}
 		cluster = ws.Spec.Clusters[0]
 	}
 	if !slices.Contains(ws.Spec.Clusters, cluster) {
-		return nil, envelope.NotFound("workspace %q is not on cluster %q; its clusters: %s", ws.Name, cluster, strings.Join(ws.Spec.Clusters, ", "))
-	}
-	sa := ws.Status.ServiceAccount
-	if sa == "" {
-		return nil, envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady,
-			fmt.Sprintf("workspace %q is not ready yet (no ServiceAccount); retry in a few seconds", ws.Name))
+		return nil, "", envelope.NotFound("workspace %q is not on cluster %q; its clusters: %s", ws.Name, cluster, strings.Join(ws.Spec.Clusters, ", "))
 	}
 	var namespaces []string
 	for _, n := range namespacesOf(ws) {
@@ -101,7 +150,14 @@ func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envel
 		}
 	}
 	if len(namespaces) == 0 {
-		return nil, envelope.NotFound("workspace %q has no namespace on cluster %q", ws.Name, cluster)
+		return nil, "", envelope.NotFound("workspace %q has no namespace on cluster %q", ws.Name, cluster)
+	}
+	if ws.DeletionTimestamp != nil {
+		return nil, "", envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady, fmt.Sprintf("workspace %q is being deleted", ws.Name))
+	}
+	sa := ws.Status.ServiceAccount
+	if sa == "" {
+		return nil, "no ServiceAccount yet", nil
 	}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: s.cfg.KubeconfigServer, CertificateAuthorityData: s.cfg.KubeconfigCAData}
@@ -113,11 +169,10 @@ func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envel
 			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl},
 		}, metav1.CreateOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, envelope.New(http.StatusConflict, envelope.KeyWorkspaceNotReady,
-				fmt.Sprintf("workspace %q is not ready yet (no ServiceAccount %s in namespace %s); retry in a few seconds", ws.Name, sa, ns))
+			return nil, fmt.Sprintf("no ServiceAccount %s in namespace %s", sa, ns), nil
 		}
 		if err != nil {
-			return nil, s.kubeErr(err, fmt.Sprintf("token for ServiceAccount %s/%s", ns, sa))
+			return nil, "", s.kubeErr(err, fmt.Sprintf("token for ServiceAccount %s/%s", ns, sa))
 		}
 		user := ws.Name + "/" + ns
 		ctxName := user + "@" + cluster
@@ -129,7 +184,7 @@ func (s *Server) kubeconfig(ctx context.Context, wsName, cluster string) (*envel
 	}
 	b, err := clientcmd.Write(*cfg)
 	if err != nil {
-		return nil, s.kubeErr(fmt.Errorf("write kubeconfig: %w", err), "kubeconfig")
+		return nil, "", s.kubeErr(fmt.Errorf("write kubeconfig: %w", err), "kubeconfig")
 	}
-	return envelope.OK(Kubeconfig{KubeConfig: string(b)}), nil
+	return envelope.OK(Kubeconfig{KubeConfig: string(b)}), "", nil
 }

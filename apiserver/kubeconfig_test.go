@@ -2,17 +2,24 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
@@ -34,13 +41,13 @@ func TestKubeconfigRBAC(t *testing.T) {
 		}
 	})
 
-	// Before the workspace controller has made the ServiceAccount, the
-	// API says so instead of handing out a useless kubeconfig.
+	// Asked before the workspace controller has made the ServiceAccount
+	// (EGS clients ask right after create), kube-config waits for it.
+	readyWorkspaceAfter(t, ws, 300*time.Millisecond)
 	r := ts.do(http.MethodPost, "/api/v1/slice-workspace/kube-config", ts.owner, map[string]string{"workspaceName": ws})
-	if r.code != http.StatusConflict || r.errKey() != "WORKSPACE_NOT_READY" {
-		t.Fatalf("kubeconfig of an unready workspace: %d %s, want 409 WORKSPACE_NOT_READY", r.code, r.raw)
+	if r.code != http.StatusOK {
+		t.Fatalf("kubeconfig while the workspace gets ready: %d %s, want 200", r.code, r.raw)
 	}
-	readyWorkspace(t, ws)
 	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}})
 
 	forms := map[string]func() result{
@@ -115,6 +122,60 @@ func TestKubeconfigRBAC(t *testing.T) {
 	r = ts.do(http.MethodGet, "/api/v1/slice-workspace/kube-config", ts.owner, map[string]string{"workspaceName": two})
 	if r.code != http.StatusBadRequest || r.body["status"] != "UPSTREAM_REQUEST_ERROR" || r.errMsg() != "Worker name is required as a query parameter" {
 		t.Errorf("kubeconfig without clusterName for two clusters: %d %s, want EGS's 400", r.code, r.raw)
+	}
+}
+
+// TestKubeconfigNotReady: a workspace that does not become usable within
+// the wait gets 409 WORKSPACE_NOT_READY saying what is missing and why,
+// instead of a useless kubeconfig.
+func TestKubeconfigNotReady(t *testing.T) {
+	const wait = 500 * time.Millisecond
+	ts := newTestServer(t, WithKubeconfigReadyWait(wait))
+	ws := "kcnr-" + suffix()
+	createWorkspace(t, ts, ws, ws)
+	t.Cleanup(func() {
+		ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws})
+	})
+	start := time.Now()
+	r := ts.do(http.MethodGet, "/api/v1/slice-workspace/kube-config?workspaceName="+ws, ts.owner, nil)
+	if took := time.Since(start); took < wait {
+		t.Errorf("answered after %s, before the %s wait", took, wait)
+	}
+	want := fmt.Sprintf("workspace %q is not ready after 500ms: no ServiceAccount yet; the workspace controller has not reported on it yet", ws)
+	if r.code != http.StatusConflict || r.errKey() != "WORKSPACE_NOT_READY" || !strings.HasPrefix(r.errMsg(), want) {
+		t.Fatalf("kubeconfig of a workspace never ready: %d %s, want 409 WORKSPACE_NOT_READY %q...", r.code, r.raw, want)
+	}
+
+	// The controller's own reason, when it has one.
+	if err := setWorkspaceReady(context.Background(), ws); err != nil {
+		t.Fatal(err)
+	}
+	setWorkspaceCondition(t, ws, metav1.ConditionFalse, "namespace kcnr is being deleted")
+	if err := env.Kube.CoreV1().ServiceAccounts(ws).Delete(context.Background(), workspaceSA, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r = ts.do(http.MethodPost, "/api/v1/slice-workspace/kube-config", ts.owner, map[string]string{"workspaceName": ws})
+	want = fmt.Sprintf("workspace %q is not ready after 500ms: no ServiceAccount %s in namespace %s; the workspace controller reports: namespace kcnr is being deleted", ws, workspaceSA, ws)
+	if r.code != http.StatusConflict || !strings.HasPrefix(r.errMsg(), want) {
+		t.Errorf("kubeconfig with the ServiceAccount gone: %d %s, want 409 %q...", r.code, r.raw, want)
+	}
+}
+
+// setWorkspaceCondition sets ws's Ready condition, as the controller
+// reports a problem.
+func setWorkspaceCondition(t *testing.T, name string, status metav1.ConditionStatus, msg string) {
+	t.Helper()
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var ws v1alpha1.Workspace
+		if err := env.Client.Get(ctx, types.NamespacedName{Name: name}, &ws); err != nil {
+			return err
+		}
+		meta.SetStatusCondition(&ws.Status.Conditions, metav1.Condition{Type: v1alpha1.WorkspaceReady, Status: status, Reason: "NotReady", Message: msg})
+		return env.Client.Status().Update(ctx, &ws)
+	})
+	if err != nil {
+		t.Fatalf("workspace %s condition: %v", name, err)
 	}
 }
 

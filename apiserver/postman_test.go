@@ -110,8 +110,9 @@ func shapeDiff(example, got any, path string) []string {
 }
 
 // TestPostmanCollection sends every request of the EGS Postman collection,
-// with its example bodies, and checks each documented answer: status code
-// and the shape of the example body. Two documented 500s answer 409 here on
+// with its example bodies, in the collection's order and without pauses,
+// and checks each documented answer: status code and the shape of the
+// example body. Two documented 500s answer 409 here on
 // purpose (reference README: state conflicts are 409 in gpuspace).
 func TestPostmanCollection(t *testing.T) {
 	ts := newTestServer(t)
@@ -153,7 +154,10 @@ func TestPostmanCollection(t *testing.T) {
 		{request: "Authentication", example: "Incorrect Key", change: setBody("apiKey", "ff37ed55-1e76-4117-8eb4-f3f1ee688a7c")},
 		{request: "Authentication", example: "ApiKey Expired", change: setBody("apiKey", expired)},
 		{request: "Authentication", example: "ApiKey Secret Malformed", change: setBody("apiKey", damaged)},
-		{request: "Create Workspace", example: "Success", after: func(result) { readyWorkspace(t, ws) }},
+		// The workspace controller's part takes a moment, as in a real
+		// system; the requests go on meanwhile (no pauses), so the
+		// kube-config below comes while the workspace is not ready yet.
+		{request: "Create Workspace", example: "Success", after: func(result) { readyWorkspaceAfter(t, ws, time.Second) }},
 		{request: "Create Workspace", example: "Already Exists"},
 		{request: "Create Workspace", example: "Bad Request", change: func(b map[string]any, u string) string { delete(b, "clusters"); return u }},
 		{request: "List Workspaces", example: "Success"},

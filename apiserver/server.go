@@ -79,6 +79,8 @@ type options struct {
 	registerer prometheus.Registerer
 	gatherer   prometheus.Gatherer
 	now        func() time.Time
+	// kubeconfigReadyWait bounds kube-config's wait for a new workspace.
+	kubeconfigReadyWait time.Duration
 }
 
 // WithLogger sets the logger (default: no logging).
@@ -101,6 +103,13 @@ func WithMetrics(reg prometheus.Registerer, g prometheus.Gatherer) Option {
 
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithKubeconfigReadyWait sets how long kube-config waits, at most, for a
+// workspace created a moment ago to become usable (default
+// DefaultKubeconfigReadyWait; 0 or less: the default).
+func WithKubeconfigReadyWait(d time.Duration) Option {
+	return func(o *options) { o.kubeconfigReadyWait = d }
+}
 
 // Server is the /api/v1 API.
 type Server struct {
@@ -166,6 +175,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	o := options{logger: zap.NewNop(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.kubeconfigReadyWait <= 0 {
+		o.kubeconfigReadyWait = DefaultKubeconfigReadyWait
 	}
 
 	s := &Server{cfg: cfg, opts: o, log: o.logger}

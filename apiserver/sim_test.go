@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,25 +32,53 @@ const (
 // the ServiceAccount and an edit RoleBinding in each, status.
 func readyWorkspace(t *testing.T, name string) {
 	t.Helper()
-	ctx := context.Background()
+	if err := setWorkspaceReady(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyWorkspaceAfter is readyWorkspace done in the background after
+// delay, as the controller would while the client goes on: a request sent
+// meanwhile finds the workspace not ready yet.
+func readyWorkspaceAfter(t *testing.T, name string, delay time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(delay)
+		done <- setWorkspaceReady(context.Background(), name)
+	}()
+	t.Cleanup(func() {
+		if err := <-done; err != nil {
+			t.Errorf("ready workspace %s: %v", name, err)
+		}
+	})
+}
+
+func setWorkspaceReady(ctx context.Context, name string) error {
 	var ws v1alpha1.Workspace
 	if err := env.Client.Get(ctx, types.NamespacedName{Name: name}, &ws); err != nil {
-		t.Fatalf("get workspace: %v", err)
+		return fmt.Errorf("get workspace: %w", err)
 	}
 	// The built-in "edit" role is aggregated by kube-controller-manager,
 	// which the test control plane does not run: bind a role of our own.
-	mustCreate(t, &rbacv1.ClusterRole{
+	objs := []client.Object{&rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: workspaceRole},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "services"}, Verbs: []string{"*"}}},
-	})
+	}}
 	for _, n := range ws.Spec.Namespaces {
-		mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.Namespace, Labels: map[string]string{v1alpha1.LabelWorkspace: name}}})
-		mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: workspaceSA, Namespace: n.Namespace}})
-		mustCreate(t, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "gpuspace-workspace-user", Namespace: n.Namespace},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: workspaceRole},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: workspaceSA, Namespace: n.Namespace}},
-		})
+		objs = append(objs,
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.Namespace, Labels: map[string]string{v1alpha1.LabelWorkspace: name}}},
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: workspaceSA, Namespace: n.Namespace}},
+			&rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "gpuspace-workspace-user", Namespace: n.Namespace},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: workspaceRole},
+				Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: workspaceSA, Namespace: n.Namespace}},
+			})
+	}
+	for _, obj := range objs {
+		if err := env.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+		}
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := env.Client.Get(ctx, types.NamespacedName{Name: name}, &ws); err != nil {
@@ -60,8 +89,9 @@ func readyWorkspace(t *testing.T, name string) {
 		return env.Client.Status().Update(ctx, &ws)
 	})
 	if err != nil {
-		t.Fatalf("workspace status: %v", err)
+		return fmt.Errorf("workspace status: %w", err)
 	}
+	return nil
 }
 
 func mustCreate(t *testing.T, obj client.Object) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -290,6 +291,20 @@ func TestStdioCredentials(t *testing.T) {
 			t.Errorf("tools/list (-want +got):\n%s", diff)
 		}
 		c.call(t, "workspaces_list", nil).data(t)
+	})
+
+	t.Run("expiry from the X-Token-Expires-At header", func(t *testing.T) {
+		s, err := NewRemoteServer(ctx, StdioConfig{ServerURL: h.http.URL, APIKey: h.owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := s.backend.(*remote)
+		r.mu.Lock()
+		left := time.Until(r.expires)
+		r.mu.Unlock()
+		if left <= refreshBefore || left > 24*time.Hour {
+			t.Errorf("token expires in %s: not read from the answer (the token would be renewed on every call)", left)
+		}
 	})
 
 	t.Run("refused token is replaced", func(t *testing.T) {

@@ -249,7 +249,8 @@ func (r *remote) exchange(ctx context.Context) (string, time.Time, error) {
 	}
 	var env struct {
 		Data struct {
-			Token     string    `json:"token"`
+			Token string `json:"token"`
+			// ExpiresAt: servers before the expiry moved to a header.
 			ExpiresAt time.Time `json:"expiresAt"`
 		} `json:"data"`
 		Error *struct {
@@ -266,7 +267,13 @@ func (r *remote) exchange(ctx context.Context) (string, time.Time, error) {
 		}
 		return "", time.Time{}, fmt.Errorf("mcp: authenticate: HTTP %d without a token", resp.StatusCode)
 	}
-	return env.Data.Token, env.Data.ExpiresAt, nil
+	exp := env.Data.ExpiresAt
+	if h := resp.Header.Get(apiserver.HeaderTokenExpiresAt); h != "" {
+		if t, err := time.Parse(time.RFC3339, h); err == nil {
+			exp = t
+		}
+	}
+	return env.Data.Token, exp, nil
 }
 
 // principal reads the role and workspace from the token's claims. They

@@ -269,6 +269,9 @@ type APIKeyRequest struct {
 	// ValidUntil When the key stops working: RFC 3339, or a date (YYYY-MM-DD, valid through that day, UTC); empty for never
 	ValidUntil *string `json:"validUntil,omitempty"`
 
+	// Validity Another name of validUntil, as the EGS Python SDK sends it (YYYY-MM-DD)
+	Validity *string `json:"validity,omitempty"`
+
 	// WorkspaceName Workspace the key is limited to (required for Editor, optional for Viewer, empty for Owner)
 	WorkspaceName        *string                `json:"workspaceName,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
@@ -995,9 +998,6 @@ type ResponseWorkspaceList struct {
 
 // Token defines model for Token.
 type Token struct {
-	// ExpiresAt When the token stops working; get a new one then
-	ExpiresAt time.Time `json:"expiresAt"`
-
 	// Token Send as Authorization: Bearer <token>
 	Token string `json:"token"`
 }
@@ -1201,6 +1201,30 @@ type GetGPRParams struct {
 type ListGPRsParams struct {
 	// SliceName Workspace whose GPRs to list; empty for every workspace the caller may read
 	SliceName *string `form:"sliceName,omitempty" json:"sliceName,omitempty"`
+}
+
+// DescribeInferenceEndpointParams defines parameters for DescribeInferenceEndpoint.
+type DescribeInferenceEndpointParams struct {
+	// Workspace Ignored: gpuspace serves no inference endpoints
+	Workspace *string `form:"workspace,omitempty" json:"workspace,omitempty"`
+
+	// Endpoint Ignored
+	Endpoint *string `form:"endpoint,omitempty" json:"endpoint,omitempty"`
+
+	// Cluster Ignored
+	Cluster *string `form:"cluster,omitempty" json:"cluster,omitempty"`
+}
+
+// ListInferenceEndpointsParams defines parameters for ListInferenceEndpoints.
+type ListInferenceEndpointsParams struct {
+	// Workspace Ignored: gpuspace serves no inference endpoints
+	Workspace *string `form:"workspace,omitempty" json:"workspace,omitempty"`
+
+	// Endpoint Ignored
+	Endpoint *string `form:"endpoint,omitempty" json:"endpoint,omitempty"`
+
+	// Cluster Ignored
+	Cluster *string `form:"cluster,omitempty" json:"cluster,omitempty"`
 }
 
 // GetWorkspaceInventoryParams defines parameters for GetWorkspaceInventory.
@@ -1420,6 +1444,14 @@ func (a *APIKeyRequest) UnmarshalJSON(b []byte) error {
 		delete(object, "validUntil")
 	}
 
+	if raw, found := object["validity"]; found {
+		err = json.Unmarshal(raw, &a.Validity)
+		if err != nil {
+			return fmt.Errorf("error reading 'validity': %w", err)
+		}
+		delete(object, "validity")
+	}
+
 	if raw, found := object["workspaceName"]; found {
 		err = json.Unmarshal(raw, &a.WorkspaceName)
 		if err != nil {
@@ -1475,6 +1507,13 @@ func (a APIKeyRequest) MarshalJSON() ([]byte, error) {
 		object["validUntil"], err = json.Marshal(a.ValidUntil)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'validUntil': %w", err)
+		}
+	}
+
+	if a.Validity != nil {
+		object["validity"], err = json.Marshal(a.Validity)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'validity': %w", err)
 		}
 	}
 
@@ -2805,7 +2844,7 @@ type ClientInterface interface {
 
 	// AuthenticateWithBody Exchange an API key for a bearer token
 	//
-	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2814,7 +2853,7 @@ type ClientInterface interface {
 
 	// Authenticate Exchange an API key for a bearer token
 	//
-	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2934,6 +2973,46 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/healthcheck (the `Healthcheck` operationId).
 	Healthcheck(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteInferenceEndpointWithBody Delete an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /api/v1/inference-endpoint (the `DeleteInferenceEndpoint` operationId).
+	DeleteInferenceEndpointWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DescribeInferenceEndpoint Describe an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/inference-endpoint (the `DescribeInferenceEndpoint` operationId).
+	DescribeInferenceEndpoint(ctx context.Context, params *DescribeInferenceEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateInferenceEndpointWithBody Create an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/inference-endpoint (the `CreateInferenceEndpoint` operationId).
+	CreateInferenceEndpointWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListInferenceEndpoints List inference endpoints (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/inference-endpoint/list (the `ListInferenceEndpoints` operationId).
+	ListInferenceEndpoints(ctx context.Context, params *ListInferenceEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetWorkspaceInventory List the GPU nodes allocated to a workspace
 	//
 	// Lists the nodes the workspace's provisioned GPR holds now, grouped by instance type and GPU shape. Empty when no GPR of the workspace is provisioned.
@@ -3020,7 +3099,7 @@ type ClientInterface interface {
 
 	// GetWorkspaceKubeconfigWithBody Get a workspace kubeconfig (GET form)
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -3031,7 +3110,7 @@ type ClientInterface interface {
 
 	// GetWorkspaceKubeconfig Get a workspace kubeconfig (GET form)
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -3042,7 +3121,7 @@ type ClientInterface interface {
 
 	// CreateWorkspaceKubeconfigWithBody Get a workspace kubeconfig
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -3053,7 +3132,7 @@ type ClientInterface interface {
 
 	// CreateWorkspaceKubeconfig Get a workspace kubeconfig
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -3217,7 +3296,7 @@ func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, req
 
 // AuthenticateWithBody Exchange an API key for a bearer token
 //
-// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3236,7 +3315,7 @@ func (c *Client) AuthenticateWithBody(ctx context.Context, contentType string, b
 
 // Authenticate Exchange an API key for a bearer token
 //
-// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3476,6 +3555,86 @@ func (c *Client) Healthcheck(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
+// DeleteInferenceEndpointWithBody Delete an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /api/v1/inference-endpoint (the `DeleteInferenceEndpoint` operationId).
+func (c *Client) DeleteInferenceEndpointWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteInferenceEndpointRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DescribeInferenceEndpoint Describe an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/inference-endpoint (the `DescribeInferenceEndpoint` operationId).
+func (c *Client) DescribeInferenceEndpoint(ctx context.Context, params *DescribeInferenceEndpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDescribeInferenceEndpointRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateInferenceEndpointWithBody Create an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/inference-endpoint (the `CreateInferenceEndpoint` operationId).
+func (c *Client) CreateInferenceEndpointWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateInferenceEndpointRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListInferenceEndpoints List inference endpoints (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/inference-endpoint/list (the `ListInferenceEndpoints` operationId).
+func (c *Client) ListInferenceEndpoints(ctx context.Context, params *ListInferenceEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListInferenceEndpointsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetWorkspaceInventory List the GPU nodes allocated to a workspace
 //
 // Lists the nodes the workspace's provisioned GPR holds now, grouped by instance type and GPU shape. Empty when no GPR of the workspace is provisioned.
@@ -3642,7 +3801,7 @@ func (c *Client) UpdateWorkspaceByBody(ctx context.Context, body UpdateWorkspace
 
 // GetWorkspaceKubeconfigWithBody Get a workspace kubeconfig (GET form)
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 //
 // Roles: Owner or Editor.
 //
@@ -3663,7 +3822,7 @@ func (c *Client) GetWorkspaceKubeconfigWithBody(ctx context.Context, params *Get
 
 // GetWorkspaceKubeconfig Get a workspace kubeconfig (GET form)
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 //
 // Roles: Owner or Editor.
 //
@@ -3684,7 +3843,7 @@ func (c *Client) GetWorkspaceKubeconfig(ctx context.Context, params *GetWorkspac
 
 // CreateWorkspaceKubeconfigWithBody Get a workspace kubeconfig
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 //
 // Roles: Owner or Editor.
 //
@@ -3705,7 +3864,7 @@ func (c *Client) CreateWorkspaceKubeconfigWithBody(ctx context.Context, contentT
 
 // CreateWorkspaceKubeconfig Get a workspace kubeconfig
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 //
 // Roles: Owner or Editor.
 //
@@ -4288,6 +4447,220 @@ func NewHealthcheckRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewDeleteInferenceEndpointRequestWithBody constructs an http.Request for the DeleteInferenceEndpoint method, with any body, and a specified content type
+func NewDeleteInferenceEndpointRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/inference-endpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDescribeInferenceEndpointRequest constructs an http.Request for the DescribeInferenceEndpoint method
+func NewDescribeInferenceEndpointRequest(server string, params *DescribeInferenceEndpointParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/inference-endpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Workspace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "workspace", *params.Workspace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Endpoint != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "endpoint", *params.Endpoint, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cluster != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cluster", *params.Cluster, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateInferenceEndpointRequestWithBody constructs an http.Request for the CreateInferenceEndpoint method, with any body, and a specified content type
+func NewCreateInferenceEndpointRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/inference-endpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListInferenceEndpointsRequest constructs an http.Request for the ListInferenceEndpoints method
+func NewListInferenceEndpointsRequest(server string, params *ListInferenceEndpointsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/inference-endpoint/list")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Workspace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "workspace", *params.Workspace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Endpoint != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "endpoint", *params.Endpoint, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cluster != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cluster", *params.Cluster, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetWorkspaceInventoryRequest constructs an http.Request for the GetWorkspaceInventory method
 func NewGetWorkspaceInventoryRequest(server string, params *GetWorkspaceInventoryParams) (*http.Request, error) {
 	var err error
@@ -4847,7 +5220,7 @@ type ClientWithResponsesInterface interface {
 
 	// AuthenticateWithBodyWithResponse Exchange an API key for a bearer token
 	//
-	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4856,7 +5229,7 @@ type ClientWithResponsesInterface interface {
 
 	// AuthenticateWithResponse Exchange an API key for a bearer token
 	//
-	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+	// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4982,6 +5355,50 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/healthcheck (the `Healthcheck` operationId).
 	HealthcheckWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthcheckResponse, error)
 
+	// DeleteInferenceEndpointWithBodyWithResponse Delete an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/inference-endpoint (the `DeleteInferenceEndpoint` operationId).
+	DeleteInferenceEndpointWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteInferenceEndpointResponse, error)
+
+	// DescribeInferenceEndpointWithResponse Describe an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/inference-endpoint (the `DescribeInferenceEndpoint` operationId).
+	DescribeInferenceEndpointWithResponse(ctx context.Context, params *DescribeInferenceEndpointParams, reqEditors ...RequestEditorFn) (*DescribeInferenceEndpointResponse, error)
+
+	// CreateInferenceEndpointWithBodyWithResponse Create an inference endpoint (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/inference-endpoint (the `CreateInferenceEndpoint` operationId).
+	CreateInferenceEndpointWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateInferenceEndpointResponse, error)
+
+	// ListInferenceEndpointsWithResponse List inference endpoints (not served: 501)
+	//
+	// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/inference-endpoint/list (the `ListInferenceEndpoints` operationId).
+	ListInferenceEndpointsWithResponse(ctx context.Context, params *ListInferenceEndpointsParams, reqEditors ...RequestEditorFn) (*ListInferenceEndpointsResponse, error)
+
 	// GetWorkspaceInventoryWithResponse List the GPU nodes allocated to a workspace
 	//
 	// Lists the nodes the workspace's provisioned GPR holds now, grouped by instance type and GPU shape. Empty when no GPR of the workspace is provisioned.
@@ -5072,7 +5489,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetWorkspaceKubeconfigWithBodyWithResponse Get a workspace kubeconfig (GET form)
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -5083,7 +5500,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetWorkspaceKubeconfigWithResponse Get a workspace kubeconfig (GET form)
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -5094,7 +5511,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWorkspaceKubeconfigWithBodyWithResponse Get a workspace kubeconfig
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -5105,7 +5522,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateWorkspaceKubeconfigWithResponse Get a workspace kubeconfig
 	//
-	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+	// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 	//
 	// Roles: Owner or Editor.
 	//
@@ -5440,6 +5857,11 @@ func (r ListAPIKeysResponse) ContentType() string {
 	return ""
 }
 
+// AuthenticateResponse200Headers the declared response headers of an HTTP 200 response for Authenticate
+type AuthenticateResponse200Headers struct {
+	XTokenExpiresAt *string
+}
+
 type AuthenticateResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5457,6 +5879,8 @@ type AuthenticateResponse struct {
 	JSON500 *Error
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AuthenticateResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6140,6 +6564,324 @@ func (r HealthcheckResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r HealthcheckResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteInferenceEndpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON501 the response for an HTTP 501 `application/json` response
+	JSON501 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON501 returns the response for an HTTP 501 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON501() *Error {
+	return r.JSON501
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteInferenceEndpointResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteInferenceEndpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteInferenceEndpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteInferenceEndpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteInferenceEndpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DescribeInferenceEndpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON501 the response for an HTTP 501 `application/json` response
+	JSON501 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON501 returns the response for an HTTP 501 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON501() *Error {
+	return r.JSON501
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DescribeInferenceEndpointResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DescribeInferenceEndpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DescribeInferenceEndpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DescribeInferenceEndpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DescribeInferenceEndpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateInferenceEndpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON501 the response for an HTTP 501 `application/json` response
+	JSON501 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON501 returns the response for an HTTP 501 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON501() *Error {
+	return r.JSON501
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateInferenceEndpointResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateInferenceEndpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateInferenceEndpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateInferenceEndpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateInferenceEndpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListInferenceEndpointsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON501 the response for an HTTP 501 `application/json` response
+	JSON501 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON501 returns the response for an HTTP 501 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON501() *Error {
+	return r.JSON501
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListInferenceEndpointsResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListInferenceEndpointsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListInferenceEndpointsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListInferenceEndpointsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListInferenceEndpointsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -7230,7 +7972,7 @@ func (c *ClientWithResponses) ListAPIKeysWithResponse(ctx context.Context, param
 
 // AuthenticateWithBodyWithResponse Exchange an API key for a bearer token
 //
-// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7245,7 +7987,7 @@ func (c *ClientWithResponses) AuthenticateWithBodyWithResponse(ctx context.Conte
 
 // AuthenticateWithResponse Exchange an API key for a bearer token
 //
-// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens.
+// Returns a bearer token for the API key, valid for 15 minutes by default. Send it as Authorization: Bearer <token>. Deleting or expiring the key revokes its tokens. The data is {token} alone, as EGS answers (the EGS Python SDK accepts nothing else there); the header X-Token-Expires-At says when the token expires.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7443,6 +8185,74 @@ func (c *ClientWithResponses) HealthcheckWithResponse(ctx context.Context, reqEd
 	return ParseHealthcheckResponse(rsp)
 }
 
+// DeleteInferenceEndpointWithBodyWithResponse Delete an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/inference-endpoint (the `DeleteInferenceEndpoint` operationId).
+func (c *ClientWithResponses) DeleteInferenceEndpointWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteInferenceEndpointResponse, error) {
+	rsp, err := c.DeleteInferenceEndpointWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteInferenceEndpointResponse(rsp)
+}
+
+// DescribeInferenceEndpointWithResponse Describe an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/inference-endpoint (the `DescribeInferenceEndpoint` operationId).
+func (c *ClientWithResponses) DescribeInferenceEndpointWithResponse(ctx context.Context, params *DescribeInferenceEndpointParams, reqEditors ...RequestEditorFn) (*DescribeInferenceEndpointResponse, error) {
+	rsp, err := c.DescribeInferenceEndpoint(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDescribeInferenceEndpointResponse(rsp)
+}
+
+// CreateInferenceEndpointWithBodyWithResponse Create an inference endpoint (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/inference-endpoint (the `CreateInferenceEndpoint` operationId).
+func (c *ClientWithResponses) CreateInferenceEndpointWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateInferenceEndpointResponse, error) {
+	rsp, err := c.CreateInferenceEndpointWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateInferenceEndpointResponse(rsp)
+}
+
+// ListInferenceEndpointsWithResponse List inference endpoints (not served: 501)
+//
+// gpuspace does not serve inference endpoints: this answers 501 with error key INFERENCE_ENDPOINTS_NOT_SERVED. Ask for GPUs with POST /api/v1/gpr and deploy the model server in the workspace's namespaces with the workspace kubeconfig.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/inference-endpoint/list (the `ListInferenceEndpoints` operationId).
+func (c *ClientWithResponses) ListInferenceEndpointsWithResponse(ctx context.Context, params *ListInferenceEndpointsParams, reqEditors ...RequestEditorFn) (*ListInferenceEndpointsResponse, error) {
+	rsp, err := c.ListInferenceEndpoints(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListInferenceEndpointsResponse(rsp)
+}
+
 // GetWorkspaceInventoryWithResponse List the GPU nodes allocated to a workspace
 //
 // Lists the nodes the workspace's provisioned GPR holds now, grouped by instance type and GPU shape. Empty when no GPR of the workspace is provisioned.
@@ -7581,7 +8391,7 @@ func (c *ClientWithResponses) UpdateWorkspaceByBodyWithResponse(ctx context.Cont
 
 // GetWorkspaceKubeconfigWithBodyWithResponse Get a workspace kubeconfig (GET form)
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 //
 // Roles: Owner or Editor.
 //
@@ -7598,7 +8408,7 @@ func (c *ClientWithResponses) GetWorkspaceKubeconfigWithBodyWithResponse(ctx con
 
 // GetWorkspaceKubeconfigWithResponse Get a workspace kubeconfig (GET form)
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Parameters come from the query string or, as EGS clients send them, a JSON body.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time. Parameters come from the query string or, as EGS clients send them, a JSON body.
 //
 // Roles: Owner or Editor.
 //
@@ -7615,7 +8425,7 @@ func (c *ClientWithResponses) GetWorkspaceKubeconfigWithResponse(ctx context.Con
 
 // CreateWorkspaceKubeconfigWithBodyWithResponse Get a workspace kubeconfig
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 //
 // Roles: Owner or Editor.
 //
@@ -7632,7 +8442,7 @@ func (c *ClientWithResponses) CreateWorkspaceKubeconfigWithBodyWithResponse(ctx 
 
 // CreateWorkspaceKubeconfigWithResponse Get a workspace kubeconfig
 //
-// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else.
+// Returns a kubeconfig for the workspace's ServiceAccount, with a short-lived token, the cluster's CA and server URL, and one context per workspace namespace. It can manage workloads in those namespaces and nothing else. Asked right after the workspace was created, it waits (a few seconds at most) until the workspace's namespaces and ServiceAccounts exist; 409 WORKSPACE_NOT_READY, naming what is missing, only if they do not come in time.
 //
 // Roles: Owner or Editor.
 //
@@ -8020,6 +8830,19 @@ func ParseAuthenticateResponse(rsp *http.Response) (*AuthenticateResponse, error
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AuthenticateResponse200Headers
+		if values := rsp.Header.Values("X-Token-Expires-At"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Token-Expires-At", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTokenExpiresAt = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil
@@ -8530,6 +9353,264 @@ func ParseHealthcheckResponse(rsp *http.Response) (*HealthcheckResponse, error) 
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteInferenceEndpointResponse parses an HTTP response from a DeleteInferenceEndpointWithResponse call
+func ParseDeleteInferenceEndpointResponse(rsp *http.Response) (*DeleteInferenceEndpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteInferenceEndpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON501 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDescribeInferenceEndpointResponse parses an HTTP response from a DescribeInferenceEndpointWithResponse call
+func ParseDescribeInferenceEndpointResponse(rsp *http.Response) (*DescribeInferenceEndpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DescribeInferenceEndpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON501 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateInferenceEndpointResponse parses an HTTP response from a CreateInferenceEndpointWithResponse call
+func ParseCreateInferenceEndpointResponse(rsp *http.Response) (*CreateInferenceEndpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateInferenceEndpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON501 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListInferenceEndpointsResponse parses an HTTP response from a ListInferenceEndpointsWithResponse call
+func ParseListInferenceEndpointsResponse(rsp *http.Response) (*ListInferenceEndpointsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListInferenceEndpointsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 501:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON501 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Error
