@@ -25,7 +25,9 @@ func TestEstimatesFreshOnRead(t *testing.T) {
 		if r.code != http.StatusOK {
 			t.Fatalf("create workspace %s: %d %s", ws, r.code, r.raw)
 		}
-		t.Cleanup(func() { ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws}) })
+		t.Cleanup(func() {
+			ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws})
+		})
 	}
 	create := func(ws, name string, prio int, exit string) string {
 		t.Helper()

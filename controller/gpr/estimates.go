@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,12 @@ import (
 // write in flight and never conflicts with one; a write that conflicts
 // with a newer version of its GPR is dropped — the next pass decides
 // again. It runs only on the leader.
+//
+// Writing starts once the plans stop changing for estimateSettle (at most
+// estimateMaxDelay after the first change): in a burst of creates each
+// pass moves estimates a little, and only the last plan is worth writing.
+// REST and MCP reads show the current plan anyway; what waits is only the
+// stored copy kubectl shows.
 type estimateWriter struct {
 	client  client.Client
 	passMu  *sync.Mutex
@@ -36,6 +43,12 @@ type estimateWriter struct {
 func newEstimateWriter(c client.Client, passMu *sync.Mutex, written *versions, clk clock.PassiveClock) *estimateWriter {
 	return &estimateWriter{client: c, passMu: passMu, written: written, clock: clk, kick: make(chan struct{}, 1)}
 }
+
+// Debounce of estimate writes; see estimateWriter.
+const (
+	estimateSettle   = 500 * time.Millisecond
+	estimateMaxDelay = 5 * time.Second
+)
 
 // submit replaces the pending writes, soonest estimate first: the GPRs
 // nearest their turn are the ones whose readers notice first.
@@ -80,6 +93,9 @@ func (w *estimateWriter) Start(ctx context.Context) error {
 			return nil
 		case <-w.kick:
 		}
+		if !w.settle(ctx) {
+			return nil
+		}
 		for g := w.next(); g != nil && ctx.Err() == nil; g = w.next() {
 			w.passMu.Lock()
 			err := w.written.writeStatus(ctx, w.client, g)
@@ -92,6 +108,27 @@ func (w *estimateWriter) Start(ctx context.Context) error {
 			default:
 				log.Error(err, "write estimate", "gpr", g.Name)
 			}
+		}
+	}
+}
+
+// settle waits until no plan was submitted for estimateSettle, or
+// estimateMaxDelay passed; false when ctx ended.
+func (w *estimateWriter) settle(ctx context.Context) bool {
+	deadline := time.NewTimer(estimateMaxDelay)
+	defer deadline.Stop()
+	quiet := time.NewTimer(estimateSettle)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-w.kick:
+			quiet.Reset(estimateSettle)
 		}
 	}
 }
