@@ -104,12 +104,21 @@ type state struct {
 	byCluster map[string][]*group // best fit first
 	matches   map[reqKey]*match
 	scratch   []*node
+	// byName and pre are set when some GPR may evict (preempt.go).
+	byName map[string]*node
+	pre    *preemptState
+	// placed, when set, collects each reservation's nodes under placeID.
+	placed  *map[string][]string
+	placeID string
 }
 
 // Compute makes the plan for in. It does not modify in.
 func Compute(in Input) Plan {
 	now := in.Now
 	st := &state{byCluster: map[string][]*group{}, matches: map[reqKey]*match{}}
+	if slices.ContainsFunc(in.Queued, func(r Request) bool { return r.CanEvict }) {
+		st.preemption(in)
+	}
 
 	// Who holds which node, and until when.
 	holderEnd := make(map[string]int64, len(in.Provisioned))
@@ -136,11 +145,7 @@ func Compute(in Input) Plan {
 		if n.GPUs <= 0 {
 			continue
 		}
-		shape := gpushape.Normalize(n.Shape)
-		if shape == "" {
-			shape = gpushape.Normalize(n.Product)
-		}
-		k := groupKey{n.Cluster, shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
+		k := groupKey{n.Cluster, nodeShape(n), strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
 		g := groups[k]
 		if g == nil {
 			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus}
@@ -149,6 +154,9 @@ func Compute(in Input) Plan {
 		}
 		g.total++
 		ns := &node{name: n.Name, g: g, freeAt: never, holeEnd: never, heapIdx: -1}
+		if st.byName != nil {
+			st.byName[n.Name] = ns
+		}
 		end, held := holderEnd[n.Name]
 		if !held && n.BoundTo != "" {
 			end, held = gprEnd[n.BoundTo]
@@ -196,15 +204,13 @@ func Compute(in Input) Plan {
 	for i := range in.Queued {
 		queue[i] = &in.Queued[i]
 	}
-	slices.SortFunc(queue, func(a, b *Request) int {
-		return cmp.Or(
-			cmp.Compare(b.Priority, a.Priority),
-			a.Created.Compare(b.Created),
-			strings.Compare(a.ID, b.ID),
-		)
-	})
+	slices.SortFunc(queue, queueOrder)
 
 	plan := Plan{Estimates: make(map[string]time.Time, len(queue))}
+	if in.Placements {
+		plan.Placements = make(map[string][]string, len(queue))
+		st.placed = &plan.Placements
+	}
 	for _, r := range queue {
 		m := st.match(r)
 		need := int(max(r.Nodes, 1))
@@ -222,10 +228,23 @@ func Compute(in Input) Plan {
 			if picked := st.startNow(m, need, dur); picked != nil {
 				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
 				plan.Estimates[r.ID] = now
+				if in.Placements {
+					plan.Placements[r.ID] = picked
+				}
+				wsReady[r.Workspace] = dur
+				continue
+			}
+			if picked := st.evictFor(r, m, need, dur, &plan); picked != nil {
+				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
+				plan.Estimates[r.ID] = now
+				if in.Placements {
+					plan.Placements[r.ID] = picked
+				}
 				wsReady[r.Workspace] = dur
 				continue
 			}
 		}
+		st.placeID = r.ID
 		t := st.reserve(m, need, dur, ready)
 		if t == never {
 			wsReady[r.Workspace] = never
@@ -237,6 +256,38 @@ func Compute(in Input) Plan {
 	return plan
 }
 
+// nodeShape is a node's normalised GPU shape: its shape label, else its
+// product's.
+func nodeShape(n *Node) string {
+	if s := gpushape.Normalize(n.Shape); s != "" {
+		return s
+	}
+	return gpushape.Normalize(n.Product)
+}
+
+// queueOrder is the queue's order: priority (higher first), then creation
+// (older first), then id.
+func queueOrder(a, b *Request) int {
+	return cmp.Or(
+		cmp.Compare(b.Priority, a.Priority),
+		a.Created.Compare(b.Created),
+		strings.Compare(a.ID, b.ID),
+	)
+}
+
+// requestKey is the kind of node a request needs.
+func requestKey(r *Request) reqKey {
+	return reqKey{r.Cluster, gpushape.Normalize(r.GPUShape), strings.ToLower(r.InstanceType), r.MemoryPerGPU, r.GPUsPerNode}
+}
+
+// fits reports whether nodes of a kind (within k's cluster; shape
+// normalised, instance type lower-cased) satisfy the request kind k.
+func (k reqKey) fits(shape, instanceType string, memMiB int64, gpus int32) bool {
+	return (k.shape == "" || shape == k.shape) &&
+		(k.instanceType == "" || instanceType == k.instanceType) &&
+		MemoryFits(memMiB, k.memGB) && gpus >= k.gpus
+}
+
 func addSat(a, b int64) int64 {
 	if a > never-b {
 		return never
@@ -246,15 +297,13 @@ func addSat(a, b int64) int64 {
 
 // match returns the groups a request's kind matches, best fit first.
 func (st *state) match(r *Request) *match {
-	k := reqKey{r.Cluster, gpushape.Normalize(r.GPUShape), strings.ToLower(r.InstanceType), r.MemoryPerGPU, r.GPUsPerNode}
+	k := requestKey(r)
 	if m, ok := st.matches[k]; ok {
 		return m
 	}
 	m := &match{}
 	for _, g := range st.byCluster[k.cluster] {
-		if (k.shape == "" || g.shape == k.shape) &&
-			(k.instanceType == "" || g.instanceType == k.instanceType) &&
-			MemoryFits(g.memMiB, k.memGB) && g.gpus >= k.gpus {
+		if k.fits(g.shape, g.instanceType, g.memMiB, g.gpus) {
 			m.groups = append(m.groups, g)
 			m.total += g.total
 		}
@@ -352,6 +401,14 @@ func (st *state) reserve(m *match, need int, dur, ready int64) int64 {
 			heap.Push(&n.g.heap, n)
 		}
 		return never
+	}
+	if st.placed != nil {
+		names := make([]string, len(picked))
+		for i, n := range picked {
+			names[i] = n.name
+		}
+		slices.Sort(names)
+		(*st.placed)[st.placeID] = names
 	}
 	for _, n := range picked {
 		if n.unreserved {

@@ -472,3 +472,30 @@ func randomInput(r *rand.Rand, nNodes, nQueued, nWS int) Input {
 	}
 	return in
 }
+
+// TestPlacements: with Input.Placements the plan names the nodes each GPR
+// starts on now or is reserved on; without, it names none.
+func TestPlacements(t *testing.T) {
+	in := Input{
+		Now:         t0,
+		Nodes:       []Node{with(h100("h-a"), func(n *Node) { n.BoundTo = "busy" }), h100("h-b"), t4("t-a")},
+		Provisioned: []Provisioned{{ID: "busy", Workspace: "w0", Nodes: []string{"h-a"}, End: at(time.Hour)}},
+		Queued: []Request{
+			req("now", "w1", shape("H100")),
+			req("later", "w2", shape("H100"), nodes(2), created(time.Minute)),
+			req("t4", "w3", shape("T4")),
+		},
+	}
+	if p := Compute(in); p.Placements != nil {
+		t.Errorf("placements without asking: %v", p.Placements)
+	}
+	in.Placements = true
+	p := Compute(in)
+	want := map[string][]string{"now": {"h-b"}, "later": {"h-a", "h-b"}, "t4": {"t-a"}}
+	if diff := cmp.Diff(want, p.Placements); diff != "" {
+		t.Errorf("placements (-want +got):\n%s", diff)
+	}
+	if got := p.Estimates["later"]; !got.Equal(at(time.Hour)) {
+		t.Errorf("later starts %v, want %v", got, at(time.Hour))
+	}
+}

@@ -72,6 +72,15 @@ type Provisioned struct {
 	Nodes []string
 	// End is when the GPR expires and its nodes become free.
 	End time.Time
+	// Priority of the GPR; only lower-priority GPRs than an evictor's are
+	// ever evicted.
+	Priority int32
+	// Started is when the GPR started: among victims of equal priority the
+	// most recently started go first.
+	Started time.Time
+	// Evictable is true when the GPR may be evicted now (past its minimum
+	// runtime). The caller decides; the planner never evicts others.
+	Evictable bool
 }
 
 // Request is a queued GPR.
@@ -101,6 +110,9 @@ type Request struct {
 	Created time.Time
 	// Duration is how long the GPR holds its nodes once started.
 	Duration time.Duration
+	// CanEvict lets the GPR evict lower-priority evictable GPRs when it
+	// cannot start otherwise (enableEviction, allowed by its policy).
+	CanEvict bool
 }
 
 // Input is everything the planner looks at.
@@ -113,6 +125,9 @@ type Input struct {
 	Provisioned []Provisioned
 	// Queued are the GPRs waiting, in any order.
 	Queued []Request
+	// Placements asks for Plan.Placements (displays; the controller does
+	// not need them and skips the allocation).
+	Placements bool
 }
 
 // Start is a GPR to provision now.
@@ -121,6 +136,14 @@ type Start struct {
 	ID string
 	// Nodes to bind to it, sorted by name.
 	Nodes []string
+}
+
+// Eviction is a provisioned GPR evicted for a higher-priority one.
+type Eviction struct {
+	// Victim is the evicted GPR.
+	Victim string
+	// By is the GPR that takes its nodes.
+	By string
 }
 
 // Unsatisfiable is a GPR no node of the inventory could ever satisfy.
@@ -142,6 +165,14 @@ type Plan struct {
 	Estimates map[string]time.Time
 	// Unsatisfiable are the GPRs to fail, in queue order.
 	Unsatisfiable []Unsatisfiable
+	// Evictions are the provisioned GPRs to evict now, for GPRs in Starts
+	// that start on their nodes in this plan.
+	Evictions []Eviction
+	// Placements are the nodes each GPR with an estimate starts on (now,
+	// or at its reservation), sorted by name; only with Input.Placements.
+	// A reservation's nodes are where the plan puts the GPR today: they
+	// may change with the next plan, and only its start is promised.
+	Placements map[string][]string
 }
 
 // MemoryFits reports whether a GPU with nodeMiB MiB of memory satisfies a
