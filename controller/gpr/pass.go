@@ -32,6 +32,9 @@ type pass struct {
 	invalid map[string]string
 	// started are the GPRs this pass started.
 	started map[string]bool
+	// idleWake is the next moment an idle GPR falls due for idle
+	// release, if it stays idle (releaseIdle); zero when none.
+	idleWake time.Time
 	// errs are failures of steps that do not end the pass.
 	errs []error
 }
@@ -83,7 +86,7 @@ func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] =
 func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	var out []*v1alpha1.GPUProvisionRequest
 	for _, g := range p.gprs {
-		if !domain.IsQueued(g) || g.Status.ProvisioningStatus == "" || g.Status.Reason != "" || p.invalid[g.Name] != "" {
+		if !domain.IsQueued(g) || g.Status.ProvisioningStatus == "" || domain.IsHeld(g) || p.invalid[g.Name] != "" {
 			continue
 		}
 		start, ok := p.plan.Estimates[g.Name]
@@ -97,9 +100,10 @@ func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	return out
 }
 
-// nextWake is the next expiry of a provisioned GPR; zero when none.
+// nextWake is the next expiry of a provisioned GPR, or the next idle
+// release if sooner; zero when none.
 func (p *pass) nextWake() time.Time {
-	var next time.Time
+	next := p.idleWake
 	for _, g := range p.gprs {
 		if !domain.IsProvisioned(g) {
 			continue

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/idlesignal"
 )
 
 // gprChanged passes GPR events that can change a decision: creates,
@@ -52,8 +53,8 @@ func workspaceChanged() predicate.Predicate {
 	}
 }
 
-// nodeChanged passes node events that can change the plan or a binding,
-// and drops heartbeats.
+// nodeChanged passes node events that can change the plan, a binding or
+// an idle release (the idle signal), and drops heartbeats.
 func nodeChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
@@ -65,6 +66,7 @@ func nodeChanged() predicate.Predicate {
 			return !maps.Equal(o.Labels, n.Labels) ||
 				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
 				o.Spec.Unschedulable != n.Spec.Unschedulable ||
+				idlesignal.IdleChanged(o, n) ||
 				domain.NodeReady(o) != domain.NodeReady(n) ||
 				!o.Status.Capacity[v1alpha1.ResourceGPU].Equal(n.Status.Capacity[v1alpha1.ResourceGPU]) ||
 				!o.Status.Allocatable[v1alpha1.ResourceGPU].Equal(n.Status.Allocatable[v1alpha1.ResourceGPU])

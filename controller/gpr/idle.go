@@ -1,0 +1,95 @@
+package gpr
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
+)
+
+// releaseIdle completes provisioned GPRs whose nodes' GPUs have all been
+// idle for their idleTimeOutDuration (domain.IdleRelease), status first,
+// with reason Idle; bindNodes then takes the binding off and deletes the
+// workspace's pods on those nodes gracefully, in the same pass. A GPR that
+// is idle but not due yet sets the pass's wake-up to the moment it will
+// be. Everything is computed from the nodes' published idle-since and the
+// GPR's start, so a restart releases at the same moment. Any failure ends
+// the pass, as in release.
+func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
+	var byName map[string]*corev1.Node
+	for _, g := range p.gprs {
+		policy := r.idlePolicy(p, g)
+		if !domain.IsProvisioned(g) || !domain.IdleEnforced(g, policy) {
+			continue
+		}
+		if byName == nil {
+			byName = make(map[string]*corev1.Node, len(p.nodes))
+			for _, n := range p.nodes {
+				byName[n.Name] = n
+			}
+		}
+		due, at := domain.IdleRelease(g, policy, byName, p.now)
+		if !due {
+			if !at.IsZero() && (p.idleWake.IsZero() || at.Before(p.idleWake)) {
+				p.idleWake = at
+			}
+			continue
+		}
+		// Release is final and deletes the workspace's pods: confirm on
+		// live reads of its nodes that the cache did not miss a node
+		// turning busy. This costs reads only when a GPR falls due.
+		live, err := r.liveNodes(ctx, g.Status.Nodes)
+		if err != nil {
+			return err
+		}
+		if due, at = domain.IdleRelease(g, policy, live, p.now); !due {
+			if !at.IsZero() && (p.idleWake.IsZero() || at.Before(p.idleWake)) {
+				p.idleWake = at
+			}
+			continue
+		}
+		idle := domain.IdleFor(g, live, p.now)
+		ng := g.DeepCopy()
+		domain.Release(ng, v1alpha1.ReasonIdle, p.now)
+		if err := r.write(ctx, ng); err != nil {
+			return fmt.Errorf("release idle GPR %s: %w", g.Name, err)
+		}
+		p.set(ng)
+		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s): GPUs idle for %s, idleTimeOutDuration %s",
+			joinNames(g.Status.Nodes), v1alpha1.ReasonIdle, idle.Round(time.Second), g.Spec.IdleTimeOutDuration)
+		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes,
+			"reason", v1alpha1.ReasonIdle, "idleFor", idle.String())
+	}
+	return nil
+}
+
+// idlePolicy is what the GPR's workspace policy says about idle release:
+// nil, no policy. The hook for WorkspacePolicy's enforceIdleTimeOut.
+func (r *Reconciler) idlePolicy(_ *pass, _ *v1alpha1.GPUProvisionRequest) *domain.IdlePolicy {
+	return nil
+}
+
+// liveNodes reads the named nodes from the apiserver; a node that does not
+// exist is left out.
+func (r *Reconciler) liveNodes(ctx context.Context, names []string) (map[string]*corev1.Node, error) {
+	out := make(map[string]*corev1.Node, len(names))
+	for _, name := range names {
+		var n corev1.Node
+		err := r.apiReader.Get(ctx, client.ObjectKey{Name: name}, &n)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("get node %s: %w", name, err)
+		}
+		out[name] = &n
+	}
+	return out, nil
+}
