@@ -202,6 +202,8 @@ func (s *Server) registerGPRs() {
 		roles:       rolesReaders, scope: readsWorkspace(inQuery("sliceName")), readOnly: true, idempotent: true, mcpName: "gprs_list", units: unitsGPR,
 		errors: []int{http.StatusNotFound},
 	}, s.listGPRs)
+	// The limits of a workspace's GPRs.
+	s.registerPolicies()
 }
 
 func (s *Server) createGPR(ctx context.Context, in *gprRequestInput) (*envelope.Output[GPRCreated], error) {
@@ -284,7 +286,23 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 		},
 	}
 	admission.DefaultGPR(g, ws)
-	if errs := admission.ValidateGPR(g, ws); len(errs) > 0 {
+	pol, err := s.policy(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	admission.DefaultForPolicy(g, pol)
+	errs := admission.ValidateGPR(g, ws)
+	if pol != nil {
+		// maxGPRs counts the workspace's queued and provisioned GPRs, all
+		// ahead of this one. The controller checks again (concurrent
+		// creates): the newest over the limit is held.
+		var list v1alpha1.GPUProvisionRequestList
+		if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy, client.MatchingFields{index.GPRWorkspace: ws.Name}); err != nil {
+			return nil, s.kubeErr(err, "GPRs")
+		}
+		errs = append(errs, admission.ValidateAgainstPolicy(g, pol, domain.ActiveGPRs(list.Items, ws.Name))...)
+	}
+	if len(errs) > 0 {
 		return nil, envelope.Validation(requestFieldErrors(errs, ws)...)
 	}
 	return g, nil
@@ -296,6 +314,10 @@ var requestFields = map[string]string{
 	"spec.clusterName":         "clusterName",
 	"spec.exitDuration":        "exitDuration",
 	"spec.idleTimeOutDuration": "idleTimeOutDuration",
+	"spec.priority":            "priority",
+	"spec.numberOfGPUs":        "numberOfGPUs",
+	"spec.memoryPerGPU":        "memoryPerGPU",
+	"spec.gpuShape":            "gpuShape",
 }
 
 // requestFieldErrors turns admission's errors into the envelope's, with
@@ -366,6 +388,13 @@ func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.O
 		if pr := in.Body.Priority; pr != nil && *pr != g.Spec.Priority {
 			g.Spec.Priority = *pr
 			changed = true
+			pol, err := s.policy(ctx, g.Spec.Workspace)
+			if err != nil {
+				return nil, err
+			}
+			if errs := admission.ValidatePolicyPriority(g, pol); len(errs) > 0 {
+				return nil, envelope.Validation(requestFieldErrors(errs, nil)...)
+			}
 		}
 		if n := in.Body.GPRName; n != nil && string(*n) != g.Spec.GPRName {
 			g.Spec.GPRName = string(*n)
