@@ -22,6 +22,14 @@ func Phase(g *v1alpha1.GPUProvisionRequest) v1alpha1.ProvisioningStatus {
 // IsQueued reports whether a GPR waits for nodes.
 func IsQueued(g *v1alpha1.GPUProvisionRequest) bool { return Phase(g) == v1alpha1.GPRQueued }
 
+// IsHeld reports whether a queued GPR waits without an estimate because of
+// a reason: nothing can satisfy it now (requeueOnFailure keeps it queued)
+// or its workspace's policy forbids it now — any reason but Evicted: a GPR
+// put back in the queue by eviction is planned like any other.
+func IsHeld(g *v1alpha1.GPUProvisionRequest) bool {
+	return IsQueued(g) && g.Status.Reason != "" && g.Status.Reason != v1alpha1.ReasonEvicted
+}
+
 // IsProvisioned reports whether a GPR holds nodes now.
 func IsProvisioned(g *v1alpha1.GPUProvisionRequest) bool {
 	return Phase(g) == v1alpha1.GPRProvisioned
