@@ -28,6 +28,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&Workspace{}, &WorkspaceList{},
 		&GPUProvisionRequest{}, &GPUProvisionRequestList{},
+		&GPRTemplate{}, &GPRTemplateList{},
+		&GPRTemplateBinding{}, &GPRTemplateBindingList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
