@@ -23,23 +23,29 @@ import (
 // GPR's start, so a restart releases at the same moment. Any failure ends
 // the pass, as in release.
 func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
-	var byName map[string]*corev1.Node
+	var (
+		byName   map[string]*corev1.Node
+		policies map[string]*v1alpha1.WorkspacePolicy
+	)
 	for _, g := range p.gprs {
-		policy := r.idlePolicy(p, g)
-		if !domain.IsProvisioned(g) || !domain.IdleEnforced(g, policy) {
+		if _, ok := domain.IdleTimeout(g); !ok || !domain.IsProvisioned(g) {
 			continue
 		}
 		if byName == nil {
+			// Read only in passes with a GPR that has an idle timeout.
+			var err error
+			if policies, err = r.workspacePolicies(ctx); err != nil {
+				return err
+			}
 			byName = make(map[string]*corev1.Node, len(p.nodes))
 			for _, n := range p.nodes {
 				byName[n.Name] = n
 			}
 		}
+		policy := policies[g.Spec.Workspace]
 		due, at := domain.IdleRelease(g, policy, byName, p.now)
 		if !due {
-			if !at.IsZero() && (p.idleWake.IsZero() || at.Before(p.idleWake)) {
-				p.idleWake = at
-			}
+			p.wakeForIdle(at)
 			continue
 		}
 		// Release is final and deletes the workspace's pods: confirm on
@@ -50,9 +56,7 @@ func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
 			return err
 		}
 		if due, at = domain.IdleRelease(g, policy, live, p.now); !due {
-			if !at.IsZero() && (p.idleWake.IsZero() || at.Before(p.idleWake)) {
-				p.idleWake = at
-			}
+			p.wakeForIdle(at)
 			continue
 		}
 		idle := domain.IdleFor(g, live, p.now)
@@ -70,10 +74,12 @@ func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// idlePolicy is what the GPR's workspace policy says about idle release:
-// nil, no policy. The hook for WorkspacePolicy's enforceIdleTimeOut.
-func (r *Reconciler) idlePolicy(_ *pass, _ *v1alpha1.GPUProvisionRequest) *domain.IdlePolicy {
-	return nil
+// wakeForIdle makes the pass wake at at (zero: no need) if that is sooner
+// than any idle release it wakes for already.
+func (p *pass) wakeForIdle(at time.Time) {
+	if !at.IsZero() && (p.idleWake.IsZero() || at.Before(p.idleWake)) {
+		p.idleWake = at
+	}
 }
 
 // liveNodes reads the named nodes from the apiserver; a node that does not

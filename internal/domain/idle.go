@@ -19,14 +19,6 @@ import (
 // restarted controller neither forgets idleness nor counts it twice, and
 // a node that does not publish idleness is never idle.
 
-// IdlePolicy is what a workspace policy says about idle release, for
-// IdleEnforced; nil where the GPR's workspace has no policy.
-type IdlePolicy struct {
-	// EnforceIdleTimeOut turns idle release on for every GPR of the
-	// workspace that has an idleTimeOutDuration, whatever the GPR says.
-	EnforceIdleTimeOut bool
-}
-
 // DefaultEnforceIdleTimeOut is the enforceIdleTimeOut to store for a GPR
 // created with enforce (nil: not given) and idleTimeOutDuration timeout:
 // as EGS does, it defaults to true when a timeout is given; an explicit
@@ -54,12 +46,14 @@ func IdleTimeout(g *v1alpha1.GPUProvisionRequest) (time.Duration, bool) {
 // IdleEnforced reports whether idle release applies to a GPR: it has an
 // idleTimeOutDuration and either asks for enforcement itself
 // (enforceIdleTimeOut, which the API defaults to true when a timeout is
-// given: DefaultEnforceIdleTimeOut) or its workspace's policy enforces it.
-func IdleEnforced(g *v1alpha1.GPUProvisionRequest, policy *IdlePolicy) bool {
+// given: DefaultEnforceIdleTimeOut) or policy, its workspace's
+// WorkspacePolicy (nil: none), has enforceIdleTimeOut — also for GPRs
+// admitted before the policy said so.
+func IdleEnforced(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy) bool {
 	if _, ok := IdleTimeout(g); !ok {
 		return false
 	}
-	return g.Spec.EnforceIdleTimeOut || (policy != nil && policy.EnforceIdleTimeOut)
+	return g.Spec.EnforceIdleTimeOut || (policy != nil && policy.Spec.EnforceIdleTimeOut)
 }
 
 // IdleSince is the moment from which a provisioned GPR counts as idle:
@@ -103,7 +97,7 @@ func IdleFor(g *v1alpha1.GPUProvisionRequest, nodes map[string]*corev1.Node, now
 // IdleSince for its idleTimeOutDuration. at is zero when idle release does
 // not apply (enforcement off, not provisioned) or the GPR is not idle now:
 // only a node turning idle can make it due, and that is a node change.
-func IdleRelease(g *v1alpha1.GPUProvisionRequest, policy *IdlePolicy, nodes map[string]*corev1.Node, now time.Time) (due bool, at time.Time) {
+func IdleRelease(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy, nodes map[string]*corev1.Node, now time.Time) (due bool, at time.Time) {
 	if !IdleEnforced(g, policy) {
 		return false, time.Time{}
 	}

@@ -32,12 +32,13 @@ func TestDefaultEnforceIdleTimeOut(t *testing.T) {
 }
 
 func TestIdleEnforced(t *testing.T) {
-	on, off := &IdlePolicy{EnforceIdleTimeOut: true}, &IdlePolicy{}
+	on := &v1alpha1.WorkspacePolicy{Spec: v1alpha1.WorkspacePolicySpec{EnforceIdleTimeOut: true}}
+	off := &v1alpha1.WorkspacePolicy{}
 	tests := []struct {
 		name    string
 		timeout string
 		enforce bool
-		policy  *IdlePolicy
+		policy  *v1alpha1.WorkspacePolicy
 		want    bool
 	}{
 		{"enforced with a timeout", "0d0h5m", true, nil, true},
