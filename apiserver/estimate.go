@@ -47,12 +47,19 @@ func (s *Server) estimate(ctx context.Context, g *v1alpha1.GPUProvisionRequest, 
 	for i := range nl.Items {
 		nodes[i] = &nl.Items[i]
 	}
-	in, _ := domain.Input(now, gprs, nodes, s.cfg.DefaultCluster)
+	policies, err := s.policyLookup(ctx)
+	if err != nil {
+		return Estimate{}, err
+	}
+	in, _ := domain.Input(now, gprs, nodes, s.cfg.DefaultCluster, domain.WithPolicies(policies))
 	r, err := domain.Request(g)
 	if err != nil {
 		return Estimate{Reason: err.Error()}, nil
 	}
 	r.ID = wouldBeID
+	// The would-be GPR may evict as a created one would: its estimate
+	// accounts for the eviction.
+	r.CanEvict = domain.CanEvict(g, policies(g.Spec.Workspace))
 	in.Queued = append(in.Queued, r)
 	plan := planner.Compute(in)
 	for _, u := range plan.Unsatisfiable {
@@ -65,4 +72,18 @@ func (s *Server) estimate(ctx context.Context, g *v1alpha1.GPUProvisionRequest, 
 		return Estimate{Satisfiable: true, Reason: "the nodes that match are unhealthy or cordoned; no estimate until they recover"}, nil
 	}
 	return Estimate{Satisfiable: true, Start: start}, nil
+}
+
+// policyLookup reads the workspaces' policies from the cache: a lookup by
+// workspace, nil for a workspace without one.
+func (s *Server) policyLookup(ctx context.Context) (func(string) *v1alpha1.WorkspacePolicy, error) {
+	var list v1alpha1.WorkspacePolicyList
+	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, s.kubeErr(err, "workspace policies")
+	}
+	byWS := make(map[string]*v1alpha1.WorkspacePolicy, len(list.Items))
+	for i := range list.Items {
+		byWS[list.Items[i].Name] = &list.Items[i]
+	}
+	return func(ws string) *v1alpha1.WorkspacePolicy { return byWS[ws] }, nil
 }

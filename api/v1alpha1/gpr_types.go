@@ -184,6 +184,10 @@ type GPUProvisionRequestStatus struct {
 	// Invalid for a failed (or held) one.
 	// +optional
 	Reason GPRReason `json:"reason,omitempty"`
+	// EvictedBy is the GPR that evicted this one (reason Evicted), the
+	// last time it was evicted.
+	// +optional
+	EvictedBy string `json:"evictedBy,omitempty"`
 	// Nodes held by the GPR. This is the source of truth for node bindings:
 	// node labels and taints are reconciled from it.
 	// +optional

@@ -75,7 +75,8 @@ func (r *Reconciler) liveWorkspace(ctx context.Context, p *pass, name string) (*
 
 // admit applies admission to every queued GPR: one it refuses is failed
 // with the reason before any planning (confirmed on a live read of its
-// workspace, since failing is final), so it never binds a node.
+// workspace, since failing is final), so it never binds a node; then the
+// workspaces' policies hold or re-admit queued GPRs (admitPolicies).
 func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 	for _, g := range p.gprs {
 		if !domain.IsQueued(g) {
@@ -102,7 +103,7 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 		r.event(ng, corev1.EventTypeWarning, "Refused", "Admit", "%s", ng.Status.FailureReason)
 		logr.FromContextOrDiscard(ctx).Info("GPR refused at admission", "gpr", g.Name, "reason", ng.Status.FailureReason)
 	}
-	return nil
+	return r.admitPolicies(ctx, p)
 }
 
 // planAndStart plans over the nodes and the GPRs, then writes the starts
@@ -110,7 +111,12 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 // so far hold disjoint nodes. New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
 func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
-	p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster)
+	policies, err := r.workspacePolicies(ctx)
+	if err != nil {
+		return err
+	}
+	withPolicies := domain.WithPolicies(func(ws string) *v1alpha1.WorkspacePolicy { return policies[ws] })
+	p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
 	p.plan = planner.Compute(p.in)
 	if len(p.plan.Unsatisfiable) > 0 {
 		// Failing a GPR is final, so confirm against a live node list: a
@@ -121,8 +127,11 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 			return fmt.Errorf("list nodes: %w", err)
 		}
 		p.setNodes(live.Items)
-		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster)
+		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
 		p.plan = planner.Compute(p.in)
+	}
+	if err := r.evictForPlan(ctx, p, policies); err != nil {
+		return err
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	for _, s := range p.plan.Starts {
@@ -154,8 +163,8 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		failed[u.ID] = u.Reason
 	}
 	for _, g := range p.gprs {
-		if !domain.IsQueued(g) {
-			continue
+		if !domain.IsQueued(g) || domain.PolicyHeld(g) {
+			continue // a policy's hold is admitPolicies'
 		}
 		ng := g.DeepCopy()
 		why := failed[g.Name]
@@ -168,7 +177,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 				reason = v1alpha1.ReasonInvalid
 			}
 			domain.Fail(ng, reason, why)
-		case g.Status.ProvisioningStatus == "" || g.Status.Reason != "":
+		case g.Status.ProvisioningStatus == "" || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
 			// New, or held and now satisfiable: queued, with its estimate.
 			domain.Admit(ng)
 			start, ok := p.plan.Estimates[g.Name]

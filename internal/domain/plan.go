@@ -42,10 +42,15 @@ func Request(g *v1alpha1.GPUProvisionRequest) (planner.Request, error) {
 }
 
 // Input is the planner's input: provisioned GPRs hold the nodes in their
-// status until their end, queued GPRs are requests, and nodes carry their
+// status until their end, queued GPRs are requests (except those their
+// workspace's policy holds), and nodes carry their
 // GPU facts and holder (from GPR status alone). Queued GPRs that cannot be
 // planned are returned in invalid with the reason, by name.
-func Input(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, defaultCluster string) (in planner.Input, invalid map[string]string) {
+func Input(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, defaultCluster string, opts ...InputOption) (in planner.Input, invalid map[string]string) {
+	o := inputOptions{policy: func(string) *v1alpha1.WorkspacePolicy { return nil }}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	in.Now = now
 	holders, conflicts := Holders(gprs)
 	for _, g := range gprs {
@@ -55,9 +60,17 @@ func Input(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.
 			if !ok {
 				end = now // released by the controller's next pass
 			}
-			in.Provisioned = append(in.Provisioned, planner.Provisioned{
+			p := planner.Provisioned{
 				ID: g.Name, Workspace: g.Spec.Workspace, Nodes: slices.Clone(g.Status.Nodes), End: end,
-			})
+				Priority: Priority(g),
+			}
+			if t := g.Status.StartTimestamp; t != nil {
+				p.Started = t.Time
+				p.Evictable = !now.Before(t.Add(MinRuntimeBeforeEviction(o.policy(g.Spec.Workspace))))
+			}
+			in.Provisioned = append(in.Provisioned, p)
+		case PolicyHeld(g):
+			// Not planned until its workspace's policy allows it.
 		case IsQueued(g):
 			r, err := Request(g)
 			if err != nil {
@@ -67,6 +80,7 @@ func Input(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.
 				invalid[g.Name] = err.Error()
 				continue
 			}
+			r.CanEvict = CanEvict(g, o.policy(g.Spec.Workspace))
 			in.Queued = append(in.Queued, r)
 		}
 	}
@@ -90,4 +104,26 @@ func Input(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.
 		in.Nodes = append(in.Nodes, PlannerNode(f, bound))
 	}
 	return in, invalid
+}
+
+// CanEvict reports whether a queued GPR may evict lower-priority GPRs:
+// enableEviction, in a workspace whose policy allows eviction (nil: no
+// policy, allowed).
+func CanEvict(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy) bool {
+	return g.Spec.EnableEviction && EvictionAllowed(policy)
+}
+
+// InputOption changes how Input reads GPRs.
+type InputOption func(*inputOptions)
+
+type inputOptions struct {
+	policy func(workspace string) *v1alpha1.WorkspacePolicy
+}
+
+// WithPolicies makes Input read each workspace's WorkspacePolicy from
+// policy (nil: none): whether its GPRs may evict (EvictionAllowed) and how
+// long its GPRs run before they may be evicted (MinRuntimeBeforeEviction).
+// Default: no workspace has a policy.
+func WithPolicies(policy func(workspace string) *v1alpha1.WorkspacePolicy) InputOption {
+	return func(o *inputOptions) { o.policy = policy }
 }

@@ -120,3 +120,18 @@ func Requeue(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message
 	clearEstimate(g)
 	meta.RemoveStatusCondition(&g.Status.Conditions, v1alpha1.GPRNodesHealthy)
 }
+
+// Evict takes a provisioned GPR's nodes for the higher-priority GPR by, at
+// now: back to the queue keeping its age (requeue, as requeueOnFailure
+// asks) or Complete. Either way it holds no node any more and records who
+// evicted it.
+func Evict(g *v1alpha1.GPUProvisionRequest, by string, requeue bool, now time.Time) {
+	msg := "evicted by higher-priority GPR " + by
+	if requeue {
+		Requeue(g, v1alpha1.ReasonEvicted, msg)
+	} else {
+		Release(g, v1alpha1.ReasonEvicted, now)
+		g.Status.FailureReason = msg
+	}
+	g.Status.EvictedBy = by
+}
