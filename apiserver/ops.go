@@ -162,6 +162,7 @@ func (s *Server) registerOperations() {
 	s.registerInventory()
 	s.registerGPRs()
 	s.registerAPIKeys()
+	s.registerTemplates()
 	s.registerInference()
 }
 

@@ -181,6 +181,40 @@ func flow(t *testing.T, c mcpClient, ws string) []string {
 	})
 	call("apikeys_delete", map[string]any{"name": keyName}).data(t)
 
+	// The workspace's policy.
+	call("policies_update", map[string]any{"name": ws, "priorityRange": "high", "maxGPRs": 10}).data(t)
+	if got := call("policies_get", map[string]any{"name": ws}).data(t)["priorityRange"]; got != "high" {
+		t.Errorf("policies_get: priorityRange %v, want high", got)
+	}
+	call("policies_list", nil).data(t)
+
+	// A GPR template, given to the workspace by a binding.
+	tmpl := ws + "-tpl"
+	tmplArgs := map[string]any{"name": tmpl, "clusterName": "worker-1", "numberOfGPUs": 8, "gpuShape": "H100", "exitDuration": "0d1h0m", "priority": 150}
+	if got := call("gpr_templates_create", tmplArgs).data(t)["gprTemplateName"]; got != tmpl {
+		t.Errorf("gpr_templates_create: gprTemplateName %v", got)
+	}
+	tmplArgs["priority"] = 160
+	call("gpr_templates_update", tmplArgs).data(t)
+	if got := call("gpr_templates_get", map[string]any{"gprTemplateName": tmpl}).data(t)["priority"]; got != 160.0 {
+		t.Errorf("gpr_templates_get: priority %v, want 160", got)
+	}
+	call("gpr_templates_list", nil).data(t)
+	bindArgs := map[string]any{"workspaceName": ws, "enableAutoGPR": false,
+		"clusters": []any{map[string]any{"clusterName": "worker-1", "defaultTemplateName": tmpl, "templates": []any{tmpl}}}}
+	call("gpr_template_bindings_create", bindArgs).data(t)
+	bindArgs["enableAutoGPR"] = true
+	call("gpr_template_bindings_update", bindArgs).data(t)
+	if got := call("gpr_template_bindings_get", map[string]any{"gprTemplateBindingName": ws}).data(t)["enableAutoGPR"]; got != true {
+		t.Errorf("gpr_template_bindings_get: enableAutoGPR %v, want true", got)
+	}
+	call("gpr_template_bindings_list", nil).data(t)
+	if r := call("gpr_templates_delete", map[string]any{"gprTemplateName": tmpl}); !r.isError || !strings.HasPrefix(r.text, "CONFLICT (HTTP 409)") {
+		t.Errorf("gpr_templates_delete of a bound template: %v %s, want CONFLICT", r.isError, r.text)
+	}
+	call("gpr_template_bindings_delete", map[string]any{"gprTemplateBindingName": ws}).data(t)
+	call("gpr_templates_delete", map[string]any{"gprTemplateName": tmpl}).data(t)
+
 	call("workspaces_delete", map[string]any{"workspaceName": ws}).data(t)
 	if r := call("workspaces_get", map[string]any{"name": ws}); r.isError && !strings.HasPrefix(r.text, "NOT_FOUND (HTTP "+fmt.Sprint(http.StatusNotFound)+")") {
 		t.Errorf("workspaces_get after delete: %s", r.text)

@@ -212,6 +212,48 @@ func (e WorkspaceDetailsStatusStructSliceHealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for WorkspacePolicyPriorityRange.
+const (
+	WorkspacePolicyPriorityRangeHigh   WorkspacePolicyPriorityRange = "high"
+	WorkspacePolicyPriorityRangeLow    WorkspacePolicyPriorityRange = "low"
+	WorkspacePolicyPriorityRangeMedium WorkspacePolicyPriorityRange = "medium"
+)
+
+// Valid indicates whether the value is a known member of the WorkspacePolicyPriorityRange enum.
+func (e WorkspacePolicyPriorityRange) Valid() bool {
+	switch e {
+	case WorkspacePolicyPriorityRangeHigh:
+		return true
+	case WorkspacePolicyPriorityRangeLow:
+		return true
+	case WorkspacePolicyPriorityRangeMedium:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WorkspacePolicyBodyPriorityRange.
+const (
+	WorkspacePolicyBodyPriorityRangeHigh   WorkspacePolicyBodyPriorityRange = "high"
+	WorkspacePolicyBodyPriorityRangeLow    WorkspacePolicyBodyPriorityRange = "low"
+	WorkspacePolicyBodyPriorityRangeMedium WorkspacePolicyBodyPriorityRange = "medium"
+)
+
+// Valid indicates whether the value is a known member of the WorkspacePolicyBodyPriorityRange enum.
+func (e WorkspacePolicyBodyPriorityRange) Valid() bool {
+	switch e {
+	case WorkspacePolicyBodyPriorityRangeHigh:
+		return true
+	case WorkspacePolicyBodyPriorityRangeLow:
+		return true
+	case WorkspacePolicyBodyPriorityRangeMedium:
+		return true
+	default:
+		return false
+	}
+}
+
 // APIKeyCreated defines model for APIKeyCreated.
 type APIKeyCreated struct {
 	// ApiKey The key; it is not stored and cannot be shown again
@@ -303,6 +345,32 @@ type AllocationAllocationTimeStampStruct struct {
 type AuthRequest struct {
 	// ApiKey An API key (from POST /api/v1/api-key or gpuspace apikey create)
 	ApiKey               string                 `json:"apiKey"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// BindingCluster defines model for BindingCluster.
+type BindingCluster struct {
+	ClusterName         string `json:"clusterName"`
+	DefaultTemplateName string `json:"defaultTemplateName"`
+
+	// DefaultTemplateStatus Ready, or why the default template cannot be used; empty without one
+	DefaultTemplateStatus string `json:"defaultTemplateStatus"`
+
+	// TemplateStatus Each template's state: Ready, NotFound, or Invalid: why
+	TemplateStatus map[string]string `json:"templateStatus"`
+	Templates      *[]string         `json:"templates"`
+}
+
+// BindingClusterRequest defines model for BindingClusterRequest.
+type BindingClusterRequest struct {
+	// ClusterName One of the workspace's clusters
+	ClusterName string `json:"clusterName"`
+
+	// DefaultTemplateName Template auto-GPR makes GPRs from on this cluster; added to templates if missing
+	DefaultTemplateName *string `json:"defaultTemplateName,omitempty"`
+
+	// Templates Templates the workspace may use on this cluster
+	Templates            *[]string              `json:"templates,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -521,6 +589,136 @@ type GPRStatus struct {
 // GPRStatusProvisioningStatus defines model for GPRStatus.ProvisioningStatus.
 type GPRStatusProvisioningStatus string
 
+// GPRTemplate defines model for GPRTemplate.
+type GPRTemplate struct {
+	ClusterName        string `json:"clusterName"`
+	EnableEviction     bool   `json:"enableEviction"`
+	EnforceIdleTimeOut bool   `json:"enforceIdleTimeOut"`
+
+	// ExitDuration Go duration, e.g. 1h0m0s
+	ExitDuration   string `json:"exitDuration"`
+	GpuShape       string `json:"gpuShape"`
+	GpuSharingMode string `json:"gpuSharingMode"`
+
+	// IdleTimeOutDuration Go duration; empty when none
+	IdleTimeOutDuration string `json:"idleTimeOutDuration"`
+	InstanceType        string `json:"instanceType"`
+
+	// MemoryPerGpu GB per GPU, at least; 0: any
+	MemoryPerGpu     int32  `json:"memoryPerGpu"`
+	Name             string `json:"name"`
+	NumberOfGPUNodes int32  `json:"numberOfGPUNodes"`
+	NumberOfGPUs     int32  `json:"numberOfGPUs"`
+	Priority         int32  `json:"priority"`
+	RequeueOnFailure bool   `json:"requeueOnFailure"`
+}
+
+// GPRTemplateBinding defines model for GPRTemplateBinding.
+type GPRTemplateBinding struct {
+	Clusters      *[]BindingCluster `json:"clusters"`
+	EnableAutoGPR bool              `json:"enableAutoGPR"`
+	Name          string            `json:"name"`
+}
+
+// GPRTemplateBindingList defines model for GPRTemplateBindingList.
+type GPRTemplateBindingList struct {
+	TemplateBindings *[]GPRTemplateBinding `json:"templateBindings"`
+}
+
+// GPRTemplateBindingName defines model for GPRTemplateBindingName.
+type GPRTemplateBindingName struct {
+	// GprTemplateBindingName Name of the binding (its workspace's name)
+	GprTemplateBindingName string                 `json:"gprTemplateBindingName"`
+	AdditionalProperties   map[string]interface{} `json:"-"`
+}
+
+// GPRTemplateBindingRequest defines model for GPRTemplateBindingRequest.
+type GPRTemplateBindingRequest struct {
+	Clusters *[]BindingClusterRequest `json:"clusters,omitempty"`
+
+	// EnableAutoGPR A GPU pod of the workspace waiting for lack of a GPR makes one GPR from the default template
+	EnableAutoGPR *bool `json:"enableAutoGPR,omitempty"`
+
+	// WorkspaceName Workspace the templates are for; the binding is named after it
+	WorkspaceName        string                 `json:"workspaceName"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// GPRTemplateBindingWritten defines model for GPRTemplateBindingWritten.
+type GPRTemplateBindingWritten struct {
+	Clusters      *[]BindingCluster `json:"clusters"`
+	EnableAutoGPR bool              `json:"enableAutoGPR"`
+	Name          string            `json:"name"`
+
+	// Namespace Always empty: bindings are cluster-scoped
+	Namespace string `json:"namespace"`
+}
+
+// GPRTemplateList defines model for GPRTemplateList.
+type GPRTemplateList struct {
+	Items *[]GPRTemplate `json:"items"`
+}
+
+// GPRTemplateName defines model for GPRTemplateName.
+type GPRTemplateName struct {
+	// GprTemplateName Name of the template
+	GprTemplateName      string                 `json:"gprTemplateName"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// GPRTemplateRequest defines model for GPRTemplateRequest.
+type GPRTemplateRequest struct {
+	// ClusterName Cluster the GPRs are for; empty: the cluster the template is bound for
+	ClusterName *string `json:"clusterName,omitempty"`
+
+	// EnableEviction The GPRs may evict lower-priority provisioned GPRs while queued
+	EnableEviction *bool `json:"enableEviction,omitempty"`
+
+	// EnforceIdleTimeOut Release the GPR's nodes when its GPUs stay idle for idleTimeOutDuration
+	EnforceIdleTimeOut *bool `json:"enforceIdleTimeOut,omitempty"`
+
+	// ExitDuration How long the nodes are held, as NdNhNm (0d1h0m) or hours and minutes (1h)
+	ExitDuration string `json:"exitDuration"`
+
+	// GpuShape GPU model, e.g. H100 (see inventory); empty for any
+	GpuShape       *string `json:"gpuShape,omitempty"`
+	GpuSharingMode *string `json:"gpuSharingMode,omitempty"`
+
+	// IdleTimeOutDuration NdNhNm or hours and minutes; required with enforceIdleTimeOut
+	IdleTimeOutDuration *string `json:"idleTimeOutDuration,omitempty"`
+
+	// InstanceType Node instance type; empty for any
+	InstanceType *string `json:"instanceType,omitempty"`
+
+	// MemoryPerGPU Same as memoryPerGpu
+	MemoryPerGPU *int32 `json:"memoryPerGPU,omitempty"`
+
+	// MemoryPerGpu Memory per GPU in GB, at least (the EGS SDK's spelling)
+	MemoryPerGpu *int32 `json:"memoryPerGpu,omitempty"`
+
+	// Name Name of the template
+	Name string `json:"name"`
+
+	// NumberOfGPUNodes Distinct nodes; default 1
+	NumberOfGPUNodes *int32 `json:"numberOfGPUNodes,omitempty"`
+
+	// NumberOfGPUs GPUs per node
+	NumberOfGPUs int32 `json:"numberOfGPUs"`
+
+	// Priority 1-300; default 101
+	Priority *int32 `json:"priority,omitempty"`
+
+	// RequeueOnFailure The GPRs stay queued when no inventory can satisfy them
+	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// GPRTemplateWritten defines model for GPRTemplateWritten.
+type GPRTemplateWritten struct {
+	// GprTemplateName Example: h100-8x1
+	GprTemplateName string `json:"gprTemplateName"`
+}
+
 // GPRUpdate defines model for GPRUpdate.
 type GPRUpdate struct {
 	// EarlyRelease true releases a provisioned GPR's nodes now; a queued GPR cannot be early-released (delete it instead)
@@ -676,6 +874,21 @@ type OverlayMetrics struct {
 	WorkspaceName  string           `json:"workspaceName"`
 }
 
+// PolicyClusterConstraints defines model for PolicyClusterConstraints.
+type PolicyClusterConstraints struct {
+	// ClusterName Cluster the constraints apply to (one of the workspace's)
+	ClusterName string `json:"clusterName"`
+
+	// GpuShapes GPU shapes the workspace's GPRs may ask for in this cluster; replaces gpuShapes there
+	GpuShapes *[]string `json:"gpuShapes,omitempty"`
+
+	// MaxGpuPerGpr Most GPUs per GPR in this cluster (numberOfGPUs × numberOfGPUNodes); replaces maxGpuPerGpr there; 0 keeps it
+	MaxGpuPerGpr *int32 `json:"maxGpuPerGpr,omitempty"`
+
+	// MaxMemoryPerGpr Most GPU memory in GB per GPR in this cluster; replaces maxMemoryPerGpr there; 0 keeps it
+	MaxMemoryPerGpr *int32 `json:"maxMemoryPerGpr,omitempty"`
+}
+
 // ResponseAPIKeyCreated defines model for ResponseAPIKeyCreated.
 type ResponseAPIKeyCreated struct {
 	Data APIKeyCreated `json:"data"`
@@ -779,6 +992,126 @@ type ResponseGPRCreated struct {
 // ResponseGPRList defines model for ResponseGPRList.
 type ResponseGPRList struct {
 	Data GPRList `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplate defines model for ResponseGPRTemplate.
+type ResponseGPRTemplate struct {
+	Data GPRTemplate `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplateBinding defines model for ResponseGPRTemplateBinding.
+type ResponseGPRTemplateBinding struct {
+	Data GPRTemplateBinding `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplateBindingList defines model for ResponseGPRTemplateBindingList.
+type ResponseGPRTemplateBindingList struct {
+	Data GPRTemplateBindingList `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplateBindingWritten defines model for ResponseGPRTemplateBindingWritten.
+type ResponseGPRTemplateBindingWritten struct {
+	Data GPRTemplateBindingWritten `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplateList defines model for ResponseGPRTemplateList.
+type ResponseGPRTemplateList struct {
+	Data GPRTemplateList `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseGPRTemplateWritten defines model for ResponseGPRTemplateWritten.
+type ResponseGPRTemplateWritten struct {
+	Data GPRTemplateWritten `json:"data"`
 
 	// Message Success on success
 	//
@@ -996,6 +1329,46 @@ type ResponseWorkspaceList struct {
 	StatusCode int64 `json:"statusCode"`
 }
 
+// ResponseWorkspacePolicy defines model for ResponseWorkspacePolicy.
+type ResponseWorkspacePolicy struct {
+	Data WorkspacePolicy `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseWorkspacePolicyList defines model for ResponseWorkspacePolicyList.
+type ResponseWorkspacePolicyList struct {
+	Data WorkspacePolicyList `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
 // Token defines model for Token.
 type Token struct {
 	// Token Send as Authorization: Bearer <token>
@@ -1165,6 +1538,75 @@ type WorkspaceNameBody struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
+// WorkspacePolicy defines model for WorkspacePolicy.
+type WorkspacePolicy struct {
+	ClusterConstraints *[]PolicyClusterConstraints `json:"clusterConstraints"`
+	CreatedAt          string                      `json:"createdAt"`
+	EnableAutoEviction bool                        `json:"enableAutoEviction"`
+	EnforceIdleTimeOut bool                        `json:"enforceIdleTimeOut"`
+	GpuShapes          *[]string                   `json:"gpuShapes"`
+
+	// MaxExitDurationPerGPR Weeks (W) or months (M, 30 days)
+	MaxExitDurationPerGPR string `json:"maxExitDurationPerGPR"`
+	MaxGPRs               int32  `json:"maxGPRs"`
+	MaxGpuPerGpr          int32  `json:"maxGpuPerGpr"`
+	MaxMemoryPerGpr       int32  `json:"maxMemoryPerGpr"`
+
+	// MinRuntimeBeforeEviction Go duration, e.g. 0h5m0s
+	MinRuntimeBeforeEviction string                       `json:"minRuntimeBeforeEviction"`
+	PriorityRange            WorkspacePolicyPriorityRange `json:"priorityRange"`
+	RequeueOnFailure         bool                         `json:"requeueOnFailure"`
+	WorkspaceName            string                       `json:"workspaceName"`
+}
+
+// WorkspacePolicyPriorityRange defines model for WorkspacePolicy.PriorityRange.
+type WorkspacePolicyPriorityRange string
+
+// WorkspacePolicyBody defines model for WorkspacePolicyBody.
+type WorkspacePolicyBody struct {
+	// ClusterConstraints GPU constraints for one cluster, replacing the workspace-wide ones there
+	ClusterConstraints *[]PolicyClusterConstraints `json:"clusterConstraints,omitempty"`
+
+	// EnableAutoEviction The workspace's GPRs with enableEviction may evict lower-priority GPRs; default true
+	EnableAutoEviction *bool `json:"enableAutoEviction,omitempty"`
+
+	// EnforceIdleTimeOut Every GPR must give idleTimeOutDuration and is released when its GPUs stay idle that long
+	EnforceIdleTimeOut *bool `json:"enforceIdleTimeOut,omitempty"`
+
+	// GpuShapes GPU shapes the workspace's GPRs may ask for (e.g. H100, T4); empty allows any
+	GpuShapes *[]string `json:"gpuShapes,omitempty"`
+
+	// MaxExitDurationPerGPR Longest exitDuration of a GPR, in weeks (W) or months (M, 30 days); default 1W
+	MaxExitDurationPerGPR *string `json:"maxExitDurationPerGPR,omitempty"`
+
+	// MaxGPRs GPRs the workspace may have queued or provisioned at once; default 3
+	MaxGPRs *int32 `json:"maxGPRs,omitempty"`
+
+	// MaxGpuPerGpr Most GPUs one GPR may hold in all (numberOfGPUs × numberOfGPUNodes); 0 is no limit
+	MaxGpuPerGpr *int32 `json:"maxGpuPerGpr,omitempty"`
+
+	// MaxMemoryPerGpr Most GPU memory in GB one GPR may ask for in all (memoryPerGPU × GPUs); 0 is no limit
+	MaxMemoryPerGpr *int32 `json:"maxMemoryPerGpr,omitempty"`
+
+	// MinRuntimeBeforeEviction How long (NdNhNm) a GPR of the workspace runs before it may be evicted; default 0d0h5m
+	MinRuntimeBeforeEviction *string `json:"minRuntimeBeforeEviction,omitempty"`
+
+	// PriorityRange Highest priority band the workspace's GPRs may use: low (1-100), medium (up to 200), high (up to 300); default low
+	PriorityRange *WorkspacePolicyBodyPriorityRange `json:"priorityRange,omitempty"`
+
+	// RequeueOnFailure The workspace's GPRs go back to the queue when they fail or are evicted; default true
+	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// WorkspacePolicyBodyPriorityRange Highest priority band the workspace's GPRs may use: low (1-100), medium (up to 200), high (up to 300); default low
+type WorkspacePolicyBodyPriorityRange string
+
+// WorkspacePolicyList defines model for WorkspacePolicyList.
+type WorkspacePolicyList struct {
+	Items *[]WorkspacePolicy `json:"items"`
+}
+
 // WorkspaceSummary defines model for WorkspaceSummary.
 type WorkspaceSummary struct {
 	// ActiveGPR GPR provisioned to the workspace now, if any
@@ -1195,6 +1637,18 @@ type ListAPIKeysParams struct {
 type GetGPRParams struct {
 	// GprId Id of the GPR
 	GprId string `form:"gprId" json:"gprId"`
+}
+
+// GetGPRTemplateParams defines parameters for GetGPRTemplate.
+type GetGPRTemplateParams struct {
+	// GprTemplateName Name of the template
+	GprTemplateName string `form:"gprTemplateName" json:"gprTemplateName"`
+}
+
+// GetGPRTemplateBindingParams defines parameters for GetGPRTemplateBinding.
+type GetGPRTemplateBindingParams struct {
+	// GprTemplateBindingName Name of the binding (its workspace's name)
+	GprTemplateBindingName string `form:"gprTemplateBindingName" json:"gprTemplateBindingName"`
 }
 
 // ListGPRsParams defines parameters for ListGPRs.
@@ -1260,6 +1714,24 @@ type CreateGPRJSONRequestBody = GPRRequest
 // UpdateGPRJSONRequestBody defines body for UpdateGPR for application/json ContentType.
 type UpdateGPRJSONRequestBody = GPRUpdate
 
+// DeleteGPRTemplateJSONRequestBody defines body for DeleteGPRTemplate for application/json ContentType.
+type DeleteGPRTemplateJSONRequestBody = GPRTemplateName
+
+// CreateGPRTemplateJSONRequestBody defines body for CreateGPRTemplate for application/json ContentType.
+type CreateGPRTemplateJSONRequestBody = GPRTemplateRequest
+
+// UpdateGPRTemplateJSONRequestBody defines body for UpdateGPRTemplate for application/json ContentType.
+type UpdateGPRTemplateJSONRequestBody = GPRTemplateRequest
+
+// DeleteGPRTemplateBindingJSONRequestBody defines body for DeleteGPRTemplateBinding for application/json ContentType.
+type DeleteGPRTemplateBindingJSONRequestBody = GPRTemplateBindingName
+
+// CreateGPRTemplateBindingJSONRequestBody defines body for CreateGPRTemplateBinding for application/json ContentType.
+type CreateGPRTemplateBindingJSONRequestBody = GPRTemplateBindingRequest
+
+// UpdateGPRTemplateBindingJSONRequestBody defines body for UpdateGPRTemplateBinding for application/json ContentType.
+type UpdateGPRTemplateBindingJSONRequestBody = GPRTemplateBindingRequest
+
 // EstimateGPRWaitTimeJSONRequestBody defines body for EstimateGPRWaitTime for application/json ContentType.
 type EstimateGPRWaitTimeJSONRequestBody = GPRRequest
 
@@ -1280,6 +1752,9 @@ type CreateWorkspaceKubeconfigJSONRequestBody = KubeconfigRequest
 
 // UpdateWorkspaceJSONRequestBody defines body for UpdateWorkspace for application/json ContentType.
 type UpdateWorkspaceJSONRequestBody = UpdateWorkspaceBody
+
+// PutWorkspacePolicyJSONRequestBody defines body for PutWorkspacePolicy for application/json ContentType.
+type PutWorkspacePolicyJSONRequestBody = WorkspacePolicyBody
 
 // Getter for additional properties for APIKeyRef. Returns the specified
 // element and whether it was found
@@ -1588,6 +2063,102 @@ func (a AuthRequest) MarshalJSON() ([]byte, error) {
 	object["apiKey"], err = json.Marshal(a.ApiKey)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'apiKey': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for BindingClusterRequest. Returns the specified
+// element and whether it was found
+func (a BindingClusterRequest) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for BindingClusterRequest
+func (a *BindingClusterRequest) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for BindingClusterRequest to handle AdditionalProperties
+func (a *BindingClusterRequest) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["clusterName"]; found {
+		err = json.Unmarshal(raw, &a.ClusterName)
+		if err != nil {
+			return fmt.Errorf("error reading 'clusterName': %w", err)
+		}
+		delete(object, "clusterName")
+	}
+
+	if raw, found := object["defaultTemplateName"]; found {
+		err = json.Unmarshal(raw, &a.DefaultTemplateName)
+		if err != nil {
+			return fmt.Errorf("error reading 'defaultTemplateName': %w", err)
+		}
+		delete(object, "defaultTemplateName")
+	}
+
+	if raw, found := object["templates"]; found {
+		err = json.Unmarshal(raw, &a.Templates)
+		if err != nil {
+			return fmt.Errorf("error reading 'templates': %w", err)
+		}
+		delete(object, "templates")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for BindingClusterRequest to handle AdditionalProperties
+func (a BindingClusterRequest) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["clusterName"], err = json.Marshal(a.ClusterName)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'clusterName': %w", err)
+	}
+
+	if a.DefaultTemplateName != nil {
+		object["defaultTemplateName"], err = json.Marshal(a.DefaultTemplateName)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'defaultTemplateName': %w", err)
+		}
+	}
+
+	if a.Templates != nil {
+		object["templates"], err = json.Marshal(a.Templates)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'templates': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -2239,6 +2810,506 @@ func (a GPRRequest) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for GPRTemplateBindingName. Returns the specified
+// element and whether it was found
+func (a GPRTemplateBindingName) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTemplateBindingName
+func (a *GPRTemplateBindingName) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTemplateBindingName to handle AdditionalProperties
+func (a *GPRTemplateBindingName) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["gprTemplateBindingName"]; found {
+		err = json.Unmarshal(raw, &a.GprTemplateBindingName)
+		if err != nil {
+			return fmt.Errorf("error reading 'gprTemplateBindingName': %w", err)
+		}
+		delete(object, "gprTemplateBindingName")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTemplateBindingName to handle AdditionalProperties
+func (a GPRTemplateBindingName) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["gprTemplateBindingName"], err = json.Marshal(a.GprTemplateBindingName)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'gprTemplateBindingName': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GPRTemplateBindingRequest. Returns the specified
+// element and whether it was found
+func (a GPRTemplateBindingRequest) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTemplateBindingRequest
+func (a *GPRTemplateBindingRequest) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTemplateBindingRequest to handle AdditionalProperties
+func (a *GPRTemplateBindingRequest) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["clusters"]; found {
+		err = json.Unmarshal(raw, &a.Clusters)
+		if err != nil {
+			return fmt.Errorf("error reading 'clusters': %w", err)
+		}
+		delete(object, "clusters")
+	}
+
+	if raw, found := object["enableAutoGPR"]; found {
+		err = json.Unmarshal(raw, &a.EnableAutoGPR)
+		if err != nil {
+			return fmt.Errorf("error reading 'enableAutoGPR': %w", err)
+		}
+		delete(object, "enableAutoGPR")
+	}
+
+	if raw, found := object["workspaceName"]; found {
+		err = json.Unmarshal(raw, &a.WorkspaceName)
+		if err != nil {
+			return fmt.Errorf("error reading 'workspaceName': %w", err)
+		}
+		delete(object, "workspaceName")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTemplateBindingRequest to handle AdditionalProperties
+func (a GPRTemplateBindingRequest) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Clusters != nil {
+		object["clusters"], err = json.Marshal(a.Clusters)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'clusters': %w", err)
+		}
+	}
+
+	if a.EnableAutoGPR != nil {
+		object["enableAutoGPR"], err = json.Marshal(a.EnableAutoGPR)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'enableAutoGPR': %w", err)
+		}
+	}
+
+	object["workspaceName"], err = json.Marshal(a.WorkspaceName)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'workspaceName': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GPRTemplateName. Returns the specified
+// element and whether it was found
+func (a GPRTemplateName) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTemplateName
+func (a *GPRTemplateName) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTemplateName to handle AdditionalProperties
+func (a *GPRTemplateName) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["gprTemplateName"]; found {
+		err = json.Unmarshal(raw, &a.GprTemplateName)
+		if err != nil {
+			return fmt.Errorf("error reading 'gprTemplateName': %w", err)
+		}
+		delete(object, "gprTemplateName")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTemplateName to handle AdditionalProperties
+func (a GPRTemplateName) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["gprTemplateName"], err = json.Marshal(a.GprTemplateName)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'gprTemplateName': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GPRTemplateRequest. Returns the specified
+// element and whether it was found
+func (a GPRTemplateRequest) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTemplateRequest
+func (a *GPRTemplateRequest) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTemplateRequest to handle AdditionalProperties
+func (a *GPRTemplateRequest) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["clusterName"]; found {
+		err = json.Unmarshal(raw, &a.ClusterName)
+		if err != nil {
+			return fmt.Errorf("error reading 'clusterName': %w", err)
+		}
+		delete(object, "clusterName")
+	}
+
+	if raw, found := object["enableEviction"]; found {
+		err = json.Unmarshal(raw, &a.EnableEviction)
+		if err != nil {
+			return fmt.Errorf("error reading 'enableEviction': %w", err)
+		}
+		delete(object, "enableEviction")
+	}
+
+	if raw, found := object["enforceIdleTimeOut"]; found {
+		err = json.Unmarshal(raw, &a.EnforceIdleTimeOut)
+		if err != nil {
+			return fmt.Errorf("error reading 'enforceIdleTimeOut': %w", err)
+		}
+		delete(object, "enforceIdleTimeOut")
+	}
+
+	if raw, found := object["exitDuration"]; found {
+		err = json.Unmarshal(raw, &a.ExitDuration)
+		if err != nil {
+			return fmt.Errorf("error reading 'exitDuration': %w", err)
+		}
+		delete(object, "exitDuration")
+	}
+
+	if raw, found := object["gpuShape"]; found {
+		err = json.Unmarshal(raw, &a.GpuShape)
+		if err != nil {
+			return fmt.Errorf("error reading 'gpuShape': %w", err)
+		}
+		delete(object, "gpuShape")
+	}
+
+	if raw, found := object["gpuSharingMode"]; found {
+		err = json.Unmarshal(raw, &a.GpuSharingMode)
+		if err != nil {
+			return fmt.Errorf("error reading 'gpuSharingMode': %w", err)
+		}
+		delete(object, "gpuSharingMode")
+	}
+
+	if raw, found := object["idleTimeOutDuration"]; found {
+		err = json.Unmarshal(raw, &a.IdleTimeOutDuration)
+		if err != nil {
+			return fmt.Errorf("error reading 'idleTimeOutDuration': %w", err)
+		}
+		delete(object, "idleTimeOutDuration")
+	}
+
+	if raw, found := object["instanceType"]; found {
+		err = json.Unmarshal(raw, &a.InstanceType)
+		if err != nil {
+			return fmt.Errorf("error reading 'instanceType': %w", err)
+		}
+		delete(object, "instanceType")
+	}
+
+	if raw, found := object["memoryPerGPU"]; found {
+		err = json.Unmarshal(raw, &a.MemoryPerGPU)
+		if err != nil {
+			return fmt.Errorf("error reading 'memoryPerGPU': %w", err)
+		}
+		delete(object, "memoryPerGPU")
+	}
+
+	if raw, found := object["memoryPerGpu"]; found {
+		err = json.Unmarshal(raw, &a.MemoryPerGpu)
+		if err != nil {
+			return fmt.Errorf("error reading 'memoryPerGpu': %w", err)
+		}
+		delete(object, "memoryPerGpu")
+	}
+
+	if raw, found := object["name"]; found {
+		err = json.Unmarshal(raw, &a.Name)
+		if err != nil {
+			return fmt.Errorf("error reading 'name': %w", err)
+		}
+		delete(object, "name")
+	}
+
+	if raw, found := object["numberOfGPUNodes"]; found {
+		err = json.Unmarshal(raw, &a.NumberOfGPUNodes)
+		if err != nil {
+			return fmt.Errorf("error reading 'numberOfGPUNodes': %w", err)
+		}
+		delete(object, "numberOfGPUNodes")
+	}
+
+	if raw, found := object["numberOfGPUs"]; found {
+		err = json.Unmarshal(raw, &a.NumberOfGPUs)
+		if err != nil {
+			return fmt.Errorf("error reading 'numberOfGPUs': %w", err)
+		}
+		delete(object, "numberOfGPUs")
+	}
+
+	if raw, found := object["priority"]; found {
+		err = json.Unmarshal(raw, &a.Priority)
+		if err != nil {
+			return fmt.Errorf("error reading 'priority': %w", err)
+		}
+		delete(object, "priority")
+	}
+
+	if raw, found := object["requeueOnFailure"]; found {
+		err = json.Unmarshal(raw, &a.RequeueOnFailure)
+		if err != nil {
+			return fmt.Errorf("error reading 'requeueOnFailure': %w", err)
+		}
+		delete(object, "requeueOnFailure")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTemplateRequest to handle AdditionalProperties
+func (a GPRTemplateRequest) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.ClusterName != nil {
+		object["clusterName"], err = json.Marshal(a.ClusterName)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'clusterName': %w", err)
+		}
+	}
+
+	if a.EnableEviction != nil {
+		object["enableEviction"], err = json.Marshal(a.EnableEviction)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'enableEviction': %w", err)
+		}
+	}
+
+	if a.EnforceIdleTimeOut != nil {
+		object["enforceIdleTimeOut"], err = json.Marshal(a.EnforceIdleTimeOut)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'enforceIdleTimeOut': %w", err)
+		}
+	}
+
+	object["exitDuration"], err = json.Marshal(a.ExitDuration)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'exitDuration': %w", err)
+	}
+
+	if a.GpuShape != nil {
+		object["gpuShape"], err = json.Marshal(a.GpuShape)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'gpuShape': %w", err)
+		}
+	}
+
+	if a.GpuSharingMode != nil {
+		object["gpuSharingMode"], err = json.Marshal(a.GpuSharingMode)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'gpuSharingMode': %w", err)
+		}
+	}
+
+	if a.IdleTimeOutDuration != nil {
+		object["idleTimeOutDuration"], err = json.Marshal(a.IdleTimeOutDuration)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'idleTimeOutDuration': %w", err)
+		}
+	}
+
+	if a.InstanceType != nil {
+		object["instanceType"], err = json.Marshal(a.InstanceType)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'instanceType': %w", err)
+		}
+	}
+
+	if a.MemoryPerGPU != nil {
+		object["memoryPerGPU"], err = json.Marshal(a.MemoryPerGPU)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'memoryPerGPU': %w", err)
+		}
+	}
+
+	if a.MemoryPerGpu != nil {
+		object["memoryPerGpu"], err = json.Marshal(a.MemoryPerGpu)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'memoryPerGpu': %w", err)
+		}
+	}
+
+	object["name"], err = json.Marshal(a.Name)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'name': %w", err)
+	}
+
+	if a.NumberOfGPUNodes != nil {
+		object["numberOfGPUNodes"], err = json.Marshal(a.NumberOfGPUNodes)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'numberOfGPUNodes': %w", err)
+		}
+	}
+
+	object["numberOfGPUs"], err = json.Marshal(a.NumberOfGPUs)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'numberOfGPUs': %w", err)
+	}
+
+	if a.Priority != nil {
+		object["priority"], err = json.Marshal(a.Priority)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'priority': %w", err)
+		}
+	}
+
+	if a.RequeueOnFailure != nil {
+		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for GPRUpdate. Returns the specified
 // element and whether it was found
 func (a GPRUpdate) Get(fieldName string) (value interface{}, found bool) {
@@ -2715,6 +3786,224 @@ func (a WorkspaceNameBody) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for WorkspacePolicyBody. Returns the specified
+// element and whether it was found
+func (a WorkspacePolicyBody) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for WorkspacePolicyBody
+func (a *WorkspacePolicyBody) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for WorkspacePolicyBody to handle AdditionalProperties
+func (a *WorkspacePolicyBody) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["clusterConstraints"]; found {
+		err = json.Unmarshal(raw, &a.ClusterConstraints)
+		if err != nil {
+			return fmt.Errorf("error reading 'clusterConstraints': %w", err)
+		}
+		delete(object, "clusterConstraints")
+	}
+
+	if raw, found := object["enableAutoEviction"]; found {
+		err = json.Unmarshal(raw, &a.EnableAutoEviction)
+		if err != nil {
+			return fmt.Errorf("error reading 'enableAutoEviction': %w", err)
+		}
+		delete(object, "enableAutoEviction")
+	}
+
+	if raw, found := object["enforceIdleTimeOut"]; found {
+		err = json.Unmarshal(raw, &a.EnforceIdleTimeOut)
+		if err != nil {
+			return fmt.Errorf("error reading 'enforceIdleTimeOut': %w", err)
+		}
+		delete(object, "enforceIdleTimeOut")
+	}
+
+	if raw, found := object["gpuShapes"]; found {
+		err = json.Unmarshal(raw, &a.GpuShapes)
+		if err != nil {
+			return fmt.Errorf("error reading 'gpuShapes': %w", err)
+		}
+		delete(object, "gpuShapes")
+	}
+
+	if raw, found := object["maxExitDurationPerGPR"]; found {
+		err = json.Unmarshal(raw, &a.MaxExitDurationPerGPR)
+		if err != nil {
+			return fmt.Errorf("error reading 'maxExitDurationPerGPR': %w", err)
+		}
+		delete(object, "maxExitDurationPerGPR")
+	}
+
+	if raw, found := object["maxGPRs"]; found {
+		err = json.Unmarshal(raw, &a.MaxGPRs)
+		if err != nil {
+			return fmt.Errorf("error reading 'maxGPRs': %w", err)
+		}
+		delete(object, "maxGPRs")
+	}
+
+	if raw, found := object["maxGpuPerGpr"]; found {
+		err = json.Unmarshal(raw, &a.MaxGpuPerGpr)
+		if err != nil {
+			return fmt.Errorf("error reading 'maxGpuPerGpr': %w", err)
+		}
+		delete(object, "maxGpuPerGpr")
+	}
+
+	if raw, found := object["maxMemoryPerGpr"]; found {
+		err = json.Unmarshal(raw, &a.MaxMemoryPerGpr)
+		if err != nil {
+			return fmt.Errorf("error reading 'maxMemoryPerGpr': %w", err)
+		}
+		delete(object, "maxMemoryPerGpr")
+	}
+
+	if raw, found := object["minRuntimeBeforeEviction"]; found {
+		err = json.Unmarshal(raw, &a.MinRuntimeBeforeEviction)
+		if err != nil {
+			return fmt.Errorf("error reading 'minRuntimeBeforeEviction': %w", err)
+		}
+		delete(object, "minRuntimeBeforeEviction")
+	}
+
+	if raw, found := object["priorityRange"]; found {
+		err = json.Unmarshal(raw, &a.PriorityRange)
+		if err != nil {
+			return fmt.Errorf("error reading 'priorityRange': %w", err)
+		}
+		delete(object, "priorityRange")
+	}
+
+	if raw, found := object["requeueOnFailure"]; found {
+		err = json.Unmarshal(raw, &a.RequeueOnFailure)
+		if err != nil {
+			return fmt.Errorf("error reading 'requeueOnFailure': %w", err)
+		}
+		delete(object, "requeueOnFailure")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for WorkspacePolicyBody to handle AdditionalProperties
+func (a WorkspacePolicyBody) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.ClusterConstraints != nil {
+		object["clusterConstraints"], err = json.Marshal(a.ClusterConstraints)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'clusterConstraints': %w", err)
+		}
+	}
+
+	if a.EnableAutoEviction != nil {
+		object["enableAutoEviction"], err = json.Marshal(a.EnableAutoEviction)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'enableAutoEviction': %w", err)
+		}
+	}
+
+	if a.EnforceIdleTimeOut != nil {
+		object["enforceIdleTimeOut"], err = json.Marshal(a.EnforceIdleTimeOut)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'enforceIdleTimeOut': %w", err)
+		}
+	}
+
+	if a.GpuShapes != nil {
+		object["gpuShapes"], err = json.Marshal(a.GpuShapes)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'gpuShapes': %w", err)
+		}
+	}
+
+	if a.MaxExitDurationPerGPR != nil {
+		object["maxExitDurationPerGPR"], err = json.Marshal(a.MaxExitDurationPerGPR)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'maxExitDurationPerGPR': %w", err)
+		}
+	}
+
+	if a.MaxGPRs != nil {
+		object["maxGPRs"], err = json.Marshal(a.MaxGPRs)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'maxGPRs': %w", err)
+		}
+	}
+
+	if a.MaxGpuPerGpr != nil {
+		object["maxGpuPerGpr"], err = json.Marshal(a.MaxGpuPerGpr)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'maxGpuPerGpr': %w", err)
+		}
+	}
+
+	if a.MaxMemoryPerGpr != nil {
+		object["maxMemoryPerGpr"], err = json.Marshal(a.MaxMemoryPerGpr)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'maxMemoryPerGpr': %w", err)
+		}
+	}
+
+	if a.MinRuntimeBeforeEviction != nil {
+		object["minRuntimeBeforeEviction"], err = json.Marshal(a.MinRuntimeBeforeEviction)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'minRuntimeBeforeEviction': %w", err)
+		}
+	}
+
+	if a.PriorityRange != nil {
+		object["priorityRange"], err = json.Marshal(a.PriorityRange)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'priorityRange': %w", err)
+		}
+	}
+
+	if a.RequeueOnFailure != nil {
+		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -2934,6 +4223,174 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/v1/gpr (the `UpdateGPR` operationId).
 	UpdateGPR(ctx context.Context, body UpdateGPRJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteGPRTemplateWithBody Delete a GPR template
+	//
+	// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+	DeleteGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteGPRTemplate Delete a GPR template
+	//
+	// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+	DeleteGPRTemplate(ctx context.Context, body DeleteGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetGPRTemplate Get a GPR template
+	//
+	// Returns one template's fields; durations as Go durations (1h0m0s).
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/gpr-template (the `GetGPRTemplate` operationId).
+	GetGPRTemplate(ctx context.Context, params *GetGPRTemplateParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGPRTemplateWithBody Create a GPR template
+	//
+	// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+	CreateGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGPRTemplate Create a GPR template
+	//
+	// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+	CreateGPRTemplate(ctx context.Context, body CreateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateGPRTemplateWithBody Update a GPR template
+	//
+	// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+	UpdateGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateGPRTemplate Update a GPR template
+	//
+	// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+	UpdateGPRTemplate(ctx context.Context, body UpdateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteGPRTemplateBindingWithBody Delete a GPR template binding
+	//
+	// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+	DeleteGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteGPRTemplateBinding Delete a GPR template binding
+	//
+	// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+	DeleteGPRTemplateBinding(ctx context.Context, body DeleteGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetGPRTemplateBinding Get a GPR template binding
+	//
+	// Returns a workspace's binding (named after the workspace) with the state of each template it names.
+	//
+	// Roles: Owner.
+	//
+	// Corresponds with GET /api/v1/gpr-template-binding (the `GetGPRTemplateBinding` operationId).
+	GetGPRTemplateBinding(ctx context.Context, params *GetGPRTemplateBindingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGPRTemplateBindingWithBody Create a GPR template binding
+	//
+	// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+	CreateGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGPRTemplateBinding Create a GPR template binding
+	//
+	// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+	CreateGPRTemplateBinding(ctx context.Context, body CreateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateGPRTemplateBindingWithBody Update a GPR template binding
+	//
+	// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+	UpdateGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateGPRTemplateBinding Update a GPR template binding
+	//
+	// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+	UpdateGPRTemplateBinding(ctx context.Context, body UpdateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListGPRTemplateBindings List GPR template bindings
+	//
+	// Lists every workspace's binding, by name.
+	//
+	// Roles: Owner.
+	//
+	// Corresponds with GET /api/v1/gpr-template-binding/list (the `ListGPRTemplateBindings` operationId).
+	ListGPRTemplateBindings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListGPRTemplates List GPR templates
+	//
+	// Lists every template, by name.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
+	ListGPRTemplates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListGPRs List GPU provision requests
 	//
@@ -3180,6 +4637,46 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/v1/slice-workspace/{name} (the `UpdateWorkspace` operationId).
 	UpdateWorkspace(ctx context.Context, name string, body UpdateWorkspaceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListWorkspacePolicies List workspace policies
+	//
+	// Lists the policies of the workspaces the caller may read. A workspace without a policy has no limits.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/workspace-policies (the `ListWorkspacePolicies` operationId).
+	ListWorkspacePolicies(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWorkspacePolicy Get a workspace's policy
+	//
+	// Returns the limits of one workspace's GPRs: priority range, maxGPRs, max exitDuration, GPU shapes, GPUs and memory per GPR (globally and per cluster), eviction and requeue. 404 when the workspace has no policy, which means no limits.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/workspace-policies/{name} (the `GetWorkspacePolicy` operationId).
+	GetWorkspacePolicy(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutWorkspacePolicyWithBody Set a workspace's policy
+	//
+	// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+	PutWorkspacePolicyWithBody(ctx context.Context, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutWorkspacePolicy Set a workspace's policy
+	//
+	// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+	PutWorkspacePolicy(ctx context.Context, name string, body PutWorkspacePolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetWorkspaceOverlayMetrics Get a workspace's overlay network metrics
 	//
@@ -3467,6 +4964,334 @@ func (c *Client) UpdateGPRWithBody(ctx context.Context, contentType string, body
 // Corresponds with PUT /api/v1/gpr (the `UpdateGPR` operationId).
 func (c *Client) UpdateGPR(ctx context.Context, body UpdateGPRJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateGPRRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteGPRTemplateWithBody Delete a GPR template
+//
+// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+func (c *Client) DeleteGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteGPRTemplateRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteGPRTemplate Delete a GPR template
+//
+// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+func (c *Client) DeleteGPRTemplate(ctx context.Context, body DeleteGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteGPRTemplateRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetGPRTemplate Get a GPR template
+//
+// Returns one template's fields; durations as Go durations (1h0m0s).
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/gpr-template (the `GetGPRTemplate` operationId).
+func (c *Client) GetGPRTemplate(ctx context.Context, params *GetGPRTemplateParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetGPRTemplateRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGPRTemplateWithBody Create a GPR template
+//
+// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+func (c *Client) CreateGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGPRTemplateRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGPRTemplate Create a GPR template
+//
+// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+func (c *Client) CreateGPRTemplate(ctx context.Context, body CreateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGPRTemplateRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateGPRTemplateWithBody Update a GPR template
+//
+// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+func (c *Client) UpdateGPRTemplateWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateGPRTemplateRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateGPRTemplate Update a GPR template
+//
+// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+func (c *Client) UpdateGPRTemplate(ctx context.Context, body UpdateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateGPRTemplateRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteGPRTemplateBindingWithBody Delete a GPR template binding
+//
+// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+func (c *Client) DeleteGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteGPRTemplateBindingRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteGPRTemplateBinding Delete a GPR template binding
+//
+// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+func (c *Client) DeleteGPRTemplateBinding(ctx context.Context, body DeleteGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteGPRTemplateBindingRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetGPRTemplateBinding Get a GPR template binding
+//
+// Returns a workspace's binding (named after the workspace) with the state of each template it names.
+//
+// Roles: Owner.
+//
+// Corresponds with GET /api/v1/gpr-template-binding (the `GetGPRTemplateBinding` operationId).
+func (c *Client) GetGPRTemplateBinding(ctx context.Context, params *GetGPRTemplateBindingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetGPRTemplateBindingRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGPRTemplateBindingWithBody Create a GPR template binding
+//
+// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+func (c *Client) CreateGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGPRTemplateBindingRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGPRTemplateBinding Create a GPR template binding
+//
+// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+func (c *Client) CreateGPRTemplateBinding(ctx context.Context, body CreateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGPRTemplateBindingRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateGPRTemplateBindingWithBody Update a GPR template binding
+//
+// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+func (c *Client) UpdateGPRTemplateBindingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateGPRTemplateBindingRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateGPRTemplateBinding Update a GPR template binding
+//
+// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+func (c *Client) UpdateGPRTemplateBinding(ctx context.Context, body UpdateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateGPRTemplateBindingRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListGPRTemplateBindings List GPR template bindings
+//
+// Lists every workspace's binding, by name.
+//
+// Roles: Owner.
+//
+// Corresponds with GET /api/v1/gpr-template-binding/list (the `ListGPRTemplateBindings` operationId).
+func (c *Client) ListGPRTemplateBindings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListGPRTemplateBindingsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListGPRTemplates List GPR templates
+//
+// Lists every template, by name.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
+func (c *Client) ListGPRTemplates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListGPRTemplatesRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3963,6 +5788,86 @@ func (c *Client) UpdateWorkspace(ctx context.Context, name string, body UpdateWo
 	return c.Client.Do(req)
 }
 
+// ListWorkspacePolicies List workspace policies
+//
+// Lists the policies of the workspaces the caller may read. A workspace without a policy has no limits.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/workspace-policies (the `ListWorkspacePolicies` operationId).
+func (c *Client) ListWorkspacePolicies(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListWorkspacePoliciesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWorkspacePolicy Get a workspace's policy
+//
+// Returns the limits of one workspace's GPRs: priority range, maxGPRs, max exitDuration, GPU shapes, GPUs and memory per GPR (globally and per cluster), eviction and requeue. 404 when the workspace has no policy, which means no limits.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/workspace-policies/{name} (the `GetWorkspacePolicy` operationId).
+func (c *Client) GetWorkspacePolicy(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWorkspacePolicyRequest(c.Server, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutWorkspacePolicyWithBody Set a workspace's policy
+//
+// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+func (c *Client) PutWorkspacePolicyWithBody(ctx context.Context, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutWorkspacePolicyRequestWithBody(c.Server, name, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutWorkspacePolicy Set a workspace's policy
+//
+// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+func (c *Client) PutWorkspacePolicy(ctx context.Context, name string, body PutWorkspacePolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutWorkspacePolicyRequest(c.Server, name, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetWorkspaceOverlayMetrics Get a workspace's overlay network metrics
 //
 // gpuspace runs no overlay network: this answers the workspace's clusters (location and provider from node topology labels and providerID) and an empty networkMetrics list.
@@ -4322,6 +6227,400 @@ func NewUpdateGPRRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteGPRTemplateRequest calls the generic DeleteGPRTemplate builder with application/json body
+func NewDeleteGPRTemplateRequest(server string, body DeleteGPRTemplateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeleteGPRTemplateRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewDeleteGPRTemplateRequestWithBody constructs an http.Request for the DeleteGPRTemplate method, with any body, and a specified content type
+func NewDeleteGPRTemplateRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetGPRTemplateRequest constructs an http.Request for the GetGPRTemplate method
+func NewGetGPRTemplateRequest(server string, params *GetGPRTemplateParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", false, "gprTemplateName", params.GprTemplateName, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateGPRTemplateRequest calls the generic CreateGPRTemplate builder with application/json body
+func NewCreateGPRTemplateRequest(server string, body CreateGPRTemplateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateGPRTemplateRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateGPRTemplateRequestWithBody constructs an http.Request for the CreateGPRTemplate method, with any body, and a specified content type
+func NewCreateGPRTemplateRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewUpdateGPRTemplateRequest calls the generic UpdateGPRTemplate builder with application/json body
+func NewUpdateGPRTemplateRequest(server string, body UpdateGPRTemplateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateGPRTemplateRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewUpdateGPRTemplateRequestWithBody constructs an http.Request for the UpdateGPRTemplate method, with any body, and a specified content type
+func NewUpdateGPRTemplateRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteGPRTemplateBindingRequest calls the generic DeleteGPRTemplateBinding builder with application/json body
+func NewDeleteGPRTemplateBindingRequest(server string, body DeleteGPRTemplateBindingJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeleteGPRTemplateBindingRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewDeleteGPRTemplateBindingRequestWithBody constructs an http.Request for the DeleteGPRTemplateBinding method, with any body, and a specified content type
+func NewDeleteGPRTemplateBindingRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template-binding")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetGPRTemplateBindingRequest constructs an http.Request for the GetGPRTemplateBinding method
+func NewGetGPRTemplateBindingRequest(server string, params *GetGPRTemplateBindingParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template-binding")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", false, "gprTemplateBindingName", params.GprTemplateBindingName, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateGPRTemplateBindingRequest calls the generic CreateGPRTemplateBinding builder with application/json body
+func NewCreateGPRTemplateBindingRequest(server string, body CreateGPRTemplateBindingJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateGPRTemplateBindingRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateGPRTemplateBindingRequestWithBody constructs an http.Request for the CreateGPRTemplateBinding method, with any body, and a specified content type
+func NewCreateGPRTemplateBindingRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template-binding")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewUpdateGPRTemplateBindingRequest calls the generic UpdateGPRTemplateBinding builder with application/json body
+func NewUpdateGPRTemplateBindingRequest(server string, body UpdateGPRTemplateBindingJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateGPRTemplateBindingRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewUpdateGPRTemplateBindingRequestWithBody constructs an http.Request for the UpdateGPRTemplateBinding method, with any body, and a specified content type
+func NewUpdateGPRTemplateBindingRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template-binding")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListGPRTemplateBindingsRequest constructs an http.Request for the ListGPRTemplateBindings method
+func NewListGPRTemplateBindingsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template-binding/list")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListGPRTemplatesRequest constructs an http.Request for the ListGPRTemplates method
+func NewListGPRTemplatesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr-template/list")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -5085,6 +7384,114 @@ func NewUpdateWorkspaceRequestWithBody(server string, name string, contentType s
 	return req, nil
 }
 
+// NewListWorkspacePoliciesRequest constructs an http.Request for the ListWorkspacePolicies method
+func NewListWorkspacePoliciesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workspace-policies")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetWorkspacePolicyRequest constructs an http.Request for the GetWorkspacePolicy method
+func NewGetWorkspacePolicyRequest(server string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workspace-policies/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutWorkspacePolicyRequest calls the generic PutWorkspacePolicy builder with application/json body
+func NewPutWorkspacePolicyRequest(server string, name string, body PutWorkspacePolicyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutWorkspacePolicyRequestWithBody(server, name, "application/json", bodyReader)
+}
+
+// NewPutWorkspacePolicyRequestWithBody constructs an http.Request for the PutWorkspacePolicy method, with any body, and a specified content type
+func NewPutWorkspacePolicyRequestWithBody(server string, name string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/workspace-policies/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetWorkspaceOverlayMetricsRequest constructs an http.Request for the GetWorkspaceOverlayMetrics method
 func NewGetWorkspaceOverlayMetricsRequest(server string, workspace string) (*http.Request, error) {
 	var err error
@@ -5312,6 +7719,182 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /api/v1/gpr (the `UpdateGPR` operationId).
 	UpdateGPRWithResponse(ctx context.Context, body UpdateGPRJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateGPRResponse, error)
+
+	// DeleteGPRTemplateWithBodyWithResponse Delete a GPR template
+	//
+	// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+	DeleteGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateResponse, error)
+
+	// DeleteGPRTemplateWithResponse Delete a GPR template
+	//
+	// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+	DeleteGPRTemplateWithResponse(ctx context.Context, body DeleteGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateResponse, error)
+
+	// GetGPRTemplateWithResponse Get a GPR template
+	//
+	// Returns one template's fields; durations as Go durations (1h0m0s).
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/gpr-template (the `GetGPRTemplate` operationId).
+	GetGPRTemplateWithResponse(ctx context.Context, params *GetGPRTemplateParams, reqEditors ...RequestEditorFn) (*GetGPRTemplateResponse, error)
+
+	// CreateGPRTemplateWithBodyWithResponse Create a GPR template
+	//
+	// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+	CreateGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGPRTemplateResponse, error)
+
+	// CreateGPRTemplateWithResponse Create a GPR template
+	//
+	// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+	CreateGPRTemplateWithResponse(ctx context.Context, body CreateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGPRTemplateResponse, error)
+
+	// UpdateGPRTemplateWithBodyWithResponse Update a GPR template
+	//
+	// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+	UpdateGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateResponse, error)
+
+	// UpdateGPRTemplateWithResponse Update a GPR template
+	//
+	// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+	UpdateGPRTemplateWithResponse(ctx context.Context, body UpdateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateResponse, error)
+
+	// DeleteGPRTemplateBindingWithBodyWithResponse Delete a GPR template binding
+	//
+	// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+	DeleteGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateBindingResponse, error)
+
+	// DeleteGPRTemplateBindingWithResponse Delete a GPR template binding
+	//
+	// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+	DeleteGPRTemplateBindingWithResponse(ctx context.Context, body DeleteGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateBindingResponse, error)
+
+	// GetGPRTemplateBindingWithResponse Get a GPR template binding
+	//
+	// Returns a workspace's binding (named after the workspace) with the state of each template it names.
+	//
+	// Roles: Owner.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/gpr-template-binding (the `GetGPRTemplateBinding` operationId).
+	GetGPRTemplateBindingWithResponse(ctx context.Context, params *GetGPRTemplateBindingParams, reqEditors ...RequestEditorFn) (*GetGPRTemplateBindingResponse, error)
+
+	// CreateGPRTemplateBindingWithBodyWithResponse Create a GPR template binding
+	//
+	// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+	CreateGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGPRTemplateBindingResponse, error)
+
+	// CreateGPRTemplateBindingWithResponse Create a GPR template binding
+	//
+	// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+	CreateGPRTemplateBindingWithResponse(ctx context.Context, body CreateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGPRTemplateBindingResponse, error)
+
+	// UpdateGPRTemplateBindingWithBodyWithResponse Update a GPR template binding
+	//
+	// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+	UpdateGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateBindingResponse, error)
+
+	// UpdateGPRTemplateBindingWithResponse Update a GPR template binding
+	//
+	// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+	UpdateGPRTemplateBindingWithResponse(ctx context.Context, body UpdateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateBindingResponse, error)
+
+	// ListGPRTemplateBindingsWithResponse List GPR template bindings
+	//
+	// Lists every workspace's binding, by name.
+	//
+	// Roles: Owner.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/gpr-template-binding/list (the `ListGPRTemplateBindings` operationId).
+	ListGPRTemplateBindingsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListGPRTemplateBindingsResponse, error)
+
+	// ListGPRTemplatesWithResponse List GPR templates
+	//
+	// Lists every template, by name.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
+	ListGPRTemplatesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListGPRTemplatesResponse, error)
 
 	// ListGPRsWithResponse List GPU provision requests
 	//
@@ -5574,6 +8157,50 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /api/v1/slice-workspace/{name} (the `UpdateWorkspace` operationId).
 	UpdateWorkspaceWithResponse(ctx context.Context, name string, body UpdateWorkspaceJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateWorkspaceResponse, error)
+
+	// ListWorkspacePoliciesWithResponse List workspace policies
+	//
+	// Lists the policies of the workspaces the caller may read. A workspace without a policy has no limits.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/workspace-policies (the `ListWorkspacePolicies` operationId).
+	ListWorkspacePoliciesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListWorkspacePoliciesResponse, error)
+
+	// GetWorkspacePolicyWithResponse Get a workspace's policy
+	//
+	// Returns the limits of one workspace's GPRs: priority range, maxGPRs, max exitDuration, GPU shapes, GPUs and memory per GPR (globally and per cluster), eviction and requeue. 404 when the workspace has no policy, which means no limits.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/workspace-policies/{name} (the `GetWorkspacePolicy` operationId).
+	GetWorkspacePolicyWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*GetWorkspacePolicyResponse, error)
+
+	// PutWorkspacePolicyWithBodyWithResponse Set a workspace's policy
+	//
+	// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+	//
+	// Roles: Owner.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+	PutWorkspacePolicyWithBodyWithResponse(ctx context.Context, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutWorkspacePolicyResponse, error)
+
+	// PutWorkspacePolicyWithResponse Set a workspace's policy
+	//
+	// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+	//
+	// Roles: Owner.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+	PutWorkspacePolicyWithResponse(ctx context.Context, name string, body PutWorkspacePolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*PutWorkspacePolicyResponse, error)
 
 	// GetWorkspaceOverlayMetricsWithResponse Get a workspace's overlay network metrics
 	//
@@ -6329,6 +8956,906 @@ func (r UpdateGPRResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateGPRResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteGPRTemplateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteGPRTemplateResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteGPRTemplateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteGPRTemplateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteGPRTemplateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteGPRTemplateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetGPRTemplateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplate
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON200() *ResponseGPRTemplate {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetGPRTemplateResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetGPRTemplateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetGPRTemplateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetGPRTemplateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetGPRTemplateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateGPRTemplateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateWritten
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON200() *ResponseGPRTemplateWritten {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateGPRTemplateResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateGPRTemplateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateGPRTemplateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateGPRTemplateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateGPRTemplateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateGPRTemplateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateWritten
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON200() *ResponseGPRTemplateWritten {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateGPRTemplateResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateGPRTemplateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateGPRTemplateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateGPRTemplateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateGPRTemplateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteGPRTemplateBindingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteGPRTemplateBindingResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteGPRTemplateBindingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteGPRTemplateBindingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteGPRTemplateBindingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteGPRTemplateBindingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetGPRTemplateBindingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateBinding
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON200() *ResponseGPRTemplateBinding {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetGPRTemplateBindingResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetGPRTemplateBindingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetGPRTemplateBindingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetGPRTemplateBindingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetGPRTemplateBindingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateGPRTemplateBindingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateBindingWritten
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON200() *ResponseGPRTemplateBindingWritten {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateGPRTemplateBindingResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateGPRTemplateBindingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateGPRTemplateBindingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateGPRTemplateBindingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateGPRTemplateBindingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateGPRTemplateBindingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateBindingWritten
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON200() *ResponseGPRTemplateBindingWritten {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateGPRTemplateBindingResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateGPRTemplateBindingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateGPRTemplateBindingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateGPRTemplateBindingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateGPRTemplateBindingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListGPRTemplateBindingsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateBindingList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListGPRTemplateBindingsResponse) GetJSON200() *ResponseGPRTemplateBindingList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListGPRTemplateBindingsResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListGPRTemplateBindingsResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListGPRTemplateBindingsResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListGPRTemplateBindingsResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListGPRTemplateBindingsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListGPRTemplateBindingsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListGPRTemplateBindingsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListGPRTemplateBindingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListGPRTemplatesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseGPRTemplateList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListGPRTemplatesResponse) GetJSON200() *ResponseGPRTemplateList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListGPRTemplatesResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListGPRTemplatesResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListGPRTemplatesResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListGPRTemplatesResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListGPRTemplatesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListGPRTemplatesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListGPRTemplatesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListGPRTemplatesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -7802,6 +11329,262 @@ func (r UpdateWorkspaceResponse) ContentType() string {
 	return ""
 }
 
+type ListWorkspacePoliciesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseWorkspacePolicyList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListWorkspacePoliciesResponse) GetJSON200() *ResponseWorkspacePolicyList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListWorkspacePoliciesResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListWorkspacePoliciesResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListWorkspacePoliciesResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListWorkspacePoliciesResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListWorkspacePoliciesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListWorkspacePoliciesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListWorkspacePoliciesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListWorkspacePoliciesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetWorkspacePolicyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseWorkspacePolicy
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON200() *ResponseWorkspacePolicy {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetWorkspacePolicyResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWorkspacePolicyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWorkspacePolicyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWorkspacePolicyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWorkspacePolicyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PutWorkspacePolicyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseWorkspacePolicy
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON200() *ResponseWorkspacePolicy {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PutWorkspacePolicyResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PutWorkspacePolicyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutWorkspacePolicyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutWorkspacePolicyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutWorkspacePolicyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetWorkspaceOverlayMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8117,6 +11900,278 @@ func (c *ClientWithResponses) UpdateGPRWithResponse(ctx context.Context, body Up
 		return nil, err
 	}
 	return ParseUpdateGPRResponse(rsp)
+}
+
+// DeleteGPRTemplateWithBodyWithResponse Delete a GPR template
+//
+// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+func (c *ClientWithResponses) DeleteGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateResponse, error) {
+	rsp, err := c.DeleteGPRTemplateWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteGPRTemplateResponse(rsp)
+}
+
+// DeleteGPRTemplateWithResponse Delete a GPR template
+//
+// Deletes a template no binding uses; one a binding uses answers 409 naming the binding. GPRs made from it are not touched.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/gpr-template (the `DeleteGPRTemplate` operationId).
+func (c *ClientWithResponses) DeleteGPRTemplateWithResponse(ctx context.Context, body DeleteGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateResponse, error) {
+	rsp, err := c.DeleteGPRTemplate(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteGPRTemplateResponse(rsp)
+}
+
+// GetGPRTemplateWithResponse Get a GPR template
+//
+// Returns one template's fields; durations as Go durations (1h0m0s).
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/gpr-template (the `GetGPRTemplate` operationId).
+func (c *ClientWithResponses) GetGPRTemplateWithResponse(ctx context.Context, params *GetGPRTemplateParams, reqEditors ...RequestEditorFn) (*GetGPRTemplateResponse, error) {
+	rsp, err := c.GetGPRTemplate(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetGPRTemplateResponse(rsp)
+}
+
+// CreateGPRTemplateWithBodyWithResponse Create a GPR template
+//
+// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+func (c *ClientWithResponses) CreateGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGPRTemplateResponse, error) {
+	rsp, err := c.CreateGPRTemplateWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGPRTemplateResponse(rsp)
+}
+
+// CreateGPRTemplateWithResponse Create a GPR template
+//
+// Creates a named set of GPR fields (GPUs per node, nodes, shape, instance type, memory per GPU, exitDuration, priority, idle timeout, eviction, requeue). Workspaces get templates through a GPR template binding; auto-GPR makes GPRs from a binding's default template. Validated as the GPR it would make.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/gpr-template (the `CreateGPRTemplate` operationId).
+func (c *ClientWithResponses) CreateGPRTemplateWithResponse(ctx context.Context, body CreateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGPRTemplateResponse, error) {
+	rsp, err := c.CreateGPRTemplate(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGPRTemplateResponse(rsp)
+}
+
+// UpdateGPRTemplateWithBodyWithResponse Update a GPR template
+//
+// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+func (c *ClientWithResponses) UpdateGPRTemplateWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateResponse, error) {
+	rsp, err := c.UpdateGPRTemplateWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateGPRTemplateResponse(rsp)
+}
+
+// UpdateGPRTemplateWithResponse Update a GPR template
+//
+// Replaces a template's fields (send them all, as on create). The template must stay valid for every workspace whose binding uses it. GPRs made from it earlier keep what they asked for.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/gpr-template (the `UpdateGPRTemplate` operationId).
+func (c *ClientWithResponses) UpdateGPRTemplateWithResponse(ctx context.Context, body UpdateGPRTemplateJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateResponse, error) {
+	rsp, err := c.UpdateGPRTemplate(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateGPRTemplateResponse(rsp)
+}
+
+// DeleteGPRTemplateBindingWithBodyWithResponse Delete a GPR template binding
+//
+// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) DeleteGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateBindingResponse, error) {
+	rsp, err := c.DeleteGPRTemplateBindingWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteGPRTemplateBindingResponse(rsp)
+}
+
+// DeleteGPRTemplateBindingWithResponse Delete a GPR template binding
+//
+// Deletes a workspace's binding: auto-GPR stops for it. GPRs made from its templates are not touched.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/gpr-template-binding (the `DeleteGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) DeleteGPRTemplateBindingWithResponse(ctx context.Context, body DeleteGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteGPRTemplateBindingResponse, error) {
+	rsp, err := c.DeleteGPRTemplateBinding(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteGPRTemplateBindingResponse(rsp)
+}
+
+// GetGPRTemplateBindingWithResponse Get a GPR template binding
+//
+// Returns a workspace's binding (named after the workspace) with the state of each template it names.
+//
+// Roles: Owner.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/gpr-template-binding (the `GetGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) GetGPRTemplateBindingWithResponse(ctx context.Context, params *GetGPRTemplateBindingParams, reqEditors ...RequestEditorFn) (*GetGPRTemplateBindingResponse, error) {
+	rsp, err := c.GetGPRTemplateBinding(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetGPRTemplateBindingResponse(rsp)
+}
+
+// CreateGPRTemplateBindingWithBodyWithResponse Create a GPR template binding
+//
+// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) CreateGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGPRTemplateBindingResponse, error) {
+	rsp, err := c.CreateGPRTemplateBindingWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGPRTemplateBindingResponse(rsp)
+}
+
+// CreateGPRTemplateBindingWithResponse Create a GPR template binding
+//
+// Gives a workspace its templates per cluster, a default template per cluster and enableAutoGPR: with it on, a GPU pod of the workspace that waits for lack of a GPR makes one GPR from the default template of the workspace's first cluster that has one — one at a time, and none while the workspace has a queued or provisioned GPR. The binding is named after the workspace.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/gpr-template-binding (the `CreateGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) CreateGPRTemplateBindingWithResponse(ctx context.Context, body CreateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGPRTemplateBindingResponse, error) {
+	rsp, err := c.CreateGPRTemplateBinding(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGPRTemplateBindingResponse(rsp)
+}
+
+// UpdateGPRTemplateBindingWithBodyWithResponse Update a GPR template binding
+//
+// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) UpdateGPRTemplateBindingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateBindingResponse, error) {
+	rsp, err := c.UpdateGPRTemplateBindingWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateGPRTemplateBindingResponse(rsp)
+}
+
+// UpdateGPRTemplateBindingWithResponse Update a GPR template binding
+//
+// Replaces a workspace's binding: its clusters, templates, defaults and enableAutoGPR.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/gpr-template-binding (the `UpdateGPRTemplateBinding` operationId).
+func (c *ClientWithResponses) UpdateGPRTemplateBindingWithResponse(ctx context.Context, body UpdateGPRTemplateBindingJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateGPRTemplateBindingResponse, error) {
+	rsp, err := c.UpdateGPRTemplateBinding(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateGPRTemplateBindingResponse(rsp)
+}
+
+// ListGPRTemplateBindingsWithResponse List GPR template bindings
+//
+// Lists every workspace's binding, by name.
+//
+// Roles: Owner.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/gpr-template-binding/list (the `ListGPRTemplateBindings` operationId).
+func (c *ClientWithResponses) ListGPRTemplateBindingsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListGPRTemplateBindingsResponse, error) {
+	rsp, err := c.ListGPRTemplateBindings(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListGPRTemplateBindingsResponse(rsp)
+}
+
+// ListGPRTemplatesWithResponse List GPR templates
+//
+// Lists every template, by name.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
+func (c *ClientWithResponses) ListGPRTemplatesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListGPRTemplatesResponse, error) {
+	rsp, err := c.ListGPRTemplates(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListGPRTemplatesResponse(rsp)
 }
 
 // ListGPRsWithResponse List GPU provision requests
@@ -8523,6 +12578,74 @@ func (c *ClientWithResponses) UpdateWorkspaceWithResponse(ctx context.Context, n
 		return nil, err
 	}
 	return ParseUpdateWorkspaceResponse(rsp)
+}
+
+// ListWorkspacePoliciesWithResponse List workspace policies
+//
+// Lists the policies of the workspaces the caller may read. A workspace without a policy has no limits.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/workspace-policies (the `ListWorkspacePolicies` operationId).
+func (c *ClientWithResponses) ListWorkspacePoliciesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListWorkspacePoliciesResponse, error) {
+	rsp, err := c.ListWorkspacePolicies(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListWorkspacePoliciesResponse(rsp)
+}
+
+// GetWorkspacePolicyWithResponse Get a workspace's policy
+//
+// Returns the limits of one workspace's GPRs: priority range, maxGPRs, max exitDuration, GPU shapes, GPUs and memory per GPR (globally and per cluster), eviction and requeue. 404 when the workspace has no policy, which means no limits.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/workspace-policies/{name} (the `GetWorkspacePolicy` operationId).
+func (c *ClientWithResponses) GetWorkspacePolicyWithResponse(ctx context.Context, name string, reqEditors ...RequestEditorFn) (*GetWorkspacePolicyResponse, error) {
+	rsp, err := c.GetWorkspacePolicy(ctx, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWorkspacePolicyResponse(rsp)
+}
+
+// PutWorkspacePolicyWithBodyWithResponse Set a workspace's policy
+//
+// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+//
+// Roles: Owner.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+func (c *ClientWithResponses) PutWorkspacePolicyWithBodyWithResponse(ctx context.Context, name string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutWorkspacePolicyResponse, error) {
+	rsp, err := c.PutWorkspacePolicyWithBody(ctx, name, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutWorkspacePolicyResponse(rsp)
+}
+
+// PutWorkspacePolicyWithResponse Set a workspace's policy
+//
+// Creates or replaces the policy of a workspace; fields left out take EGS's defaults (priorityRange low, maxGPRs 3, maxExitDurationPerGPR 1W, requeueOnFailure and enableAutoEviction true). Enforced when GPRs are created; tightening it never touches provisioned GPRs, and queued GPRs it no longer allows are held (status reason Policy) until it allows them again.
+//
+// Roles: Owner.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/workspace-policies/{name} (the `PutWorkspacePolicy` operationId).
+func (c *ClientWithResponses) PutWorkspacePolicyWithResponse(ctx context.Context, name string, body PutWorkspacePolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*PutWorkspacePolicyResponse, error) {
+	rsp, err := c.PutWorkspacePolicy(ctx, name, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutWorkspacePolicyResponse(rsp)
 }
 
 // GetWorkspaceOverlayMetricsWithResponse Get a workspace's overlay network metrics
@@ -9156,6 +13279,756 @@ func ParseUpdateGPRResponse(rsp *http.Response) (*UpdateGPRResponse, error) {
 			return nil, err
 		}
 		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteGPRTemplateResponse parses an HTTP response from a DeleteGPRTemplateWithResponse call
+func ParseDeleteGPRTemplateResponse(rsp *http.Response) (*DeleteGPRTemplateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteGPRTemplateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetGPRTemplateResponse parses an HTTP response from a GetGPRTemplateWithResponse call
+func ParseGetGPRTemplateResponse(rsp *http.Response) (*GetGPRTemplateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetGPRTemplateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplate
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateGPRTemplateResponse parses an HTTP response from a CreateGPRTemplateWithResponse call
+func ParseCreateGPRTemplateResponse(rsp *http.Response) (*CreateGPRTemplateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateGPRTemplateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateWritten
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateGPRTemplateResponse parses an HTTP response from a UpdateGPRTemplateWithResponse call
+func ParseUpdateGPRTemplateResponse(rsp *http.Response) (*UpdateGPRTemplateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateGPRTemplateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateWritten
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteGPRTemplateBindingResponse parses an HTTP response from a DeleteGPRTemplateBindingWithResponse call
+func ParseDeleteGPRTemplateBindingResponse(rsp *http.Response) (*DeleteGPRTemplateBindingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteGPRTemplateBindingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetGPRTemplateBindingResponse parses an HTTP response from a GetGPRTemplateBindingWithResponse call
+func ParseGetGPRTemplateBindingResponse(rsp *http.Response) (*GetGPRTemplateBindingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetGPRTemplateBindingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateBinding
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateGPRTemplateBindingResponse parses an HTTP response from a CreateGPRTemplateBindingWithResponse call
+func ParseCreateGPRTemplateBindingResponse(rsp *http.Response) (*CreateGPRTemplateBindingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateGPRTemplateBindingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateBindingWritten
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateGPRTemplateBindingResponse parses an HTTP response from a UpdateGPRTemplateBindingWithResponse call
+func ParseUpdateGPRTemplateBindingResponse(rsp *http.Response) (*UpdateGPRTemplateBindingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateGPRTemplateBindingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateBindingWritten
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListGPRTemplateBindingsResponse parses an HTTP response from a ListGPRTemplateBindingsWithResponse call
+func ParseListGPRTemplateBindingsResponse(rsp *http.Response) (*ListGPRTemplateBindingsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListGPRTemplateBindingsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateBindingList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListGPRTemplatesResponse parses an HTTP response from a ListGPRTemplatesWithResponse call
+func ParseListGPRTemplatesResponse(rsp *http.Response) (*ListGPRTemplatesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListGPRTemplatesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseGPRTemplateList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Error
@@ -10315,6 +15188,217 @@ func ParseUpdateWorkspaceResponse(rsp *http.Response) (*UpdateWorkspaceResponse,
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest ResponseWorkspaceCreated
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListWorkspacePoliciesResponse parses an HTTP response from a ListWorkspacePoliciesWithResponse call
+func ParseListWorkspacePoliciesResponse(rsp *http.Response) (*ListWorkspacePoliciesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListWorkspacePoliciesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseWorkspacePolicyList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetWorkspacePolicyResponse parses an HTTP response from a GetWorkspacePolicyWithResponse call
+func ParseGetWorkspacePolicyResponse(rsp *http.Response) (*GetWorkspacePolicyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWorkspacePolicyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseWorkspacePolicy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePutWorkspacePolicyResponse parses an HTTP response from a PutWorkspacePolicyWithResponse call
+func ParsePutWorkspacePolicyResponse(rsp *http.Response) (*PutWorkspacePolicyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutWorkspacePolicyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseWorkspacePolicy
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

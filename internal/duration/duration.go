@@ -106,3 +106,35 @@ func FormatEGS(d time.Duration) string {
 		strconv.FormatInt(mins/60%24, 10) + "h" +
 		strconv.FormatInt(mins%60, 10) + "m"
 }
+
+// ParseLenient parses s as NdNhNm or, as the EGS SDK's template examples
+// write durations ("1h", "10m"), as a Go duration of whole minutes
+// ("2h30m", "1h0m0s" as responses write it). The result is what Parse
+// would return for the same duration written as NdNhNm.
+func ParseLenient(s string) (time.Duration, error) {
+	d, err := Parse(s)
+	if err == nil || !errors.Is(err, ErrFormat) || strings.ContainsAny(s, "d.") {
+		return d, err
+	}
+	d, goErr := time.ParseDuration(s)
+	switch {
+	case goErr != nil || d < 0 || d%time.Minute != 0:
+		return 0, err
+	case d == 0:
+		return 0, fmt.Errorf("%q: %w", s, ErrZero)
+	}
+	return d, nil
+}
+
+// Normalize returns s, an NdNhNm or Go duration ParseLenient accepts, as
+// NdNhNm: s itself when it is NdNhNm already.
+func Normalize(s string) (string, error) {
+	if _, err := Parse(s); err == nil {
+		return s, nil
+	}
+	d, err := ParseLenient(s)
+	if err != nil {
+		return "", err
+	}
+	return FormatEGS(d), nil
+}

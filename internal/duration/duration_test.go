@@ -122,3 +122,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestNormalize(t *testing.T) {
+	for in, want := range map[string]string{
+		"0d1h0m": "0d1h0m", "0d36h0m": "0d36h0m", "1h": "0d1h0m", "10m": "0d0h10m", "2h30m": "0d2h30m",
+		"1h0m0s": "0d1h0m", "36h": "1d12h0m",
+	} {
+		if got, err := Normalize(in); err != nil || got != want {
+			t.Errorf("Normalize(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0m", "0d0h0m", "90s", "1.5h", "-1h", "1d", "x"} {
+		if got, err := Normalize(in); err == nil {
+			t.Errorf("Normalize(%q) = %q, want an error", in, got)
+		}
+	}
+}

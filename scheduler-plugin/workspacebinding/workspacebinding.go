@@ -167,6 +167,9 @@ func (pl *WorkspaceBinding) holdMessage(c podClass) string {
 		if !n.EstimatedStart.IsZero() {
 			start = n.EstimatedStart.UTC().Format(time.RFC3339)
 		}
+		if n.Template != "" {
+			return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d, made by auto-GPR from template %s); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, n.Template, start)
+		}
 		return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, start)
 	}
 	return fmt.Sprintf("workspace %s has no queued or provisioned GPUProvisionRequest", c.workspace)

@@ -337,6 +337,61 @@ def inference_endpoints():
         check("does not serve inference endpoints" in r.error["message"], name + " says why", r.error)
 
 
+# --- GPR templates and template bindings -----------------------------------------
+
+
+TEMPLATE = "sdk-tpl-" + SUFFIX
+
+
+@step
+def gpr_templates():
+    name = egs.create_gpr_template(
+        name=TEMPLATE, cluster_name=CLUSTER, gpu_per_node_count=1, num_gpu_nodes=1,
+        memory_per_gpu=MEMORY_GB, gpu_shape=GPU_SHAPE, instance_type=INSTANCE_TYPE,
+        exit_duration="0d1h0m", priority=150, enforce_idle_timeout=True, enable_eviction=False,
+        requeue_on_failure=True, idle_timeout_duration="0d0h30m")
+    check(name == TEMPLATE, "create_gpr_template returns the name", name)
+    t = egs.get_gpr_template(TEMPLATE)
+    check((t.name, t.cluster_name, t.number_of_gpus, t.number_of_gpu_nodes, t.memory_per_gpu, t.gpu_shape, t.instance_type)
+          == (TEMPLATE, CLUSTER, 1, 1, MEMORY_GB, GPU_SHAPE, INSTANCE_TYPE), "get_gpr_template fields", str(t))
+    check((t.exit_duration, t.priority, t.enforce_idle_timeout, t.idle_timeout_duration, t.requeue_on_failure)
+          == ("1h0m0s", 150, True, "0h30m0s", True), "durations, priority and flags", str(t))
+    check(TEMPLATE in [i.name for i in egs.list_gpr_templates().items], "list_gpr_templates has it")
+    # The SDK docs write durations as "2h" and "15m": accepted as well.
+    egs.update_gpr_template(
+        name=TEMPLATE, cluster_name=CLUSTER, number_of_gpus=1, instance_type=INSTANCE_TYPE, exit_duration="2h",
+        number_of_gpu_nodes=1, priority=120, memory_per_gpu=MEMORY_GB, gpu_shape=GPU_SHAPE, enable_eviction=True,
+        requeue_on_failure=False, enforce_idle_timeout=True, idle_timeout_duration="15m")
+    t = egs.get_gpr_template(TEMPLATE)
+    check((t.exit_duration, t.priority, t.enable_eviction, t.idle_timeout_duration) == ("2h0m0s", 120, True, "0h15m0s"),
+          "update_gpr_template changed it", str(t))
+
+
+@step
+def gpr_template_bindings():
+    clusters = [{"clusterName": CLUSTER, "defaultTemplateName": TEMPLATE, "templates": [TEMPLATE]}]
+    b = egs.create_gpr_template_binding(WORKSPACE, clusters, True)
+    check(b.name == WORKSPACE and b.enable_auto_gpr is True, "create_gpr_template_binding", str(b))
+    b = egs.get_gpr_template_binding(WORKSPACE)
+    check(b.name == WORKSPACE and len(b.clusters) == 1, "get_gpr_template_binding", str(b))
+    c = b.clusters[0]
+    check((c.clusterName, c.defaultTemplateName, c.templates, c.defaultTemplateStatus, c.templateStatus)
+          == (CLUSTER, TEMPLATE, [TEMPLATE], "Ready", {TEMPLATE: "Ready"}), "the binding's cluster", str(c))
+    names = [x.name for x in egs.list_gpr_template_bindings().templateBindings]
+    check(WORKSPACE in names, "list_gpr_template_bindings has it", names)
+    b = egs.update_gpr_template_binding(WORKSPACE, clusters, False)
+    check(b.enable_auto_gpr is False, "update_gpr_template_binding turned auto-GPR off", str(b))
+    # A template a binding uses cannot be deleted: 409 naming the binding.
+    e = raises(UnhandledException, egs.delete_gpr_template, TEMPLATE)
+    check(e.exception.status_code == 409 and WORKSPACE in e.exception.error["message"],
+          "deleting a bound template answers 409 naming the binding", e.exception.error)
+    egs.delete_gpr_template_binding(WORKSPACE)
+    e = raises(UnhandledException, egs.get_gpr_template_binding, WORKSPACE)
+    check(e.exception.status_code == 404, "a deleted binding is gone", e.exception.status_code)
+    egs.delete_gpr_template(TEMPLATE)
+    check(TEMPLATE not in [i.name for i in egs.list_gpr_templates().items], "a deleted template is not listed")
+
+
 # --- tear down: runs after every step, also after a failure ---------------------------
 
 

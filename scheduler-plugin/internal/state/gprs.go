@@ -23,6 +23,9 @@ type GPR struct {
 	// Nodes are the nodes the GPR holds by its status (domain.Claims):
 	// none unless it is provisioned.
 	Nodes []string
+	// Template is the GPRTemplate auto-GPR made the GPR from; empty for a
+	// GPR someone created.
+	Template string
 }
 
 // GPRFrom extracts a GPR from the API object; the domain package
@@ -36,6 +39,9 @@ func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 		Created:         g.CreationTimestamp.Time,
 		ResourceVersion: g.ResourceVersion,
 		Nodes:           domain.Claims(g),
+	}
+	if g.Labels[gpuspacev1alpha1.LabelAutoGPR] != "" {
+		out.Template = g.Annotations[gpuspacev1alpha1.AnnotationTemplate]
 	}
 	if t := g.Status.EstimatedStartTime; t != nil {
 		out.EstimatedStart = t.Time
