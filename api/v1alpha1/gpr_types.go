@@ -208,7 +208,10 @@ type GPUProvisionRequestStatus struct {
 	// EstimatedWaitTime of a queued GPR as a Go duration ("0h2m40s").
 	// +optional
 	EstimatedWaitTime string `json:"estimatedWaitTime,omitempty"`
-	// Cost as EGS reports it (unused by gpuspace).
+	// Cost is what the GPR cost in USD ("12.45"): GPU-hours × the
+	// operator's price per GPU-hour of its nodes' shape, written once when
+	// it completes (the API computes it live while provisioned). Empty when
+	// no price is configured for a shape it used.
 	// +optional
 	Cost string `json:"cost,omitempty"`
 	// RetryCount and DelayedCount as EGS reports them.
