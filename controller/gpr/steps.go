@@ -21,8 +21,9 @@ import (
 )
 
 // release completes provisioned GPRs that are due (early release, expiry)
-// or whose workspace is being deleted or gone, status first. Any failure
-// ends the pass: the planner must not hand out nodes a GPR still holds.
+// or whose workspace is being deleted or gone, status first, then those
+// whose GPUs stayed idle (releaseIdle). Any failure ends the pass: the
+// planner must not hand out nodes a GPR still holds.
 func (r *Reconciler) release(ctx context.Context, p *pass) error {
 	for _, g := range p.gprs {
 		reason, due := domain.Due(g, p.now)
@@ -45,7 +46,7 @@ func (r *Reconciler) release(ctx context.Context, p *pass) error {
 		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s)", joinNames(g.Status.Nodes), reason)
 		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes, "reason", reason)
 	}
-	return nil
+	return r.releaseIdle(ctx, p)
 }
 
 // workspaceGone reports whether workspace ws is being deleted, or is gone
