@@ -66,9 +66,9 @@ func (r *Reconciler) nodeFacts(ctx context.Context, names []string) map[string]d
 // while GPRs run without any write.
 func (r *Reconciler) usageMetrics() manager.Runnable {
 	return leaderRunnable(func(ctx context.Context) error {
-		metrics.SetUsageSource(func() []metrics.UsageSample { return r.usage(ctx) })
+		unset := metrics.SetUsageSource(func() []metrics.UsageSample { return r.usage(ctx) })
 		<-ctx.Done()
-		metrics.SetUsageSource(nil)
+		unset()
 		return nil
 	})
 }

@@ -25,6 +25,7 @@ type UsageSample struct {
 type usage struct {
 	mu      sync.Mutex
 	source  func() []UsageSample
+	setter  int // which SetUsageSource call set source
 	counted map[[2]string]UsageSample // by GPR and node
 	seconds *prometheus.CounterVec
 	cost    *prometheus.CounterVec
@@ -51,12 +52,23 @@ var (
 
 func init() { ctrlmetrics.Registry.MustRegister(usageMetrics) }
 
-// SetUsageSource sets where the usage counters come from; nil stops them
-// advancing (a replica that lost leadership).
-func SetUsageSource(f func() []UsageSample) {
-	usageMetrics.mu.Lock()
-	usageMetrics.source = f
-	usageMetrics.mu.Unlock()
+// SetUsageSource sets where the usage counters come from, until the
+// returned unset is called (a replica that lost leadership), unless
+// another source was set meanwhile (tests run several managers).
+func SetUsageSource(f func() []UsageSample) (unset func()) {
+	u := usageMetrics
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.setter++
+	u.source = f
+	id := u.setter
+	return func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.setter == id {
+			u.source = nil
+		}
+	}
 }
 
 // Describe implements prometheus.Collector.
