@@ -13,3 +13,9 @@ var CRDs embed.FS
 //
 //go:embed scheduler/config.yaml
 var SchedulerConfig []byte
+
+// WorkerCredential is the hub's least-privilege credential in a worker
+// cluster (worker/credential.yaml).
+//
+//go:embed worker/credential.yaml
+var WorkerCredential []byte

@@ -22,7 +22,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCommand(), newDevCommand(), newServeCommand(), newAPIKeyCommand(), newMCPCommand(), newOpenAPICommand())
+	root.AddCommand(newVersionCommand(), newDevCommand(), newServeCommand(), newAPIKeyCommand(), newClusterCommand(), newMCPCommand(), newOpenAPICommand())
 	return root
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,10 +71,14 @@ type ControlPlane struct {
 	// Dir is the state directory.
 	Dir string
 
-	procs    []*process
-	logs     []io.Closer
-	stopOnce sync.Once
-	stopErr  error
+	procs []*process
+	logs  []io.Closer
+	// restartAPIServer starts the apiserver again as Start did (same port,
+	// PKI and etcd); apiServer is its process.
+	restartAPIServer func(ctx context.Context) error
+	apiServer        *process
+	stopOnce         sync.Once
+	stopErr          error
 }
 
 // Start boots etcd, kube-apiserver (and kube-controller-manager if asked),
@@ -143,6 +148,12 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	cp.URL = "https://127.0.0.1:" + itoa(apiPort)
 	if err := cp.startAPIServer(ctx, cfg, p, etcdURL, apiPort); err != nil {
 		return nil, err
+	}
+	cp.restartAPIServer = func(ctx context.Context) error {
+		if err := cp.startAPIServer(ctx, cfg, p, etcdURL, apiPort); err != nil {
+			return err
+		}
+		return cp.waitReady(ctx)
 	}
 	// The same client limits as `gpuspace serve` at its defaults.
 	cp.Config = kubeclient.WithLimits(&rest.Config{
@@ -241,8 +252,31 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, cfg Config, p *pki, 
 		args = append(args, "--disable-admission-plugins="+strings.Join(cfg.DisableAdmissionPlugins, ","))
 	}
 	args = append(args, cfg.ExtraAPIServerArgs...)
-	_, err := cp.spawn("kube-apiserver", filepath.Join(cfg.BinDir, APIServerBinary.Name), args)
+	proc, err := cp.spawn("kube-apiserver", filepath.Join(cfg.BinDir, APIServerBinary.Name), args)
+	cp.apiServer = proc
 	return err
+}
+
+// StopAPIServer stops the kube-apiserver (etcd keeps running), as an
+// outage of the cluster's API server: tests of partitions use it.
+func (cp *ControlPlane) StopAPIServer() error {
+	if cp.apiServer == nil {
+		return errors.New("controlplane: no kube-apiserver running")
+	}
+	err := cp.apiServer.stop(10 * time.Second)
+	// Stopped when asked: no longer one of the processes Err watches.
+	cp.procs = slices.DeleteFunc(cp.procs, func(p *process) bool { return p == cp.apiServer })
+	cp.apiServer = nil
+	return err
+}
+
+// StartAPIServer starts the kube-apiserver StopAPIServer stopped, on the
+// same port, and waits until it is ready.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	if cp.apiServer != nil {
+		return errors.New("controlplane: kube-apiserver is running")
+	}
+	return cp.restartAPIServer(ctx)
 }
 
 func (cp *ControlPlane) startControllerManager(cfg Config, p *pki) error {
@@ -291,8 +325,7 @@ func (cp *ControlPlane) waitReady(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("admin client: %w", err)
 	}
-	api := cp.procs[len(cp.procs)-1]
-	err = waitFor(ctx, api, "kube-apiserver /readyz", func(ctx context.Context) error {
+	err = waitFor(ctx, cp.apiServer, "kube-apiserver /readyz", func(ctx context.Context) error {
 		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err
 	})

@@ -164,6 +164,14 @@ func (e *Env) SetNodeReady(ctx context.Context, name string, ready bool) error {
 	return e.Nodes.SetReady(ctx, name, ready)
 }
 
+// StopAPIServer stops the kube-apiserver (etcd keeps its state), as an
+// outage of the cluster's API server; StartAPIServer brings it back.
+func (e *Env) StopAPIServer() error { return e.cp.StopAPIServer() }
+
+// StartAPIServer starts the kube-apiserver StopAPIServer stopped, on the
+// same address, and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error { return e.cp.StartAPIServer(ctx) }
+
 // Err reports a control-plane process that died during the tests.
 func (e *Env) Err() error { return e.cp.Err() }
 
