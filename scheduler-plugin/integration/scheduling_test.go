@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/scheduler-plugin/workspacebinding"
 )
 
 // TestExclusiveBinding: a workspace's GPU pods land only on its nodes;
@@ -115,7 +116,7 @@ func TestExclusiveBinding(t *testing.T) {
 		if got.Spec.NodeName != "" {
 			t.Errorf("bound to %s", got.Spec.NodeName)
 		}
-		want := "workspace ex-alpha has no queued or provisioned GPUProvisionRequest"
+		want := "workspace ex-alpha has no queued or provisioned GPUProvisionRequest" + workspacebinding.NoGPRHint
 		if msg := scheduledCondition(got).Message; msg != want {
 			t.Errorf("message %q, want %q", msg, want)
 		}

@@ -172,8 +172,13 @@ func (pl *WorkspaceBinding) holdMessage(c podClass) string {
 		}
 		return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, start)
 	}
-	return fmt.Sprintf("workspace %s has no queued or provisioned GPUProvisionRequest", c.workspace)
+	return fmt.Sprintf("workspace %s has no queued or provisioned GPUProvisionRequest%s", c.workspace, NoGPRHint)
 }
+
+// NoGPRHint ends the hold message of a pod whose workspace has no GPR: why
+// a workspace that had one may have none now.
+const NoGPRHint = " (a GPR's nodes are released when its exitDuration ends, on early release, " +
+	"or once its GPUs stay idle for its idleTimeOutDuration with enforceIdleTimeOut): create a GPR to run GPU pods"
 
 // PreEnqueue holds a workspace's GPU pods until the workspace's GPR is
 // provisioned and names its nodes. The status message names the GPR

@@ -105,11 +105,11 @@ func TestPreEnqueue(t *testing.T) {
 		}},
 		{"only a completed GPR", pt.GPUPod("team-o", "p").Obj(), result{
 			Code:    fwk.UnschedulableAndUnresolvable,
-			Message: "workspace omega has no queued or provisioned GPUProvisionRequest",
+			Message: "workspace omega has no queued or provisioned GPUProvisionRequest" + NoGPRHint,
 		}},
 		{"GPU memory counts as GPU", pt.Pod("team-o", "p").Req(map[v1.ResourceName]string{gpuspacev1alpha1.ResourceGPUMemory: "10"}).Obj(), result{
 			Code:    fwk.UnschedulableAndUnresolvable,
-			Message: "workspace omega has no queued or provisioned GPUProvisionRequest",
+			Message: "workspace omega has no queued or provisioned GPUProvisionRequest" + NoGPRHint,
 		}},
 	}
 	for _, tt := range tests {
