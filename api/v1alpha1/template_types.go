@@ -174,4 +174,10 @@ const (
 	// AnnotationTemplateGeneration is the generation of that template the
 	// GPR was made from.
 	AnnotationTemplateGeneration = "gpuspace.io/gpr-template-generation"
+
+	// PodReasonWaitingForGPR is the reason of the PodScheduled=False
+	// condition the scheduler plugin writes on a workspace's GPU pod it
+	// holds until the workspace's GPR is provisioned; auto-GPR watches for
+	// it.
+	PodReasonWaitingForGPR = "WaitingForGPR"
 )

@@ -57,12 +57,6 @@ import (
 // ControllerName names the controller (logs, metrics, Events).
 const ControllerName = "autogpr"
 
-// ReasonWaitingForGPR is the scheduler plugin's reason on a held pod's
-// PodScheduled condition (workspacebinding.ReasonWaitingForGPR; the
-// plugin's package imports the scheduler, which the control plane does
-// not).
-const ReasonWaitingForGPR = "WaitingForGPR"
-
 // Event reasons.
 const (
 	// EventAutoGPRCreated: a GPR was made for held pods.
@@ -178,7 +172,7 @@ func Held(p *corev1.Pod) bool {
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled {
-			return c.Status == corev1.ConditionFalse && c.Reason == ReasonWaitingForGPR
+			return c.Status == corev1.ConditionFalse && c.Reason == v1alpha1.PodReasonWaitingForGPR
 		}
 	}
 	return false

@@ -14,11 +14,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+
+	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
 )
 
 // ReasonWaitingForGPR is the reason of the PodScheduled=False condition of
-// a pod held until its workspace's GPR is provisioned.
-const ReasonWaitingForGPR = "WaitingForGPR"
+// a pod held until its workspace's GPR is provisioned (the contract in
+// api/v1alpha1: auto-GPR reads it).
+const ReasonWaitingForGPR = gpuspacev1alpha1.PodReasonWaitingForGPR
 
 // conditionWriter publishes why a pod is held. The scheduler keeps
 // PreEnqueue results to itself (a gated pod's status is never written), so
