@@ -103,11 +103,14 @@ func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Sha
 		return nil, err
 	}
 	inf := dynamicinformer.NewFilteredDynamicInformer(client, GPRResource, "", 0, cache.Indexers{}, nil).Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	// The registration's HasSynced, not the informer's: the index is fed by
+	// the handler, which receives the initial list after the store has it.
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.OnGPR(obj) },
 		UpdateFunc: func(_, obj any) { s.OnGPR(obj) },
 		DeleteFunc: func(obj any) { s.OnGPRDelete(obj) },
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("GPR event handler: %w", err)
 	}
 	// Namespaces get an informer of their own rather than the scheduler's
@@ -120,10 +123,10 @@ func build(ctx context.Context, h fwk.Handle, newClient DynamicClientFunc) (*Sha
 	go nsInf.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, SyncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced, nsInf.HasSynced) {
+	if !cache.WaitForCacheSync(syncCtx.Done(), reg.HasSynced, nsInf.HasSynced) {
 		return nil, fmt.Errorf("GPUProvisionRequest and Namespace informers did not sync within %s (is the gpuspace.io CRD installed and readable?)", SyncTimeout)
 	}
-	s.gprSynced = inf.HasSynced
+	s.gprSynced = reg.HasSynced
 	logger.V(2).Info("gpuspace scheduler state ready")
 	return s, nil
 }
