@@ -152,6 +152,7 @@ type WorkspaceDetails struct {
 	ActiveGPR        string `json:"activeGPR"`
 	QueuedGPRs       int32  `json:"queuedGPRs"`
 	ServiceAccount   string `json:"serviceAccount" doc:"ServiceAccount of the workspace in each of its namespaces"`
+	TotalCost        string `json:"totalCost" doc:"USD: what the workspace's GPRs have cost, completed ones and provisioned ones so far (GPU-hours × the price of their shape); empty when no price is configured"`
 }
 
 // ClusterInfo is a cluster of a workspace in the overlay metrics answer.
@@ -346,7 +347,11 @@ func (s *Server) getWorkspace(ctx context.Context, in *getWorkspaceInput) (*enve
 	if err != nil {
 		return nil, err
 	}
-	return envelope.OK(detailsOf(ws)), nil
+	out := detailsOf(ws)
+	if out.TotalCost, err = s.workspaceCost(ctx, ws.Name, s.now()); err != nil {
+		return nil, err
+	}
+	return envelope.OK(out), nil
 }
 
 func (s *Server) overlayMetrics(ctx context.Context, in *overlayInput) (*envelope.Output[OverlayMetrics], error) {
