@@ -120,13 +120,15 @@ type GPUProvisionRequestSpec struct {
 	// +optional
 	EarlyRelease bool `json:"earlyRelease,omitempty"`
 
-	// IdleTimeOutDuration (NdNhNm): GPUs idle this long may be reclaimed.
-	// Stored and reported only: nothing releases idle GPUs yet.
+	// IdleTimeOutDuration (NdNhNm): with idle enforcement on, a provisioned
+	// GPR whose nodes' GPUs have all been idle this long (counted from no
+	// earlier than its start) is released with reason Idle.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^([0-9]{1,4}d[0-9]{1,5}h[0-9]{1,6}m)?$`
 	IdleTimeOutDuration string `json:"idleTimeOutDuration,omitempty"`
-	// EnforceIdleTimeOut turns idle reclamation on. Stored and reported
-	// only: nothing releases idle GPUs yet.
+	// EnforceIdleTimeOut turns idle release on for idleTimeOutDuration (a
+	// workspace policy's enforceIdleTimeOut does too). The REST API
+	// defaults it to true when idleTimeOutDuration is given, as EGS does.
 	// +optional
 	EnforceIdleTimeOut bool `json:"enforceIdleTimeOut,omitempty"`
 	// MultiNode marks a request meant for one multi-node job.
