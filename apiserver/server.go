@@ -81,6 +81,8 @@ type options struct {
 	now        func() time.Time
 	// kubeconfigReadyWait bounds kube-config's wait for a new workspace.
 	kubeconfigReadyWait time.Duration
+	// clusters are the worker clusters (WithClusters).
+	clusters Clusters
 }
 
 // WithLogger sets the logger (default: no logging).

@@ -51,6 +51,9 @@ const (
 type Reconciler struct {
 	client    client.Client
 	apiReader client.Reader
+	// clusters are the registered worker clusters (WithClusters); nil:
+	// only the cluster the controller runs in.
+	clusters Clusters
 }
 
 // New returns a Reconciler. ServiceAccounts and RoleBindings are read
@@ -105,7 +108,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		if apierrors.IsNotFound(err) {
 			// Gone without our finalizer (it was removed by hand): drop what
 			// is left of it, except namespaces.
-			return reconcile.Result{}, r.cleanup(ctx, req.Name, nil)
+			return reconcile.Result{}, r.cleanupAll(ctx, req.Name)
 		}
 		return reconcile.Result{}, fmt.Errorf("get workspace: %w", err)
 	}
@@ -147,19 +150,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 // removes gpuspace's objects from namespaces no longer in the spec. It
 // returns problems users must fix (a namespace of another workspace) and
 // errors to retry.
-func (r *Reconciler) ensure(ctx context.Context, ws *v1alpha1.Workspace) (problems []string, err error) {
+func (t target) ensure(ctx context.Context, ws *v1alpha1.Workspace) (problems []string, err error) {
 	var ok []string
 	for _, wn := range ws.Spec.Namespaces {
 		name := wn.Namespace
+		if !t.local && len(wn.Clusters) > 0 && !slices.Contains(wn.Clusters, t.name) {
+			continue
+		}
 		var ns corev1.Namespace
-		err := r.client.Get(ctx, client.ObjectKey{Name: name}, &ns)
+		err := t.nsReader.Get(ctx, client.ObjectKey{Name: name}, &ns)
 		switch {
 		case apierrors.IsNotFound(err):
 			ns = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.LabelWorkspace: ws.Name}}}
-			if err := r.client.Create(ctx, &ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			if err := t.client.Create(ctx, &ns); err != nil && !apierrors.IsAlreadyExists(err) {
 				return problems, fmt.Errorf("create namespace %s: %w", name, err)
 			}
-			logr.FromContextOrDiscard(ctx).Info("created namespace", "workspace", ws.Name, "namespace", name)
+			logr.FromContextOrDiscard(ctx).Info("created namespace", "workspace", ws.Name, "namespace", name, "cluster", t.name)
 		case err != nil:
 			return problems, fmt.Errorf("get namespace %s: %w", name, err)
 		case ns.DeletionTimestamp != nil:
@@ -175,7 +181,7 @@ func (r *Reconciler) ensure(ctx context.Context, ws *v1alpha1.Workspace) (proble
 				ns.Labels = map[string]string{}
 			}
 			ns.Labels[v1alpha1.LabelWorkspace] = ws.Name
-			if err := r.client.Patch(ctx, &ns, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			if err := t.client.Patch(ctx, &ns, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 				return problems, fmt.Errorf("label namespace %s: %w", name, err)
 			}
 		}
@@ -187,25 +193,25 @@ func (r *Reconciler) ensure(ctx context.Context, ws *v1alpha1.Workspace) (proble
 		subjects[i] = rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: ns}
 	}
 	for _, ns := range ok {
-		if err := r.ensureRBAC(ctx, ws.Name, ns, subjects); err != nil {
+		if err := t.ensureRBAC(ctx, ws.Name, ns, subjects); err != nil {
 			return problems, err
 		}
 	}
-	return problems, r.cleanup(ctx, ws.Name, ok)
+	return problems, t.cleanup(ctx, ws.Name, ok)
 }
 
 // ensureRBAC keeps the workspace ServiceAccount and RoleBinding in ns. The
 // RoleBinding names the ServiceAccounts of all the workspace's namespaces,
 // so a token of any one of them works in every namespace of the workspace
 // and in no other.
-func (r *Reconciler) ensureRBAC(ctx context.Context, ws, ns string, subjects []rbacv1.Subject) error {
+func (t target) ensureRBAC(ctx context.Context, ws, ns string, subjects []rbacv1.Subject) error {
 	labels := map[string]string{v1alpha1.LabelWorkspace: ws, "app.kubernetes.io/managed-by": "gpuspace"}
 	var sa corev1.ServiceAccount
-	err := r.apiReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ServiceAccountName}, &sa)
+	err := t.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ServiceAccountName}, &sa)
 	switch {
 	case apierrors.IsNotFound(err):
 		sa = corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ServiceAccountName, Labels: labels}}
-		if err := r.client.Create(ctx, &sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := t.client.Create(ctx, &sa); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create ServiceAccount %s/%s: %w", ns, ServiceAccountName, err)
 		}
 	case err != nil:
@@ -218,10 +224,10 @@ func (r *Reconciler) ensureRBAC(ctx context.Context, ws, ns string, subjects []r
 		Subjects:   subjects,
 	}
 	var rb rbacv1.RoleBinding
-	err = r.apiReader.Get(ctx, client.ObjectKeyFromObject(&want), &rb)
+	err = t.reader.Get(ctx, client.ObjectKeyFromObject(&want), &rb)
 	switch {
 	case apierrors.IsNotFound(err):
-		if err := r.client.Create(ctx, &want); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := t.client.Create(ctx, &want); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create RoleBinding %s/%s: %w", ns, RoleBindingName, err)
 		}
 		return nil
@@ -229,10 +235,10 @@ func (r *Reconciler) ensureRBAC(ctx context.Context, ws, ns string, subjects []r
 		return fmt.Errorf("get RoleBinding %s/%s: %w", ns, RoleBindingName, err)
 	case rb.RoleRef != want.RoleRef:
 		// roleRef is immutable: replace the binding.
-		if err := r.client.Delete(ctx, &rb); err != nil && !apierrors.IsNotFound(err) {
+		if err := t.client.Delete(ctx, &rb); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("replace RoleBinding %s/%s: %w", ns, RoleBindingName, err)
 		}
-		if err := r.client.Create(ctx, &want); err != nil {
+		if err := t.client.Create(ctx, &want); err != nil {
 			return fmt.Errorf("replace RoleBinding %s/%s: %w", ns, RoleBindingName, err)
 		}
 		return nil
@@ -244,7 +250,7 @@ func (r *Reconciler) ensureRBAC(ctx context.Context, ws, ns string, subjects []r
 		rb.Labels = map[string]string{}
 	}
 	rb.Labels[v1alpha1.LabelWorkspace] = ws
-	if err := r.client.Update(ctx, &rb); err != nil {
+	if err := t.client.Update(ctx, &rb); err != nil {
 		return fmt.Errorf("update RoleBinding %s/%s: %w", ns, RoleBindingName, err)
 	}
 	return nil
@@ -252,9 +258,9 @@ func (r *Reconciler) ensureRBAC(ctx context.Context, ws, ns string, subjects []r
 
 // cleanup removes the workspace's RBAC objects and namespace label from
 // every namespace labelled for it except keep. Namespaces themselves stay.
-func (r *Reconciler) cleanup(ctx context.Context, ws string, keep []string) error {
+func (t target) cleanup(ctx context.Context, ws string, keep []string) error {
 	var list corev1.NamespaceList
-	if err := r.client.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelWorkspace: ws}); err != nil {
+	if err := t.nsReader.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelWorkspace: ws}); err != nil {
 		return fmt.Errorf("list namespaces of workspace %s: %w", ws, err)
 	}
 	var errs []error
@@ -266,13 +272,13 @@ func (r *Reconciler) cleanup(ctx context.Context, ws string, keep []string) erro
 		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: RoleBindingName}}
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: ServiceAccountName}}
 		for _, o := range []client.Object{rb, sa} {
-			if err := r.client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			if err := t.client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete %T %s/%s: %w", o, ns.Name, o.GetName(), err))
 			}
 		}
 		orig := ns.DeepCopy()
 		delete(ns.Labels, v1alpha1.LabelWorkspace)
-		if err := r.client.Patch(ctx, ns, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
+		if err := t.client.Patch(ctx, ns, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("unlabel namespace %s: %w", ns.Name, err))
 			continue
 		}
@@ -309,7 +315,7 @@ func (r *Reconciler) finalize(ctx context.Context, ws *v1alpha1.Workspace) (bool
 	if len(nodes.Items) > 0 {
 		return false, nil
 	}
-	return true, r.cleanup(ctx, ws.Name, nil)
+	return true, r.cleanupAll(ctx, ws.Name)
 }
 
 // updateStatus writes the Ready condition and the GPR summary when they

@@ -56,7 +56,7 @@ var WorkerRights = func() []Right {
 	}
 	add("", "nodes", "", "get", "list", "watch", "patch")
 	add("", "pods", "", "list", "delete")
-	add("", "namespaces", "", "get", "create", "patch")
+	add("", "namespaces", "", "get", "list", "create", "patch")
 	add("", "serviceaccounts", "", "get", "create", "delete")
 	add("", "serviceaccounts", "token", "create")
 	add("rbac.authorization.k8s.io", "rolebindings", "", "get", "create", "delete")
