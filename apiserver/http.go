@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/console"
 )
 
 const apiDescription = `gpuspace's /api/v1 is wire-compatible with the EGS (Elastic GPU Service) API.
@@ -46,6 +48,9 @@ func (s *Server) build() {
 	s.api = humago.New(s.mux, cfg)
 	s.api.UseMiddleware(s.metricsMiddleware, s.authMiddleware)
 	s.registerOperations()
+	s.registerTimeline()
+	s.registerEvents()
+	s.registerSession()
 
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		envelope.WriteJSON(w, http.StatusOK, envelope.OK(health{Status: "ok"}).Body)
@@ -58,6 +63,9 @@ func (s *Server) build() {
 		envelope.WriteJSON(w, http.StatusOK, envelope.OK(health{Status: "ready"}).Body)
 	})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.gatherer, promhttp.HandlerOpts{}))
+	// The web console, on the same origin as the API it calls (its cookie
+	// session and CSRF rule rely on that): / and /ui/ only.
+	console.Mount(s.mux)
 
 	s.handler = s.recoverer(jsonBodies(s.fallback(s.mux)))
 }
@@ -208,10 +216,17 @@ func (s *Server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 		writeErr(ctx, envelope.New(http.StatusServiceUnavailable, envelope.KeyUnavailable, "the API is starting; retry shortly"))
 		return
 	}
-	token, ok := bearerToken(ctx.Header("Authorization"))
+	token, cookie, ok := credentials(ctx)
 	if !ok {
 		ctx.SetHeader("WWW-Authenticate", `Bearer realm="gpuspace"`)
 		writeErr(ctx, unauthenticated("Unauthenticated: send Authorization: Bearer <token>; get a token from POST /api/v1/auth"))
+		return
+	}
+	if cookie && !csrfOK(ctx, token) {
+		// A page of another site can make the browser send the cookie,
+		// never this header.
+		writeErr(ctx, envelope.Errorf(http.StatusForbidden, envelope.KeyForbidden,
+			"a request authenticated by the console's session cookie must send the session's %s header to change anything", HeaderCSRF))
 		return
 	}
 	p, err := a.Verify(ctx.Context(), token)
@@ -237,7 +252,11 @@ func (s *Server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 			"role %s may not %s; it needs %s", p.Role, lowerFirst(ctx.Operation().Summary), roleList(roles)))
 		return
 	}
-	next(huma.WithContext(ctx, auth.WithPrincipal(ctx.Context(), p)))
+	pctx := auth.WithPrincipal(ctx.Context(), p)
+	if cookie {
+		pctx = context.WithValue(pctx, cookieSessionKey{}, true)
+	}
+	next(huma.WithContext(ctx, pctx))
 }
 
 func unauthenticated(msg string) *envelope.Error {

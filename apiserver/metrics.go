@@ -14,6 +14,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	panics   prometheus.Counter
+	streams  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,6 +32,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "gpuspace_api_panics_total",
 			Help: "Panics recovered while serving API requests.",
 		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gpuspace_api_event_streams",
+			Help: "Clients connected to the event stream (GET /api/v1/events).",
+		}),
 	}
 	var err error
 	m.requests, err = registerCollector(reg, m.requests)
@@ -42,6 +47,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.panics, err = registerCollector(reg, m.panics)
+	if err != nil {
+		return nil, err
+	}
+	m.streams, err = registerCollector(reg, m.streams)
 	if err != nil {
 		return nil, err
 	}

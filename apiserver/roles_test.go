@@ -75,6 +75,10 @@ func TestRoleMatrix(t *testing.T) {
 		return map[string]any{"workspaceName": name, "clusters": []string{"worker-1"}, "namespaces": []string{name + "-ns"}, "username": "u"}
 	}
 
+	tmpl := fresh("rmt")
+	mustOK(t, ts.do("POST", "/api/v1/gpr-template", ts.owner, templateBody(tmpl)))
+	mustOK(t, ts.do("POST", "/api/v1/gpr-template-binding", ts.owner, bindingBody(wsA, tmpl)))
+
 	// ok: callers that get through; every other caller with a valid token
 	// gets 403, and invalid or missing tokens get 401.
 	readers := []string{"owner", "editor-own", "editor-other", "viewer", "viewer-own", "viewer-other"}
@@ -116,8 +120,15 @@ func TestRoleMatrix(t *testing.T) {
 			return req{"POST", "/api/v1/slice-workspace/kube-config", map[string]string{"workspaceName": wsA}}
 		}},
 		"getWorkspaceKubeconfig": {ok: writersA, req: func() req { return req{"GET", "/api/v1/slice-workspace/kube-config?workspaceName=" + wsA, nil} }},
-		"listInventory":          {ok: readers, req: func() req { return req{"GET", "/api/v1/inventory/list", nil} }},
-		"getWorkspaceInventory":  {ok: readersA, req: func() req { return req{"GET", "/api/v1/inventory?sliceName=" + wsA, nil} }},
+		"getPlan":                {ok: readers, req: func() req { return req{"GET", "/api/v1/plan", nil} }},
+		"streamEvents":           {ok: readers, req: func() req { return req{"GET", "/api/v1/events?timeout=100ms", nil} }},
+		"createConsoleSession": {ok: callers, req: func() req {
+			return req{"POST", "/api/v1/console/session", map[string]string{"apiKey": ts.ownKey}}
+		}},
+		"getConsoleSession":     {ok: readers, req: func() req { return req{"GET", "/api/v1/console/session", nil} }},
+		"deleteConsoleSession":  {ok: callers, req: func() req { return req{"DELETE", "/api/v1/console/session", nil} }},
+		"listInventory":         {ok: readers, req: func() req { return req{"GET", "/api/v1/inventory/list", nil} }},
+		"getWorkspaceInventory": {ok: readersA, req: func() req { return req{"GET", "/api/v1/inventory?sliceName=" + wsA, nil} }},
 		"createGPR": {ok: writersA, req: func() req {
 			return req{"POST", "/api/v1/gpr", gprBody()}
 		}},
@@ -134,7 +145,33 @@ func TestRoleMatrix(t *testing.T) {
 			ts.createKey(auth.KeyRequest{Name: name, Role: auth.RoleViewer})
 			return req{"DELETE", "/api/v1/api-key", map[string]any{"name": name}}
 		}},
-		"listAPIKeys": {ok: ownerOnly, req: func() req { return req{"GET", "/api/v1/api-key/list", nil} }},
+		"listAPIKeys":           {ok: ownerOnly, req: func() req { return req{"GET", "/api/v1/api-key/list", nil} }},
+		"listWorkspacePolicies": {ok: readers, req: func() req { return req{"GET", "/api/v1/workspace-policies", nil} }},
+		"getWorkspacePolicy":    {ok: readersA, req: func() req { return req{"GET", "/api/v1/workspace-policies/" + wsA, nil} }},
+		"putWorkspacePolicy": {ok: ownerOnly, req: func() req {
+			// Limits the other rows never reach.
+			return req{"PUT", "/api/v1/workspace-policies/" + wsA, map[string]any{"priorityRange": "high", "maxGPRs": 100000, "maxExitDurationPerGPR": "12M"}}
+		}},
+		"createGPRTemplate": {ok: ownerOnly, req: func() req { return req{"POST", "/api/v1/gpr-template", templateBody(fresh("rmt"))} }},
+		"updateGPRTemplate": {ok: ownerOnly, req: func() req { return req{"PUT", "/api/v1/gpr-template", templateBody(tmpl)} }},
+		"getGPRTemplate":    {ok: readers, req: func() req { return req{"GET", "/api/v1/gpr-template?gprTemplateName=" + tmpl, nil} }},
+		"listGPRTemplates":  {ok: readers, req: func() req { return req{"GET", "/api/v1/gpr-template/list", nil} }},
+		"deleteGPRTemplate": {ok: ownerOnly, req: func() req {
+			name := fresh("rmtd")
+			mustOK(t, ts.do("POST", "/api/v1/gpr-template", ts.owner, templateBody(name)))
+			return req{"DELETE", "/api/v1/gpr-template", map[string]any{"gprTemplateName": name}}
+		}},
+		"createGPRTemplateBinding": {ok: ownerOnly, req: func() req {
+			ts.do("DELETE", "/api/v1/gpr-template-binding", ts.owner, map[string]any{"gprTemplateBindingName": wsB})
+			return req{"POST", "/api/v1/gpr-template-binding", bindingBody(wsB, tmpl)}
+		}},
+		"updateGPRTemplateBinding": {ok: ownerOnly, req: func() req { return req{"PUT", "/api/v1/gpr-template-binding", bindingBody(wsA, tmpl)} }},
+		"getGPRTemplateBinding":    {ok: ownerOnly, req: func() req { return req{"GET", "/api/v1/gpr-template-binding?gprTemplateBindingName=" + wsA, nil} }},
+		"listGPRTemplateBindings":  {ok: ownerOnly, req: func() req { return req{"GET", "/api/v1/gpr-template-binding/list", nil} }},
+		"deleteGPRTemplateBinding": {ok: ownerOnly, req: func() req {
+			ts.do("POST", "/api/v1/gpr-template-binding", ts.owner, bindingBody(wsB, tmpl))
+			return req{"DELETE", "/api/v1/gpr-template-binding", map[string]any{"gprTemplateBindingName": wsB}}
+		}},
 		// Not served (501), behind the roles all the same.
 		"listInferenceEndpoints":    {ok: readers, req: func() req { return req{"GET", "/api/v1/inference-endpoint/list?workspace=" + wsA, nil} }},
 		"describeInferenceEndpoint": {ok: readers, req: func() req { return req{"GET", "/api/v1/inference-endpoint?workspace=" + wsA, nil} }},
