@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -159,15 +158,18 @@ func (s *Server) workspaceKubeconfig(ctx context.Context, ws *v1alpha1.Workspace
 	if sa == "" {
 		return nil, "no ServiceAccount yet", nil
 	}
+	server, ca, token := s.cfg.KubeconfigServer, s.cfg.KubeconfigCAData, tokenFunc(s.localToken)
+	if wc, ok := s.workerCluster(cluster); ok {
+		// A registered worker: its server and CA, tokens of its own.
+		server, ca, token = wc.server, wc.ca, wc.token
+	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: s.cfg.KubeconfigServer, CertificateAuthorityData: s.cfg.KubeconfigCAData}
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
 	ttl := int64(s.cfg.KubeconfigTokenTTL.Seconds())
 	for _, ns := range namespaces {
 		// One token per namespace: the ServiceAccount of each namespace is
 		// bound there, and only there.
-		tr, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl},
-		}, metav1.CreateOptions{})
+		tr, err := token(ctx, ns, sa, ttl)
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Sprintf("no ServiceAccount %s in namespace %s", sa, ns), nil
 		}

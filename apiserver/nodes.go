@@ -30,6 +30,12 @@ type Clusters interface {
 	Nodes(ctx context.Context) ([]*corev1.Node, error)
 	// Names are the clusters: the local one and every registered one.
 	Names() []string
+	// Local is the cluster the API runs in.
+	Local() string
+	// Client reaches a registered cluster; Endpoint is its API server URL
+	// and CA, for workspace kubeconfigs.
+	Client(cluster string) (client.Client, bool)
+	Endpoint(cluster string) (server string, caData []byte, ok bool)
 }
 
 // WithClusters makes the inventory, the plan and the known clusters span

@@ -125,6 +125,7 @@ type worker struct {
 	// resourceVersion, context): a change restarts it.
 	key    string
 	server string
+	caData []byte
 	cl     cluster.Cluster
 	disco  *discovery.DiscoveryClient
 	cancel context.CancelFunc
@@ -202,6 +203,17 @@ func (r *Registry) APIReader(name string) (client.Reader, bool) {
 		return nil, false
 	}
 	return w.cl.GetAPIReader(), true
+}
+
+// Endpoint is the API server URL and CA (PEM) of registered cluster
+// name, as its kubeconfig has them: what workspace kubeconfigs for that
+// cluster point at.
+func (r *Registry) Endpoint(name string) (server string, caData []byte, ok bool) {
+	w := r.worker(name)
+	if w == nil {
+		return "", nil, false
+	}
+	return w.server, w.caData, true
 }
 
 // ClusterOf is the cluster a node of Nodes belongs to.
@@ -352,7 +364,7 @@ func (r *Registry) start(c *v1alpha1.Cluster, key string, cfg *rest.Config) (*wo
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	w := &worker{name: c.Name, key: key, server: cfg.Host, cl: cl, disco: disco, done: make(chan struct{})}
+	w := &worker{name: c.Name, key: key, server: cfg.Host, caData: cfg.CAData, cl: cl, disco: disco, done: make(chan struct{})}
 	// Written status as stored, so a restart of the hub does not write an
 	// unchanged Ready again.
 	w.written = storedState(c)
