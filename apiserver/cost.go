@@ -3,7 +3,6 @@ package apiserver
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,23 +15,11 @@ import (
 // What GPRs cost, as reads show it: a completed GPR's status.cost is the
 // one the controller wrote when it completed; a provisioned one's is
 // computed on every read (GPU-hours so far × the price of its nodes'
-// shapes), never written. Without prices (SetGPUPrices) costs are empty,
-// not 0.
+// shapes), never written. Without prices (Config.GPUPrices) costs are
+// empty, not 0.
 
-// serverPrices holds each Server's prices (SetGPUPrices): one entry per
-// Server, and a process has one (tests a few).
-var serverPrices sync.Map // *Server → domain.Prices
-
-// SetGPUPrices sets the operator's prices per GPU-hour by GPU shape
-// (gpuspace serve --gpu-price), before Start; none: costs are empty.
-func (s *Server) SetGPUPrices(p domain.Prices) { serverPrices.Store(s, p) }
-
-// gpuPrices are s's prices; nil without.
-func (s *Server) gpuPrices() domain.Prices {
-	p, _ := serverPrices.Load(s)
-	prices, _ := p.(domain.Prices)
-	return prices
-}
+// gpuPrices are the operator's prices; nil without.
+func (s *Server) gpuPrices() domain.Prices { return s.cfg.GPUPrices }
 
 // nodeFacts are the GPU nodes of the cache by name; nil without prices
 // (nothing needs them).

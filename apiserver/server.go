@@ -39,6 +39,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/index"
 )
 
@@ -68,6 +69,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// Version is reported in the OpenAPI document; default "dev".
 	Version string
+	// GPUPrices are USD per GPU-hour by GPU shape (gpuspace serve
+	// --gpu-price): a provisioned GPR's cost is computed on read from
+	// them; none: costs are empty.
+	GPUPrices domain.Prices
 }
 
 // Option changes how the server is built.
