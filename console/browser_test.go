@@ -221,7 +221,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Error("the pool is wider than a 390 px screen")
 	}
 	shot(t, bctx, filepath.Join(out, "pool-phone.png"))
-	run("desktop", chromedp.EmulateReset())
+	run("desktop", chromedp.EmulateReset(), chromedp.EmulateViewport(1280, 900))
 
 	// 500 nodes and 2000 GPRs, drawn by the timeline code.
 	renderMs := evalNum("big timeline", bigTimelineJS)

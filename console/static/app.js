@@ -399,7 +399,7 @@ function poolPage() {
     h("div", { class: "totals", id: "totals" },
       total("nodes", nodes.length), total("GPUs", gpus), total("free nodes", free), total("held nodes", held), total("unhealthy", bad)),
     [...groups.keys()].sort().map((k) => {
-      const ns = groups.get(k).sort((a, b) => a.name.localeCompare(b.name));
+      const ns = groups.get(k).sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
       const f = ns.filter((n) => n.state === "free").length;
       return h("div", { class: "card" },
         h("h2", null, k, " ", h("span", { class: "muted" }, `— ${ns.length} nodes, ${f} free`)),
@@ -462,8 +462,8 @@ function timelineSVG(model, onSelect) {
   const stepH = Math.max(1, Math.ceil(span / hour / 12));
   const axis = s("g", null);
   for (let t = Math.ceil(model.start / hour) * hour; t < model.end; t += stepH * hour) {
-    axis.append(s("line", { class: "gridline", x1: x(t), x2: x(t), y1: axisH - 4, y2: height }),
-      s("text", { class: "tick", x: x(t) + 2, y: 14 }, timeFmt.format(new Date(t))));
+    axis.append(s("line", { class: "gridline", x1: x(t), x2: x(t), y1: axisH - 4, y2: height }));
+    if (x(t) + 64 < width) axis.append(s("text", { class: "tick", x: x(t) + 2, y: 14 }, timeFmt.format(new Date(t))));
   }
   svg.append(axis);
   let y = axisH;
@@ -471,7 +471,7 @@ function timelineSVG(model, onSelect) {
   for (const k of [...model.groups.keys()].sort()) {
     svg.append(s("text", { class: "grp", x: 4, y: y + 16 }, k));
     y += groupH;
-    for (const n of model.groups.get(k).sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const n of model.groups.get(k).sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }))) {
       if (n.state === "unhealthy" || !n.healthy) svg.append(s("rect", { class: "down", x: labelW, y, width: plotW, height: rowH - 2 }));
       svg.append(s("text", { class: "lbl", x: 8, y: y + 15 }, n.name));
       for (const b of model.byNode.get(n.name) || []) {
@@ -546,7 +546,7 @@ function gprSummary(id) {
 
 function workspacesPage() {
   if (!state.loaded) return loading();
-  const list = [...state.workspaces.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const list = [...state.workspaces.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
   return h("section", { "aria-labelledby": "ws-h" },
     h("h1", { id: "ws-h" }, "Workspaces"),
     can.owner() ? newWorkspaceForm() : null,
