@@ -713,8 +713,16 @@ function newGPRPage(ws) {
     limits.textContent = "";
     try {
       const p = await api("GET", "/api/v1/workspace-policies/" + encodeURIComponent(form.elements["g-ws"].value));
-      const parts = Object.entries(p || {}).filter(([k, v]) => v !== "" && v !== null && typeof v !== "object" && k !== "workspaceName");
-      if (parts.length) limits.textContent = "Workspace limits: " + parts.map(([k, v]) => k + " " + v).join(", ");
+      if (!p) return;
+      const parts = [];
+      if (p.priorityRange) parts.push("priority " + p.priorityRange);
+      if (p.maxGPRs) parts.push("at most " + p.maxGPRs + " GPRs");
+      if (p.maxExitDurationPerGPR) parts.push("duration up to " + p.maxExitDurationPerGPR);
+      if (p.gpuShapes && p.gpuShapes.length) parts.push("shapes " + p.gpuShapes.join(", "));
+      if (p.maxGpuPerGpr) parts.push("at most " + p.maxGpuPerGpr + " GPUs per GPR");
+      if (p.maxMemoryPerGpr) parts.push("at most " + p.maxMemoryPerGpr + " GB per GPR");
+      if (p.enableAutoEviction) parts.push("may evict lower priorities");
+      if (parts.length) limits.textContent = "Workspace policy: " + parts.join("; ") + ".";
     } catch { /* no policy, or none served */ }
   };
   let timer;
