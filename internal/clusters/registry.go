@@ -491,25 +491,36 @@ func (r *Registry) beat(ctx context.Context, w *worker) {
 	r.writeStatus(ctx, w, st)
 }
 
-// probe asks an API server its version: Ready with the version, or not
-// Ready with the reason.
+// probe asks an API server its version and reads one node: Ready with
+// the version, or not Ready with the reason.
 func probe(ctx context.Context, disco *discovery.DiscoveryClient) state {
 	ctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
 	now := time.Now()
 	body, err := disco.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
 	if err != nil {
-		reason := v1alpha1.ClusterReasonUnreachable
-		if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) {
-			reason = v1alpha1.ClusterReasonUnauthorized
-		}
-		return state{reason: reason, message: err.Error(), at: now}
+		return failed(err, "", now)
 	}
 	var v version.Info
 	if err := json.Unmarshal(body, &v); err != nil {
 		return state{reason: v1alpha1.ClusterReasonUnreachable, message: "bad /version answer: " + err.Error(), at: now}
 	}
+	// /version answers any authenticated caller: a credential whose
+	// rights were revoked shows on a read of one node.
+	if err := disco.RESTClient().Get().AbsPath("/api/v1/nodes").Param("limit", "1").Do(ctx).Error(); err != nil {
+		return failed(err, "list nodes: ", now)
+	}
 	return state{ready: true, reason: v1alpha1.ClusterReasonReachable, message: "API server " + v.GitVersion + " reached", version: v.GitVersion, at: now}
+}
+
+// failed is the state of a heartbeat that failed with err: Unauthorized
+// when the credential is refused, else Unreachable.
+func failed(err error, what string, at time.Time) state {
+	reason := v1alpha1.ClusterReasonUnreachable
+	if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) {
+		reason = v1alpha1.ClusterReasonUnauthorized
+	}
+	return state{reason: reason, message: what + err.Error(), at: at}
 }
 
 // isLeader reports whether this replica writes status.
