@@ -221,3 +221,26 @@ func TestIdlePolicyEnforces(t *testing.T) {
 	h.advance(time.Second, id)
 	h.releasedIdle(id, start.Add(10*time.Minute+time.Second))
 }
+
+// TestIdleAllNodes: a GPR on two nodes is released only when both are
+// idle, counted from the later of their idle-since times.
+func TestIdleAllNodes(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	a, b := h.t4Node("a"), h.t4Node("b")
+	id := h.gpr("g", h.workspace("w"), exit("1d0h0m"), idleTimeout("0d0h10m"), nodeCount(2))
+	start := h.status(id, v1alpha1.GPRProvisioned).Status.StartTimestamp.Time
+	h.clock.SetTime(start)
+	h.setIdleSince(a, start.Add(-time.Hour))
+	h.setIdleSince(b, time.Time{}) // busy
+	h.advance(30*time.Minute, id)
+	h.stays(id)
+	bIdle := h.clock.Now()
+	h.setIdleSince(b, bIdle)
+	h.advance(10*time.Minute-time.Second, id)
+	h.stays(id)
+	h.advance(time.Second, id)
+	h.releasedIdle(id, bIdle.Add(10*time.Minute))
+	h.nodeBound(a, "")
+	h.nodeBound(b, "")
+}
