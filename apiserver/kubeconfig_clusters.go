@@ -51,4 +51,3 @@ func (s *Server) workerCluster(cluster string) (workerKubeconfig, bool) {
 		return tr, nil
 	}}, true
 }
-

@@ -138,4 +138,3 @@ func newClusterUnregisterCommand(f *clusterFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&force, "force", false, "unregister even while GPRs are provisioned there")
 	return cmd
 }
-
