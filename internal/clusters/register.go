@@ -103,6 +103,43 @@ func CheckAccess(ctx context.Context, kubeconfig []byte, kubeContext string) (st
 	return v.GitVersion, nil
 }
 
+// checkNodeNames refuses a worker with a node of the same name as one of
+// the hub's own cluster: a GPR's status names its nodes by name, so node
+// names must be unique across the clusters of one hub.
+func checkNodeNames(ctx context.Context, hub client.Reader, kubeconfig []byte, kubeContext string) error {
+	cfg, err := restConfig(kubeconfig, kubeContext)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	theirs, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list the cluster's nodes: %w", err)
+	}
+	var ours corev1.NodeList
+	if err := hub.List(ctx, &ours); err != nil {
+		return fmt.Errorf("list the hub's nodes: %w", err)
+	}
+	names := make(map[string]bool, len(ours.Items))
+	for _, n := range ours.Items {
+		names[n.Name] = true
+	}
+	var dup []string
+	for _, n := range theirs.Items {
+		if names[n.Name] {
+			dup = append(dup, n.Name)
+		}
+	}
+	if len(dup) > 0 {
+		slices.Sort(dup)
+		return fmt.Errorf("nodes %s are in the hub's cluster too; node names must be unique across the clusters of one gpuspace", strings.Join(dup, ", "))
+	}
+	return nil
+}
+
 // SecretName is the name of a Cluster's kubeconfig Secret as Register
 // creates it.
 func SecretName(cluster string) string { return "cluster-" + cluster + "-kubeconfig" }
@@ -145,6 +182,9 @@ func Register(ctx context.Context, hub client.Client, o RegisterOptions) (*v1alp
 	}
 	if !o.SkipAccessCheck {
 		if _, err := CheckAccess(ctx, kc, o.Context); err != nil {
+			return nil, err
+		}
+		if err := checkNodeNames(ctx, hub, kc, o.Context); err != nil {
 			return nil, err
 		}
 	}
