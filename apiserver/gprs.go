@@ -43,8 +43,8 @@ type GPRRequest struct {
 	Priority         int32           `json:"priority,omitempty" minimum:"1" maximum:"300" default:"101" doc:"1-300: low 1-100, medium 101-200, high 201-300; default 101"`
 	ExitDuration     schema.Duration `json:"exitDuration" doc:"How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)"`
 
-	IdleTimeOutDuration    schema.OptionalDuration `json:"idleTimeOutDuration,omitempty" doc:"GPUs idle this long may be reclaimed (NdNhNm). Stored and reported only: nothing releases idle GPUs yet"`
-	EnforceIdleTimeOut     bool                    `json:"enforceIdleTimeOut,omitempty" doc:"Turns idle reclamation on. Stored and reported only: nothing releases idle GPUs yet"`
+	IdleTimeOutDuration    schema.OptionalDuration `json:"idleTimeOutDuration,omitempty" doc:"With enforceIdleTimeOut: once all of the GPR's GPUs have been idle this long (NdNhNm; counted from no earlier than its start), it is released with reason Idle"`
+	EnforceIdleTimeOut     *bool                   `json:"enforceIdleTimeOut,omitempty" doc:"Release the GPR when its GPUs stay idle for idleTimeOutDuration. Default: true when idleTimeOutDuration is given (as EGS), else false"`
 	MultiNode              bool                    `json:"multiNode,omitempty"`
 	EnableEviction         bool                    `json:"enableEviction,omitempty" doc:"Lets this GPR, while queued, evict lower-priority provisioned GPRs. Stored and reported only: nothing evicts yet"`
 	RequeueOnFailure       bool                    `json:"requeueOnFailure,omitempty" doc:"Keeps a GPR no inventory can satisfy queued, with the reason in failureReason, instead of failing it (Error). Requeueing after an eviction comes with eviction: nothing evicts yet"`
@@ -82,11 +82,12 @@ type GPRStatus struct {
 	NumGpusAllocated    int32    `json:"numGpusAllocated"`
 	StartTimestamp      string   `json:"startTimestamp"`
 	CompletionTimestamp string   `json:"completionTimestamp"`
-	Cost                string   `json:"cost"`
+	Cost                string   `json:"cost" doc:"USD, with two decimals: GPU-hours × the operator's price per GPU-hour of the shape; live while Provisioned, final once Complete; empty when no price is configured"`
 	Nodes               []string `json:"nodes"`
 	InternalState       string   `json:"internalState"`
 	RetryCount          int32    `json:"retryCount"`
 	DelayedCount        int32    `json:"delayedCount"`
+	GPRIdleView
 }
 
 // GPR is a GPU provision request as EGS reports it.
@@ -279,7 +280,7 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 			NumberOfGPUs: r.NumberOfGPUs, NumberOfGPUNodes: r.NumberOfGPUNodes,
 			InstanceType: r.InstanceType, GPUShape: r.GPUShape, MemoryPerGPU: mem,
 			Priority: r.Priority, ExitDuration: string(r.ExitDuration),
-			IdleTimeOutDuration: string(r.IdleTimeOutDuration), EnforceIdleTimeOut: r.EnforceIdleTimeOut,
+			IdleTimeOutDuration: string(r.IdleTimeOutDuration), EnforceIdleTimeOut: domain.DefaultEnforceIdleTimeOut(r.EnforceIdleTimeOut, string(r.IdleTimeOutDuration)),
 			MultiNode: r.MultiNode, EnableEviction: r.EnableEviction, RequeueOnFailure: r.RequeueOnFailure,
 			PreferredClusters: r.PreferredClusters, GPUSharingMode: r.GPUSharingMode,
 			DedicatedNodes: r.DedicatedNodes, EnableRDMA: r.EnableRDMA, EnableSecondaryNetwork: r.EnableSecondaryNetwork,
@@ -460,7 +461,17 @@ func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Out
 	if err != nil {
 		return nil, err
 	}
-	return envelope.OK(gprOf(g, s.now(), est)), nil
+	nodes, err := s.nodeFacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := gprOf(g, now, est)
+	out.Status.Cost = s.costOf(g, nodes, now)
+	if out.Status.GPRIdleView, err = s.idleReader().gpr(ctx, g, now); err != nil {
+		return nil, err
+	}
+	return envelope.OK(out), nil
 }
 
 // estimatesFor are the current plan's estimates, for rendering g. A GPR
@@ -502,10 +513,20 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 	if err != nil {
 		return nil, err
 	}
+	nodes, err := s.nodeFacts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	items := make([]GPR, 0, len(list.Items))
+	idle := s.idleReader()
 	for i := range list.Items {
-		items = append(items, gprOf(&list.Items[i], now, plan.estimates()))
+		g := gprOf(&list.Items[i], now, plan.estimates())
+		g.Status.Cost = s.costOf(&list.Items[i], nodes, now)
+		if g.Status.GPRIdleView, err = idle.gpr(ctx, &list.Items[i], now); err != nil {
+			return nil, err
+		}
+		items = append(items, g)
 	}
 	slices.SortFunc(items, func(a, b GPR) int {
 		if a.Priority != b.Priority {

@@ -45,6 +45,7 @@ type InventoryNode struct {
 	GPUNodeState      string       `json:"gpuNodeState" enum:"NODE_RESERVED,NODE_AVAILABLE"`
 	GPRID             string       `json:"gprId" doc:"GPR holding the node, empty if none"`
 	Allocation        []Allocation `json:"allocation"`
+	IdleView
 }
 
 // Inventory is the data of GET /inventory/list. items is the spec's name
@@ -83,7 +84,7 @@ func (s *Server) registerInventory() {
 	register(s, opSpec{
 		id: "listInventory", method: http.MethodGet, path: "/api/v1/inventory/list", tag: tag,
 		summary:     "List the GPU inventory",
-		description: "Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.",
+		description: "Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, which GPR holds it, and its GPU use (utilisation, timeSinceNoUtilization, and whether it publishes idleness: a node that does not is never idle-released). Use the shapes, instance types and memory sizes here in GPR requests.",
 		roles:       rolesReaders, scope: scopeNone, readOnly: true, idempotent: true, mcpName: "inventory_list", units: unitsMemory,
 	}, s.listInventory)
 	register(s, opSpec{
@@ -120,6 +121,7 @@ func (s *Server) listInventory(ctx context.Context, _ *noInput) (*envelope.Outpu
 		return nil, err
 	}
 	items := make([]InventoryNode, 0, len(nodes))
+	now := s.now()
 	for _, n := range nodes {
 		provider := providerOf(n.Node)
 		in := InventoryNode{
@@ -127,7 +129,7 @@ func (s *Server) listInventory(ctx context.Context, _ *noInput) (*envelope.Outpu
 			InstanceType: n.InstanceType, ClusterName: n.Cluster, Memory: n.MemoryGB(),
 			GPUCount: int(n.GPUs), FreeGPUs: int(n.HealthyGPUs), CloudProvider: provider, Cloud: provider,
 			Region: n.Labels[labelRegion], NodeHealth: "Healthy", GPUNodeState: "NODE_AVAILABLE",
-			Allocation: []Allocation{},
+			Allocation: []Allocation{}, IdleView: nodeIdle(n.Node, now),
 		}
 		if !n.Healthy() {
 			in.NodeHealth = "Unhealthy"

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,11 +34,11 @@ type planView struct {
 
 // planSnapshot is one computed plan with what it was made from.
 type planSnapshot struct {
-	now  time.Time
+	now   time.Time
 	gprs  []*v1alpha1.GPUProvisionRequest
 	names map[string]bool
 	in    planner.Input
-	plan planner.Plan
+	plan  planner.Plan
 }
 
 func (v *planView) invalidate() { v.version.Add(1) }
@@ -68,9 +67,9 @@ func (s *Server) currentPlan(ctx context.Context) (*planSnapshot, error) {
 	if err := s.cache.List(ctx, &gl, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, s.kubeErr(err, "GPRs")
 	}
-	var nl corev1.NodeList
-	if err := s.cache.List(ctx, &nl, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, s.kubeErr(err, "nodes")
+	nodes, err := s.allNodes(ctx)
+	if err != nil {
+		return nil, err
 	}
 	snap := &planSnapshot{now: now, gprs: make([]*v1alpha1.GPUProvisionRequest, len(gl.Items))}
 	snap.names = make(map[string]bool, len(gl.Items))
@@ -78,11 +77,14 @@ func (s *Server) currentPlan(ctx context.Context) (*planSnapshot, error) {
 		snap.gprs[i] = &gl.Items[i]
 		snap.names[gl.Items[i].Name] = true
 	}
-	nodes := make([]*corev1.Node, len(nl.Items))
-	for i := range nl.Items {
-		nodes[i] = &nl.Items[i]
+	policies, err := s.policyLookup(ctx)
+	if err != nil {
+		return nil, err
 	}
-	snap.in, _ = domain.Input(now, snap.gprs, nodes, s.cfg.DefaultCluster)
+	snap.in, _ = domain.Input(now, snap.gprs, nodes, s.cfg.DefaultCluster, domain.WithPolicies(policies))
+	// Placements for the timeline (GET /plan, the event stream); one
+	// slice per queued GPR, small beside the plan itself.
+	snap.in.Placements = true
 	snap.plan = planner.Compute(snap.in)
 	v.snapshot, v.at, v.made = snap, ver, now
 	return snap, nil

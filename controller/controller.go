@@ -1,7 +1,8 @@
 // Package controller wires gpuspace's controllers into a controller-runtime
 // manager: the Workspace controller (namespaces, labels, ServiceAccounts,
-// RoleBindings) and the GPR controller (queue, planner, node binding,
-// expiry, release), plus the workspace-user ClusterRole they rely on.
+// RoleBindings), the GPR controller (queue, planner, node binding,
+// expiry, release) and the auto-GPR controller (GPRs from templates for
+// held pods), plus the workspace-user ClusterRole they rely on.
 //
 // The gpuspace binary creates a manager with NewManager (or its own, with
 // a scheme from Scheme) and calls Setup before mgr.Start:
@@ -32,7 +33,10 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/gpr"
+	"github.com/gpuspace/gpuspace/controller/template"
 	"github.com/gpuspace/gpuspace/controller/workspace"
+	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // Options configure the controllers.
@@ -46,6 +50,13 @@ type Options struct {
 	// SkipNameValidation lets several managers in one process register
 	// controllers of the same name (tests).
 	SkipNameValidation bool
+	// Clusters is the worker cluster registry; Setup runs it in mgr and
+	// the GPR controller plans over, and binds in, every worker. Nil: only
+	// the cluster the manager runs in.
+	Clusters *clusters.Registry
+	// GPUPrices are USD per GPU-hour by GPU shape, for status.cost; none:
+	// costs stay empty.
+	GPUPrices domain.Prices
 }
 
 // Scheme returns a scheme with the built-in APIs and gpuspace.io/v1alpha1,
@@ -142,8 +153,9 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// Setup registers the Workspace and GPR controllers with mgr, and a
-// leader-elected start-up task that creates the workspace-user ClusterRole.
+// Setup registers the Workspace, GPR and auto-GPR controllers with mgr,
+// and a leader-elected start-up task that creates the workspace-user
+// ClusterRole.
 // mgr's scheme must hold the built-in types and gpuspace.io/v1alpha1 (see
 // Scheme).
 func Setup(mgr manager.Manager, opts Options) error {
@@ -158,17 +170,35 @@ func Setup(mgr manager.Manager, opts Options) error {
 		skip = &opts.SkipNameValidation
 	}
 	ctx := context.Background()
-	if err := workspace.New(mgr.GetClient(), mgr.GetAPIReader()).SetupWithManager(ctx, mgr, skip); err != nil {
+	ws := workspace.New(mgr.GetClient(), mgr.GetAPIReader())
+	if opts.Clusters != nil {
+		ws = ws.WithClusters(opts.Clusters)
+	}
+	if err := ws.SetupWithManager(ctx, mgr, skip); err != nil {
 		return fmt.Errorf("workspace controller: %w", err)
 	}
 	estimates, err := estimateClient(mgr)
 	if err != nil {
 		return err
 	}
-	g := gpr.New(mgr.GetClient(), mgr.GetAPIReader(), opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster,
-		gpr.WithEstimateClient(estimates))
+	apiReader := mgr.GetAPIReader()
+	var gprOpts []gpr.Option
+	if opts.Clusters != nil {
+		if err := opts.Clusters.SetupWithManager(mgr, skip); err != nil {
+			return fmt.Errorf("cluster registry: %w", err)
+		}
+		// Live node reads confirm decisions over the same clusters as
+		// the plan.
+		apiReader = opts.Clusters.Reader(apiReader)
+		gprOpts = append(gprOpts, gpr.WithClusters(opts.Clusters))
+	}
+	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices))
+	g := gpr.New(mgr.GetClient(), apiReader, opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster, gprOpts...)
 	if err := g.SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("GPR controller: %w", err)
+	}
+	if err := template.New(mgr.GetClient(), mgr.GetEventRecorder(template.ControllerName)).SetupWithManager(mgr, skip); err != nil {
+		return fmt.Errorf("auto-GPR controller: %w", err)
 	}
 	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		log := mgr.GetLogger().WithName("clusterrole")

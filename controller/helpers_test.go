@@ -22,6 +22,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/logging"
 	"github.com/gpuspace/gpuspace/internal/testenv"
 )
@@ -58,6 +59,8 @@ type harness struct {
 	cluster string
 	clock   *clocktesting.FakePassiveClock
 	kicks   int
+	// prices are the controllers' GPU prices (set before start).
+	prices domain.Prices
 }
 
 func newHarness(t *testing.T) *harness {
@@ -83,7 +86,7 @@ func (h *harness) startManager(name string, mo controller.ManagerOptions) (mgr m
 	if err != nil {
 		h.t.Fatalf("NewManager: %v", err)
 	}
-	if err := controller.Setup(mgr, controller.Options{Clock: h.clock, SkipNameValidation: true}); err != nil {
+	if err := controller.Setup(mgr, controller.Options{Clock: h.clock, SkipNameValidation: true, GPUPrices: h.prices}); err != nil {
 		h.t.Fatalf("Setup: %v", err)
 	}
 	ctx, cancel := context.WithCancel(h.ctx)

@@ -20,7 +20,9 @@ func TestPolicyLimitsOverMCP(t *testing.T) {
 		"workspaceName": ws, "clusters": []string{"worker-1"}, "namespaces": []string{ws + "-ns"}, "username": "u"}); code != 200 {
 		t.Fatalf("create workspace: %d %s", code, body)
 	}
-	t.Cleanup(func() { h.rest(t, http.MethodDelete, "/api/v1/slice-workspace", owner, map[string]string{"workspaceName": ws}) })
+	t.Cleanup(func() {
+		h.rest(t, http.MethodDelete, "/api/v1/slice-workspace", owner, map[string]string{"workspaceName": ws})
+	})
 	c := mcpgoInProcess(t, h.mcp, owner)
 	c.call(t, "policies_update", map[string]any{"name": ws, "priorityRange": "medium", "gpuShapes": []any{"H100"}}).data(t)
 

@@ -89,6 +89,42 @@ func (e CreateWorkspaceBodyOverlayNetworkDeploymentMode) Valid() bool {
 	}
 }
 
+// Defines values for GPREventChange.
+const (
+	GPREventChangeCreated     GPREventChange = "created"
+	GPREventChangeDeleted     GPREventChange = "deleted"
+	GPREventChangeEstimate    GPREventChange = "estimate"
+	GPREventChangeFailed      GPREventChange = "failed"
+	GPREventChangeProvisioned GPREventChange = "provisioned"
+	GPREventChangeReleased    GPREventChange = "released"
+	GPREventChangeRequeued    GPREventChange = "requeued"
+	GPREventChangeUpdated     GPREventChange = "updated"
+)
+
+// Valid indicates whether the value is a known member of the GPREventChange enum.
+func (e GPREventChange) Valid() bool {
+	switch e {
+	case GPREventChangeCreated:
+		return true
+	case GPREventChangeDeleted:
+		return true
+	case GPREventChangeEstimate:
+		return true
+	case GPREventChangeFailed:
+		return true
+	case GPREventChangeProvisioned:
+		return true
+	case GPREventChangeReleased:
+		return true
+	case GPREventChangeRequeued:
+		return true
+	case GPREventChangeUpdated:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GPRStatusProvisioningStatus.
 const (
 	GPRStatusProvisioningStatusComplete    GPRStatusProvisioningStatus = "Complete"
@@ -133,16 +169,16 @@ func (e InventoryNodeGpuNodeState) Valid() bool {
 
 // Defines values for InventoryNodeNodeHealth.
 const (
-	Healthy   InventoryNodeNodeHealth = "Healthy"
-	Unhealthy InventoryNodeNodeHealth = "Unhealthy"
+	InventoryNodeNodeHealthHealthy   InventoryNodeNodeHealth = "Healthy"
+	InventoryNodeNodeHealthUnhealthy InventoryNodeNodeHealth = "Unhealthy"
 )
 
 // Valid indicates whether the value is a known member of the InventoryNodeNodeHealth enum.
 func (e InventoryNodeNodeHealth) Valid() bool {
 	switch e {
-	case Healthy:
+	case InventoryNodeNodeHealthHealthy:
 		return true
-	case Unhealthy:
+	case InventoryNodeNodeHealthUnhealthy:
 		return true
 	default:
 		return false
@@ -164,6 +200,96 @@ func (e KeyInfoRole) Valid() bool {
 	case KeyInfoRoleOwner:
 		return true
 	case KeyInfoRoleViewer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NodeEventChange.
+const (
+	NodeEventChangeAdded     NodeEventChange = "added"
+	NodeEventChangeBound     NodeEventChange = "bound"
+	NodeEventChangeHealthy   NodeEventChange = "healthy"
+	NodeEventChangeReleased  NodeEventChange = "released"
+	NodeEventChangeRemoved   NodeEventChange = "removed"
+	NodeEventChangeUnhealthy NodeEventChange = "unhealthy"
+)
+
+// Valid indicates whether the value is a known member of the NodeEventChange enum.
+func (e NodeEventChange) Valid() bool {
+	switch e {
+	case NodeEventChangeAdded:
+		return true
+	case NodeEventChangeBound:
+		return true
+	case NodeEventChangeHealthy:
+		return true
+	case NodeEventChangeReleased:
+		return true
+	case NodeEventChangeRemoved:
+		return true
+	case NodeEventChangeUnhealthy:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PlanGPRProvisioningStatus.
+const (
+	PlanGPRProvisioningStatusProvisioned PlanGPRProvisioningStatus = "Provisioned"
+	PlanGPRProvisioningStatusQueued      PlanGPRProvisioningStatus = "Queued"
+)
+
+// Valid indicates whether the value is a known member of the PlanGPRProvisioningStatus enum.
+func (e PlanGPRProvisioningStatus) Valid() bool {
+	switch e {
+	case PlanGPRProvisioningStatusProvisioned:
+		return true
+	case PlanGPRProvisioningStatusQueued:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PlanNodeState.
+const (
+	PlanNodeStateFree      PlanNodeState = "free"
+	PlanNodeStateHeld      PlanNodeState = "held"
+	PlanNodeStateUnhealthy PlanNodeState = "unhealthy"
+)
+
+// Valid indicates whether the value is a known member of the PlanNodeState enum.
+func (e PlanNodeState) Valid() bool {
+	switch e {
+	case PlanNodeStateFree:
+		return true
+	case PlanNodeStateHeld:
+		return true
+	case PlanNodeStateUnhealthy:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SessionRole.
+const (
+	SessionRoleEditor SessionRole = "Editor"
+	SessionRoleOwner  SessionRole = "Owner"
+	SessionRoleViewer SessionRole = "Viewer"
+)
+
+// Valid indicates whether the value is a known member of the SessionRole enum.
+func (e SessionRole) Valid() bool {
+	switch e {
+	case SessionRoleEditor:
+		return true
+	case SessionRoleOwner:
+		return true
+	case SessionRoleViewer:
 		return true
 	default:
 		return false
@@ -206,6 +332,27 @@ func (e WorkspaceDetailsStatusStructSliceHealthStatus) Valid() bool {
 	case Normal:
 		return true
 	case Warning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WorkspaceEventChange.
+const (
+	WorkspaceEventChangeCreated WorkspaceEventChange = "created"
+	WorkspaceEventChangeDeleted WorkspaceEventChange = "deleted"
+	WorkspaceEventChangeUpdated WorkspaceEventChange = "updated"
+)
+
+// Valid indicates whether the value is a known member of the WorkspaceEventChange enum.
+func (e WorkspaceEventChange) Valid() bool {
+	switch e {
+	case WorkspaceEventChangeCreated:
+		return true
+	case WorkspaceEventChangeDeleted:
+		return true
+	case WorkspaceEventChangeUpdated:
 		return true
 	default:
 		return false
@@ -505,6 +652,28 @@ type GPRCreated struct {
 	GprId string `json:"gprId"`
 }
 
+// GPREvent defines model for GPREvent.
+type GPREvent struct {
+	// Change What happened: created; updated (name, priority, early release asked); estimate (the plan moved its estimated start or reserved nodes); provisioned; released (Complete, with reason); failed (Error); requeued (back to Queued); deleted
+	Change GPREventChange `json:"change"`
+	Gpr    *GPR           `json:"gpr,omitempty"`
+	GprId  string         `json:"gprId"`
+
+	// Message failureReason, when there is one
+	Message *string  `json:"message,omitempty"`
+	Plan    *PlanGPR `json:"plan,omitempty"`
+
+	// Reason released, failed, requeued: why (Expired, EarlyReleased, Idle, Evicted, WorkspaceDeleted, Unsatisfiable, Invalid)
+	Reason    *string `json:"reason,omitempty"`
+	SliceName string  `json:"sliceName"`
+
+	// Time When the stream saw the change (RFC 3339, ms)
+	Time string `json:"time"`
+}
+
+// GPREventChange What happened: created; updated (name, priority, early release asked); estimate (the plan moved its estimated start or reserved nodes); provisioned; released (Complete, with reason); failed (Error); requeued (back to Queued); deleted
+type GPREventChange string
+
 // GPRID defines model for GPRID.
 type GPRID struct {
 	// GprId Id of the GPR
@@ -528,7 +697,7 @@ type GPRRequest struct {
 	EnableRDMA             *bool `json:"enableRDMA,omitempty"`
 	EnableSecondaryNetwork *bool `json:"enableSecondaryNetwork,omitempty"`
 
-	// EnforceIdleTimeOut Turns idle reclamation on. Stored and reported only: nothing releases idle GPUs yet
+	// EnforceIdleTimeOut Release the GPR when its GPUs stay idle for idleTimeOutDuration. Default: true when idleTimeOutDuration is given (as EGS), else false
 	EnforceIdleTimeOut *bool `json:"enforceIdleTimeOut,omitempty"`
 
 	// ExitDuration How long the nodes are held once provisioned, as NdNhNm (e.g. 0d0h5m)
@@ -541,7 +710,7 @@ type GPRRequest struct {
 	GpuShape       *string `json:"gpuShape,omitempty"`
 	GpuSharingMode *string `json:"gpuSharingMode,omitempty"`
 
-	// IdleTimeOutDuration GPUs idle this long may be reclaimed (NdNhNm). Stored and reported only: nothing releases idle GPUs yet
+	// IdleTimeOutDuration With enforceIdleTimeOut: once all of the GPR's GPUs have been idle this long (NdNhNm; counted from no earlier than its start), it is released with reason Idle
 	IdleTimeOutDuration *string `json:"idleTimeOutDuration,omitempty"`
 
 	// InstanceType Node instance type (see inventory); empty for any
@@ -574,16 +743,27 @@ type GPRRequest struct {
 
 // GPRStatus defines model for GPRStatus.
 type GPRStatus struct {
-	CompletionTimestamp string                      `json:"completionTimestamp"`
-	Cost                string                      `json:"cost"`
-	DelayedCount        int32                       `json:"delayedCount"`
-	FailureReason       string                      `json:"failureReason"`
-	InternalState       string                      `json:"internalState"`
-	Nodes               *[]string                   `json:"nodes"`
-	NumGpusAllocated    int32                       `json:"numGpusAllocated"`
-	ProvisioningStatus  GPRStatusProvisioningStatus `json:"provisioningStatus"`
-	RetryCount          int32                       `json:"retryCount"`
-	StartTimestamp      string                      `json:"startTimestamp"`
+	CompletionTimestamp string `json:"completionTimestamp"`
+
+	// Cost USD, with two decimals: GPU-hours × the operator's price per GPU-hour of the shape; live while Provisioned, final once Complete; empty when no price is configured
+	Cost          string `json:"cost"`
+	DelayedCount  int32  `json:"delayedCount"`
+	FailureReason string `json:"failureReason"`
+
+	// GpuUtilization Provisioned: mean GPU utilisation of its nodes in percent, as their device plugins last published it (coarse); null otherwise or when a node publishes none
+	GpuUtilization *int64 `json:"gpuUtilization"`
+
+	// IdleReleaseAt Provisioned with idle enforcement on (enforceIdleTimeOut, or its workspace policy's) and idle now: when it is released with reason Idle if its GPUs stay idle (RFC 3339); empty otherwise
+	IdleReleaseAt      string                      `json:"idleReleaseAt"`
+	InternalState      string                      `json:"internalState"`
+	Nodes              *[]string                   `json:"nodes"`
+	NumGpusAllocated   int32                       `json:"numGpusAllocated"`
+	ProvisioningStatus GPRStatusProvisioningStatus `json:"provisioningStatus"`
+	RetryCount         int32                       `json:"retryCount"`
+	StartTimestamp     string                      `json:"startTimestamp"`
+
+	// TimeSinceNoUtilization Provisioned: how long all of its nodes' GPUs have been idle, counted from no earlier than its start (Go duration, e.g. 0h12m0s); empty while any is busy or does not publish idleness
+	TimeSinceNoUtilization string `json:"timeSinceNoUtilization"`
 }
 
 // GPRStatusProvisioningStatus defines model for GPRStatus.ProvisioningStatus.
@@ -773,12 +953,21 @@ type InventoryNode struct {
 	// GpuShape Normalised GPU model, e.g. H100, T4: what a GPR's gpuShape matches
 	GpuShape         string `json:"gpuShape"`
 	GpuTempThreshold string `json:"gpuTempThreshold"`
-	InstanceType     string `json:"instanceType"`
+
+	// GpuUtilization Mean GPU utilisation of the node in percent, as its device plugin last published it (coarse: up to minutes old); null when it publishes none
+	GpuUtilization *int64 `json:"gpuUtilization"`
+
+	// IdleSignal Whether the node publishes idleness (gpuspace.io/gpus-idle-since). A node that does not (no gpuspace device plugin, or an old one) is never released for being idle
+	IdleSignal   bool   `json:"idleSignal"`
+	InstanceType string `json:"instanceType"`
 
 	// Memory Memory per GPU in GB (a GPR's memoryPerGPU)
 	Memory     int64                   `json:"memory"`
 	NodeHealth InventoryNodeNodeHealth `json:"nodeHealth"`
 	Region     string                  `json:"region"`
+
+	// TimeSinceNoUtilization How long all of the node's GPUs have been idle (Go duration, e.g. 0h12m0s); empty while any is busy or the node does not publish idleness
+	TimeSinceNoUtilization string `json:"timeSinceNoUtilization"`
 }
 
 // InventoryNodeGpuNodeState defines model for InventoryNode.GpuNodeState.
@@ -865,6 +1054,16 @@ type NetworkMetricThroughputStruct struct {
 	TxRate int64 `json:"txRate"`
 }
 
+// NodeEvent defines model for NodeEvent.
+type NodeEvent struct {
+	Change NodeEventChange `json:"change"`
+	Node   PlanNode        `json:"node"`
+	Time   string          `json:"time"`
+}
+
+// NodeEventChange defines model for NodeEvent.Change.
+type NodeEventChange string
+
 // OverlayMetrics defines model for OverlayMetrics.
 type OverlayMetrics struct {
 	Clusters *[]ClusterInfo `json:"clusters"`
@@ -873,6 +1072,64 @@ type OverlayMetrics struct {
 	NetworkMetrics *[]NetworkMetric `json:"networkMetrics"`
 	WorkspaceName  string           `json:"workspaceName"`
 }
+
+// PlanGPR defines model for PlanGPR.
+type PlanGPR struct {
+	// End start + exitDuration; empty without a start
+	End string `json:"end"`
+
+	// GprId Empty for a GPR of a workspace the caller may not read (shown, anonymous, so a wait can be explained)
+	GprId   string `json:"gprId"`
+	GprName string `json:"gprName"`
+
+	// Nodes Provisioned: the nodes it holds; queued: the nodes the current plan reserves for it (they may change, only the start is an estimate)
+	Nodes *[]string `json:"nodes"`
+
+	// NumberOfGPUs GPUs per node
+	NumberOfGPUs       int32                     `json:"numberOfGPUs"`
+	Priority           int32                     `json:"priority"`
+	ProvisioningStatus PlanGPRProvisioningStatus `json:"provisioningStatus"`
+
+	// Reason A queued GPR's failureReason (why it waits without an estimate), if any
+	Reason    string `json:"reason"`
+	SliceName string `json:"sliceName"`
+
+	// Start Provisioned: when it started; queued: the plan's estimated start; empty when the plan has none
+	Start string `json:"start"`
+}
+
+// PlanGPRProvisioningStatus defines model for PlanGPR.ProvisioningStatus.
+type PlanGPRProvisioningStatus string
+
+// PlanNode defines model for PlanNode.
+type PlanNode struct {
+	ClusterName string `json:"clusterName"`
+
+	// GprId The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read
+	GprId    string `json:"gprId"`
+	GpuCount int32  `json:"gpuCount"`
+	GpuShape string `json:"gpuShape"`
+
+	// Healthy Ready, schedulable and every GPU healthy: GPRs may start on it
+	Healthy      bool   `json:"healthy"`
+	InstanceType string `json:"instanceType"`
+
+	// Memory Memory per GPU in GB
+	Memory int64  `json:"memory"`
+	Name   string `json:"name"`
+
+	// SliceName Workspace of the holder, empty as gprId is
+	SliceName string `json:"sliceName"`
+
+	// State held wins over unhealthy: a held node that turns unhealthy stays its GPR's
+	State PlanNodeState `json:"state"`
+
+	// Until When the holder's exitDuration ends (RFC 3339); empty when free
+	Until string `json:"until"`
+}
+
+// PlanNodeState held wins over unhealthy: a held node that turns unhealthy stays its GPR's
+type PlanNodeState string
 
 // PolicyClusterConstraints defines model for PolicyClusterConstraints.
 type PolicyClusterConstraints struct {
@@ -887,6 +1144,21 @@ type PolicyClusterConstraints struct {
 
 	// MaxMemoryPerGpr Most GPU memory in GB per GPR in this cluster; replaces maxMemoryPerGpr there; 0 keeps it
 	MaxMemoryPerGpr *int32 `json:"maxMemoryPerGpr,omitempty"`
+}
+
+// ReadyEvent defines model for ReadyEvent.
+type ReadyEvent struct {
+	// LastEventId The id of the newest event so far; resume from it with Last-Event-ID
+	LastEventId string `json:"lastEventId"`
+	Role        string `json:"role"`
+
+	// Workspace The workspace the caller is limited to, if any
+	Workspace string `json:"workspace"`
+}
+
+// ResetEvent defines model for ResetEvent.
+type ResetEvent struct {
+	Reason string `json:"reason"`
 }
 
 // ResponseAPIKeyCreated defines model for ResponseAPIKeyCreated.
@@ -1209,6 +1481,46 @@ type ResponseOverlayMetrics struct {
 	StatusCode int64 `json:"statusCode"`
 }
 
+// ResponseSession defines model for ResponseSession.
+type ResponseSession struct {
+	Data Session `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
+// ResponseTimeline defines model for ResponseTimeline.
+type ResponseTimeline struct {
+	Data Timeline `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
 // ResponseToken defines model for ResponseToken.
 type ResponseToken struct {
 	Data Token `json:"data"`
@@ -1369,6 +1681,40 @@ type ResponseWorkspacePolicyList struct {
 	StatusCode int64 `json:"statusCode"`
 }
 
+// Session defines model for Session.
+type Session struct {
+	// CsrfToken Send as X-CSRF-Token on every request that changes something; empty when not authenticated by the session cookie
+	CsrfToken string `json:"csrfToken"`
+
+	// ExpiresAt When the session's token expires unless renewed (RFC 3339)
+	ExpiresAt string      `json:"expiresAt"`
+	KeyName   string      `json:"keyName"`
+	Role      SessionRole `json:"role"`
+
+	// Workspace The workspace the key is limited to; empty for all
+	Workspace string `json:"workspace"`
+}
+
+// SessionRole defines model for Session.Role.
+type SessionRole string
+
+// SessionRequest defines model for SessionRequest.
+type SessionRequest struct {
+	// ApiKey The API key to log in with; empty to renew the current session (its cookie)
+	ApiKey               *string                `json:"apiKey,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// Timeline defines model for Timeline.
+type Timeline struct {
+	// Gprs Provisioned GPRs, then queued GPRs in queue order
+	Gprs  *[]PlanGPR  `json:"gprs"`
+	Nodes *[]PlanNode `json:"nodes"`
+
+	// Now The time the plan was made for (RFC 3339)
+	Now string `json:"now"`
+}
+
 // Token defines model for Token.
 type Token struct {
 	// Token Send as Authorization: Bearer <token>
@@ -1460,8 +1806,11 @@ type WorkspaceDetails struct {
 	SliceType              string                                     `json:"sliceType"`
 	StandardQosProfileName string                                     `json:"standardQosProfileName"`
 	Status                 WorkspaceDetailsStatusStruct               `json:"status"`
-	Username               string                                     `json:"username"`
-	VpnConfig              WorkspaceDetailsVpnConfigStruct            `json:"vpnConfig"`
+
+	// TotalCost USD: what the workspace's GPRs have cost, completed ones and provisioned ones so far (GPU-hours × the price of their shape); empty when no price is configured
+	TotalCost string                          `json:"totalCost"`
+	Username  string                          `json:"username"`
+	VpnConfig WorkspaceDetailsVpnConfigStruct `json:"vpnConfig"`
 }
 
 // WorkspaceDetailsNamespaceIsolationProfileStruct defines model for WorkspaceDetailsNamespaceIsolationProfileStruct.
@@ -1502,6 +1851,17 @@ type WorkspaceDetailsStatusStructSliceHealthStatus string
 type WorkspaceDetailsVpnConfigStruct struct {
 	Cipher string `json:"cipher"`
 }
+
+// WorkspaceEvent defines model for WorkspaceEvent.
+type WorkspaceEvent struct {
+	Change    WorkspaceEventChange `json:"change"`
+	Name      string               `json:"name"`
+	Time      string               `json:"time"`
+	Workspace WorkspaceSummary     `json:"workspace"`
+}
+
+// WorkspaceEventChange defines model for WorkspaceEvent.Change.
+type WorkspaceEventChange string
 
 // WorkspaceInventory defines model for WorkspaceInventory.
 type WorkspaceInventory struct {
@@ -1633,6 +1993,35 @@ type ListAPIKeysParams struct {
 	WorkspaceName *string `form:"workspaceName,omitempty" json:"workspaceName,omitempty"`
 }
 
+// DeleteConsoleSessionParams defines parameters for DeleteConsoleSession.
+type DeleteConsoleSessionParams struct {
+	GpuspaceSession *string `form:"gpuspace_session,omitempty" json:"gpuspace_session,omitempty"`
+}
+
+// GetConsoleSessionParams defines parameters for GetConsoleSession.
+type GetConsoleSessionParams struct {
+	GpuspaceSession *string `form:"gpuspace_session,omitempty" json:"gpuspace_session,omitempty"`
+}
+
+// CreateConsoleSessionParams defines parameters for CreateConsoleSession.
+type CreateConsoleSessionParams struct {
+	// XGpuspaceConsole Required (any value): proves the request comes from a page of this origin
+	XGpuspaceConsole *string `json:"X-Gpuspace-Console,omitempty"`
+	GpuspaceSession  *string `form:"gpuspace_session,omitempty" json:"gpuspace_session,omitempty"`
+}
+
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId Same as the Last-Event-ID header, for clients that cannot set headers
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// Timeout End the stream after this long (Go duration, e.g. 30s); default: until the client goes or the token expires
+	Timeout *int64 `form:"timeout,omitempty" json:"timeout,omitempty"`
+
+	// LastEventID Resume after this event id (EventSource sends it on reconnect); an id no longer kept gets a reset event
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
+
 // GetGPRParams defines parameters for GetGPR.
 type GetGPRParams struct {
 	// GprId Id of the GPR
@@ -1704,6 +2093,9 @@ type CreateAPIKeyJSONRequestBody = APIKeyRequest
 
 // AuthenticateJSONRequestBody defines body for Authenticate for application/json ContentType.
 type AuthenticateJSONRequestBody = AuthRequest
+
+// CreateConsoleSessionJSONRequestBody defines body for CreateConsoleSession for application/json ContentType.
+type CreateConsoleSessionJSONRequestBody = SessionRequest
 
 // DeleteGPRJSONRequestBody defines body for DeleteGPR for application/json ContentType.
 type DeleteGPRJSONRequestBody = GPRID
@@ -3504,6 +3896,74 @@ func (a KubeconfigRequest) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for SessionRequest. Returns the specified
+// element and whether it was found
+func (a SessionRequest) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for SessionRequest
+func (a *SessionRequest) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for SessionRequest to handle AdditionalProperties
+func (a *SessionRequest) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["apiKey"]; found {
+		err = json.Unmarshal(raw, &a.ApiKey)
+		if err != nil {
+			return fmt.Errorf("error reading 'apiKey': %w", err)
+		}
+		delete(object, "apiKey")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for SessionRequest to handle AdditionalProperties
+func (a SessionRequest) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.ApiKey != nil {
+		object["apiKey"], err = json.Marshal(a.ApiKey)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'apiKey': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for UpdateWorkspaceBody. Returns the specified
 // element and whether it was found
 func (a UpdateWorkspaceBody) Get(fieldName string) (value interface{}, found bool) {
@@ -4149,6 +4609,49 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/auth (the `Authenticate` operationId).
 	Authenticate(ctx context.Context, body AuthenticateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteConsoleSession Log the web console out
+	//
+	// Clears the session cookie. The token it held stays valid until it expires (tokens are not stored); delete the API key to revoke it at once.
+	//
+	// Corresponds with DELETE /api/v1/console/session (the `DeleteConsoleSession` operationId).
+	DeleteConsoleSession(ctx context.Context, params *DeleteConsoleSessionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetConsoleSession Show the caller's session
+	//
+	// The caller's role, workspace and token expiry, and, for a session cookie, its CSRF token: how the console, loaded again, learns who is logged in.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/console/session (the `GetConsoleSession` operationId).
+	GetConsoleSession(ctx context.Context, params *GetConsoleSessionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateConsoleSessionWithBody Log the web console in, or renew its session
+	//
+	// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+	CreateConsoleSessionWithBody(ctx context.Context, params *CreateConsoleSessionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateConsoleSession Log the web console in, or renew its session
+	//
+	// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+	CreateConsoleSession(ctx context.Context, params *CreateConsoleSessionParams, body CreateConsoleSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StreamEvents Stream GPR and inventory changes (server-sent events)
+	//
+	// A text/event-stream of changes, instead of polling: event gpr (created, updated, estimate, provisioned, released with its reason, failed, requeued, deleted) for GPRs the caller may read, event node (added, bound, released, unhealthy, healthy, removed) for every GPU node (the holder named only when the caller may read its workspace), event workspace (created, updated, deleted) for workspaces the caller may read. The first event is ready; read state after it and apply what follows. Every event has an id: reconnect with Last-Event-ID to get what was missed, or a reset event (read the state again) when it is no longer kept. A comment line every 15 s keeps the connection open. The stream ends when the bearer token expires; reconnect with a new one.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteGPRWithBody Delete a queued GPU provision request
 	//
 	// Deletes a GPR that is still queued (or failed). A provisioned or completed GPR cannot be deleted (409): early-release a provisioned one with PUT /api/v1/gpr.
@@ -4481,12 +4984,21 @@ type ClientInterface interface {
 
 	// ListInventory List the GPU inventory
 	//
-	// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.
+	// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, which GPR holds it, and its GPU use (utilisation, timeSinceNoUtilization, and whether it publishes idleness: a node that does not is never idle-released). Use the shapes, instance types and memory sizes here in GPR requests.
 	//
 	// Roles: Owner or Editor or Viewer.
 	//
 	// Corresponds with GET /api/v1/inventory/list (the `ListInventory` operationId).
 	ListInventory(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPlan Show the current plan: who holds each node until when, and where each queued GPR goes
+	//
+	// The GPU nodes with their holder and its end, the provisioned GPRs, and every queued GPR with the estimated start and the nodes the current plan reserves for it — the picture behind estimatedStartTime, as fresh as the cache. A workspace-limited key sees other workspaces' GPRs without their ids or names.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/plan (the `GetPlan` operationId).
+	GetPlan(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteWorkspaceWithBody Delete a workspace
 	//
@@ -4819,6 +5331,99 @@ func (c *Client) AuthenticateWithBody(ctx context.Context, contentType string, b
 // Corresponds with POST /api/v1/auth (the `Authenticate` operationId).
 func (c *Client) Authenticate(ctx context.Context, body AuthenticateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewAuthenticateRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteConsoleSession Log the web console out
+//
+// Clears the session cookie. The token it held stays valid until it expires (tokens are not stored); delete the API key to revoke it at once.
+//
+// Corresponds with DELETE /api/v1/console/session (the `DeleteConsoleSession` operationId).
+func (c *Client) DeleteConsoleSession(ctx context.Context, params *DeleteConsoleSessionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteConsoleSessionRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetConsoleSession Show the caller's session
+//
+// The caller's role, workspace and token expiry, and, for a session cookie, its CSRF token: how the console, loaded again, learns who is logged in.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/console/session (the `GetConsoleSession` operationId).
+func (c *Client) GetConsoleSession(ctx context.Context, params *GetConsoleSessionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetConsoleSessionRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateConsoleSessionWithBody Log the web console in, or renew its session
+//
+// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+func (c *Client) CreateConsoleSessionWithBody(ctx context.Context, params *CreateConsoleSessionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConsoleSessionRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateConsoleSession Log the web console in, or renew its session
+//
+// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+func (c *Client) CreateConsoleSession(ctx context.Context, params *CreateConsoleSessionParams, body CreateConsoleSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConsoleSessionRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StreamEvents Stream GPR and inventory changes (server-sent events)
+//
+// A text/event-stream of changes, instead of polling: event gpr (created, updated, estimate, provisioned, released with its reason, failed, requeued, deleted) for GPRs the caller may read, event node (added, bound, released, unhealthy, healthy, removed) for every GPU node (the holder named only when the caller may read its workspace), event workspace (created, updated, deleted) for workspaces the caller may read. The first event is ready; read state after it and apply what follows. Every event has an id: reconnect with Last-Event-ID to get what was missed, or a reset event (read the state again) when it is no longer kept. A comment line every 15 s keeps the connection open. The stream ends when the bearer token expires; reconnect with a new one.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5481,13 +6086,32 @@ func (c *Client) GetWorkspaceInventory(ctx context.Context, params *GetWorkspace
 
 // ListInventory List the GPU inventory
 //
-// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.
+// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, which GPR holds it, and its GPU use (utilisation, timeSinceNoUtilization, and whether it publishes idleness: a node that does not is never idle-released). Use the shapes, instance types and memory sizes here in GPR requests.
 //
 // Roles: Owner or Editor or Viewer.
 //
 // Corresponds with GET /api/v1/inventory/list (the `ListInventory` operationId).
 func (c *Client) ListInventory(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListInventoryRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPlan Show the current plan: who holds each node until when, and where each queued GPR goes
+//
+// The GPU nodes with their holder and its end, the provisioned GPRs, and every queued GPR with the estimated start and the nodes the current plan reserves for it — the picture behind estimatedStartTime, as fresh as the cache. A workspace-limited key sees other workspaces' GPRs without their ids or names.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/plan (the `GetPlan` operationId).
+func (c *Client) GetPlan(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPlanRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -6057,6 +6681,247 @@ func NewAuthenticateRequestWithBody(server string, contentType string, body io.R
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteConsoleSessionRequest constructs an http.Request for the DeleteConsoleSession method
+func NewDeleteConsoleSessionRequest(server string, params *DeleteConsoleSessionParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/console/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.GpuspaceSession != nil {
+			var cookieParam0 string
+
+			cookieParam0, err = runtime.StyleParamWithOptions("simple", true, "gpuspace_session", *params.GpuspaceSession, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationCookie, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			cookie0 := &http.Cookie{
+				Name:  "gpuspace_session",
+				Value: cookieParam0,
+			}
+			req.AddCookie(cookie0)
+		}
+	}
+	return req, nil
+}
+
+// NewGetConsoleSessionRequest constructs an http.Request for the GetConsoleSession method
+func NewGetConsoleSessionRequest(server string, params *GetConsoleSessionParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/console/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.GpuspaceSession != nil {
+			var cookieParam0 string
+
+			cookieParam0, err = runtime.StyleParamWithOptions("simple", true, "gpuspace_session", *params.GpuspaceSession, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationCookie, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			cookie0 := &http.Cookie{
+				Name:  "gpuspace_session",
+				Value: cookieParam0,
+			}
+			req.AddCookie(cookie0)
+		}
+	}
+	return req, nil
+}
+
+// NewCreateConsoleSessionRequest calls the generic CreateConsoleSession builder with application/json body
+func NewCreateConsoleSessionRequest(server string, params *CreateConsoleSessionParams, body CreateConsoleSessionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateConsoleSessionRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateConsoleSessionRequestWithBody constructs an http.Request for the CreateConsoleSession method, with any body, and a specified content type
+func NewCreateConsoleSessionRequestWithBody(server string, params *CreateConsoleSessionParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/console/session")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XGpuspaceConsole != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Gpuspace-Console", *params.XGpuspaceConsole, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Gpuspace-Console", headerParam0)
+		}
+
+	}
+
+	if params != nil {
+
+		if params.GpuspaceSession != nil {
+			var cookieParam0 string
+
+			cookieParam0, err = runtime.StyleParamWithOptions("simple", true, "gpuspace_session", *params.GpuspaceSession, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationCookie, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			cookie0 := &http.Cookie{
+				Name:  "gpuspace_session",
+				Value: cookieParam0,
+			}
+			req.AddCookie(cookie0)
+		}
+	}
+	return req, nil
+}
+
+// NewStreamEventsRequest constructs an http.Request for the StreamEvents method
+func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.LastEventId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "lastEventId", *params.LastEventId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Timeout != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "timeout", *params.Timeout, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -7037,6 +7902,33 @@ func NewListInventoryRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetPlanRequest constructs an http.Request for the GetPlan method
+func NewGetPlanRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/plan")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewDeleteWorkspaceRequest calls the generic DeleteWorkspace builder with application/json body
 func NewDeleteWorkspaceRequest(server string, body DeleteWorkspaceJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -7643,6 +8535,55 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/auth (the `Authenticate` operationId).
 	AuthenticateWithResponse(ctx context.Context, body AuthenticateJSONRequestBody, reqEditors ...RequestEditorFn) (*AuthenticateResponse, error)
 
+	// DeleteConsoleSessionWithResponse Log the web console out
+	//
+	// Clears the session cookie. The token it held stays valid until it expires (tokens are not stored); delete the API key to revoke it at once.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/console/session (the `DeleteConsoleSession` operationId).
+	DeleteConsoleSessionWithResponse(ctx context.Context, params *DeleteConsoleSessionParams, reqEditors ...RequestEditorFn) (*DeleteConsoleSessionResponse, error)
+
+	// GetConsoleSessionWithResponse Show the caller's session
+	//
+	// The caller's role, workspace and token expiry, and, for a session cookie, its CSRF token: how the console, loaded again, learns who is logged in.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/console/session (the `GetConsoleSession` operationId).
+	GetConsoleSessionWithResponse(ctx context.Context, params *GetConsoleSessionParams, reqEditors ...RequestEditorFn) (*GetConsoleSessionResponse, error)
+
+	// CreateConsoleSessionWithBodyWithResponse Log the web console in, or renew its session
+	//
+	// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+	CreateConsoleSessionWithBodyWithResponse(ctx context.Context, params *CreateConsoleSessionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConsoleSessionResponse, error)
+
+	// CreateConsoleSessionWithResponse Log the web console in, or renew its session
+	//
+	// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+	CreateConsoleSessionWithResponse(ctx context.Context, params *CreateConsoleSessionParams, body CreateConsoleSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConsoleSessionResponse, error)
+
+	// StreamEventsWithResponse Stream GPR and inventory changes (server-sent events)
+	//
+	// A text/event-stream of changes, instead of polling: event gpr (created, updated, estimate, provisioned, released with its reason, failed, requeued, deleted) for GPRs the caller may read, event node (added, bound, released, unhealthy, healthy, removed) for every GPU node (the holder named only when the caller may read its workspace), event workspace (created, updated, deleted) for workspaces the caller may read. The first event is ready; read state after it and apply what follows. Every event has an id: reconnect with Last-Event-ID to get what was missed, or a reset event (read the state again) when it is no longer kept. A comment line every 15 s keeps the connection open. The stream ends when the bearer token expires; reconnect with a new one.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+
 	// DeleteGPRWithBodyWithResponse Delete a queued GPU provision request
 	//
 	// Deletes a GPR that is still queued (or failed). A provisioned or completed GPR cannot be deleted (409): early-release a provisioned one with PUT /api/v1/gpr.
@@ -7995,7 +8936,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListInventoryWithResponse List the GPU inventory
 	//
-	// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.
+	// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, which GPR holds it, and its GPU use (utilisation, timeSinceNoUtilization, and whether it publishes idleness: a node that does not is never idle-released). Use the shapes, instance types and memory sizes here in GPR requests.
 	//
 	// Roles: Owner or Editor or Viewer.
 	//
@@ -8003,6 +8944,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/inventory/list (the `ListInventory` operationId).
 	ListInventoryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListInventoryResponse, error)
+
+	// GetPlanWithResponse Show the current plan: who holds each node until when, and where each queued GPR goes
+	//
+	// The GPU nodes with their holder and its end, the provisioned GPRs, and every queued GPR with the estimated start and the nodes the current plan reserves for it — the picture behind estimatedStartTime, as fresh as the cache. A workspace-limited key sees other workspaces' GPRs without their ids or names.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/plan (the `GetPlan` operationId).
+	GetPlanWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPlanResponse, error)
 
 	// DeleteWorkspaceWithBodyWithResponse Delete a workspace
 	//
@@ -8568,6 +9520,310 @@ func (r AuthenticateResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r AuthenticateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteConsoleSessionResponse200Headers the declared response headers of an HTTP 200 response for DeleteConsoleSession
+type DeleteConsoleSessionResponse200Headers struct {
+	SetCookie *string
+}
+
+type DeleteConsoleSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEmpty
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *DeleteConsoleSessionResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteConsoleSessionResponse) GetJSON200() *ResponseEmpty {
+	return r.JSON200
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DeleteConsoleSessionResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteConsoleSessionResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteConsoleSessionResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteConsoleSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteConsoleSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteConsoleSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteConsoleSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetConsoleSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseSession
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON200() *ResponseSession {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetConsoleSessionResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetConsoleSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetConsoleSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetConsoleSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetConsoleSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateConsoleSessionResponse200Headers the declared response headers of an HTTP 200 response for CreateConsoleSession
+type CreateConsoleSessionResponse200Headers struct {
+	SetCookie *string
+}
+
+type CreateConsoleSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseSession
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CreateConsoleSessionResponse200Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON200() *ResponseSession {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON413() *Error {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateConsoleSessionResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateConsoleSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateConsoleSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateConsoleSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateConsoleSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type StreamEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r StreamEventsResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r StreamEventsResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r StreamEventsResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r StreamEventsResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r StreamEventsResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10567,6 +11823,75 @@ func (r ListInventoryResponse) ContentType() string {
 	return ""
 }
 
+type GetPlanResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseTimeline
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPlanResponse) GetJSON200() *ResponseTimeline {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetPlanResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetPlanResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetPlanResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetPlanResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPlanResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPlanResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPlanResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPlanResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type DeleteWorkspaceResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11783,6 +13108,85 @@ func (c *ClientWithResponses) AuthenticateWithResponse(ctx context.Context, body
 	return ParseAuthenticateResponse(rsp)
 }
 
+// DeleteConsoleSessionWithResponse Log the web console out
+//
+// Clears the session cookie. The token it held stays valid until it expires (tokens are not stored); delete the API key to revoke it at once.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/console/session (the `DeleteConsoleSession` operationId).
+func (c *ClientWithResponses) DeleteConsoleSessionWithResponse(ctx context.Context, params *DeleteConsoleSessionParams, reqEditors ...RequestEditorFn) (*DeleteConsoleSessionResponse, error) {
+	rsp, err := c.DeleteConsoleSession(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteConsoleSessionResponse(rsp)
+}
+
+// GetConsoleSessionWithResponse Show the caller's session
+//
+// The caller's role, workspace and token expiry, and, for a session cookie, its CSRF token: how the console, loaded again, learns who is logged in.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/console/session (the `GetConsoleSession` operationId).
+func (c *ClientWithResponses) GetConsoleSessionWithResponse(ctx context.Context, params *GetConsoleSessionParams, reqEditors ...RequestEditorFn) (*GetConsoleSessionResponse, error) {
+	rsp, err := c.GetConsoleSession(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetConsoleSessionResponse(rsp)
+}
+
+// CreateConsoleSessionWithBodyWithResponse Log the web console in, or renew its session
+//
+// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+func (c *ClientWithResponses) CreateConsoleSessionWithBodyWithResponse(ctx context.Context, params *CreateConsoleSessionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConsoleSessionResponse, error) {
+	rsp, err := c.CreateConsoleSessionWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateConsoleSessionResponse(rsp)
+}
+
+// CreateConsoleSessionWithResponse Log the web console in, or renew its session
+//
+// With apiKey: checks the key and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS) holding a bearer token. Without: renews the session of the cookie sent. Answers the role, the workspace, the expiry and the CSRF token to send as X-CSRF-Token with every change. Needs the X-Gpuspace-Console header. For scripts, POST /auth is the way.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/console/session (the `CreateConsoleSession` operationId).
+func (c *ClientWithResponses) CreateConsoleSessionWithResponse(ctx context.Context, params *CreateConsoleSessionParams, body CreateConsoleSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConsoleSessionResponse, error) {
+	rsp, err := c.CreateConsoleSession(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateConsoleSessionResponse(rsp)
+}
+
+// StreamEventsWithResponse Stream GPR and inventory changes (server-sent events)
+//
+// A text/event-stream of changes, instead of polling: event gpr (created, updated, estimate, provisioned, released with its reason, failed, requeued, deleted) for GPRs the caller may read, event node (added, bound, released, unhealthy, healthy, removed) for every GPU node (the holder named only when the caller may read its workspace), event workspace (created, updated, deleted) for workspaces the caller may read. The first event is ready; read state after it and apply what follows. Every event has an id: reconnect with Last-Event-ID to get what was missed, or a reset event (read the state again) when it is no longer kept. A comment line every 15 s keeps the connection open. The stream ends when the bearer token expires; reconnect with a new one.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamEventsResponse(rsp)
+}
+
 // DeleteGPRWithBodyWithResponse Delete a queued GPU provision request
 //
 // Deletes a GPR that is still queued (or failed). A provisioned or completed GPR cannot be deleted (409): early-release a provisioned one with PUT /api/v1/gpr.
@@ -12327,7 +13731,7 @@ func (c *ClientWithResponses) GetWorkspaceInventoryWithResponse(ctx context.Cont
 
 // ListInventoryWithResponse List the GPU inventory
 //
-// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, and which GPR holds it. Use the shapes, instance types and memory sizes here in GPR requests.
+// Lists every GPU node: name, GPU shape and model, instance type, cluster, memory per GPU (GB), GPU count, free GPUs, health, which GPR holds it, and its GPU use (utilisation, timeSinceNoUtilization, and whether it publishes idleness: a node that does not is never idle-released). Use the shapes, instance types and memory sizes here in GPR requests.
 //
 // Roles: Owner or Editor or Viewer.
 //
@@ -12340,6 +13744,23 @@ func (c *ClientWithResponses) ListInventoryWithResponse(ctx context.Context, req
 		return nil, err
 	}
 	return ParseListInventoryResponse(rsp)
+}
+
+// GetPlanWithResponse Show the current plan: who holds each node until when, and where each queued GPR goes
+//
+// The GPU nodes with their holder and its end, the provisioned GPRs, and every queued GPR with the estimated start and the nodes the current plan reserves for it — the picture behind estimatedStartTime, as fresh as the cache. A workspace-limited key sees other workspaces' GPRs without their ids or names.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/plan (the `GetPlan` operationId).
+func (c *ClientWithResponses) GetPlanWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPlanResponse, error) {
+	rsp, err := c.GetPlan(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPlanResponse(rsp)
 }
 
 // DeleteWorkspaceWithBodyWithResponse Delete a workspace
@@ -12966,6 +14387,262 @@ func ParseAuthenticateResponse(rsp *http.Response) (*AuthenticateResponse, error
 			headers.XTokenExpiresAt = &value
 		}
 		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteConsoleSessionResponse parses an HTTP response from a DeleteConsoleSessionWithResponse call
+func ParseDeleteConsoleSessionResponse(rsp *http.Response) (*DeleteConsoleSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteConsoleSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEmpty
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers DeleteConsoleSessionResponse200Headers
+		if values := rsp.Header.Values("Set-Cookie"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Set-Cookie", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.SetCookie = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetConsoleSessionResponse parses an HTTP response from a GetConsoleSessionWithResponse call
+func ParseGetConsoleSessionResponse(rsp *http.Response) (*GetConsoleSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetConsoleSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseSession
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateConsoleSessionResponse parses an HTTP response from a CreateConsoleSessionWithResponse call
+func ParseCreateConsoleSessionResponse(rsp *http.Response) (*CreateConsoleSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateConsoleSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseSession
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CreateConsoleSessionResponse200Headers
+		if values := rsp.Header.Values("Set-Cookie"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Set-Cookie", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.SetCookie = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
+func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	}
 
 	return response, nil
@@ -14581,6 +16258,60 @@ func ParseListInventoryResponse(rsp *http.Response) (*ListInventoryResponse, err
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest ResponseInventory
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetPlanResponse parses an HTTP response from a GetPlanWithResponse call
+func ParseGetPlanResponse(rsp *http.Response) (*GetPlanResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPlanResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseTimeline
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -75,6 +75,9 @@ type Reconciler struct {
 	passMu sync.Mutex
 	// written holds what this reconciler wrote last (see versions).
 	written versions
+	// clusters are the worker clusters (WithClusters); nil: only the
+	// cluster the controller runs in.
+	clusters Clusters
 }
 
 // Option configures a Reconciler.
@@ -113,10 +116,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 	if err := mgr.Add(r.estimates); err != nil {
 		return fmt.Errorf("add estimate writer: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := mgr.Add(r.usageMetrics()); err != nil {
+		return fmt.Errorf("add usage metrics: %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.clusters != nil {
+		b = b.WatchesRawSource(r.clusters.Source(toPlan, nodeChanged()))
+	}
+	return b.
 		Named(ControllerName).
 		Watches(&v1alpha1.GPUProvisionRequest{}, toPlan, builder.WithPredicates(gprChanged())).
 		Watches(&v1alpha1.Workspace{}, toPlan, builder.WithPredicates(workspaceChanged())).
+		Watches(&v1alpha1.WorkspacePolicy{}, toPlan).
 		Watches(&corev1.Node{}, toPlan, builder.WithPredicates(nodeChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: skipNameValidation}).
 		Complete(r)

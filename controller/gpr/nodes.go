@@ -50,6 +50,12 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	if labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged {
 		return nil
 	}
+	c, reader, ok := r.nodeClients(n)
+	if !ok {
+		// Its cluster is unreachable: the binding is reconciled from
+		// status when it is back.
+		return nil
+	}
 	orig := n.DeepCopy()
 	nn := n.DeepCopy()
 	if nn.Labels == nil {
@@ -64,7 +70,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	nn.Spec.Taints = taints
 	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	if err := r.client.Patch(ctx, nn, patch); err != nil {
+	if err := c.Patch(ctx, nn, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -72,7 +78,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
 	if curWS != "" && curWS != ws {
-		return r.evict(ctx, n.Name, curWS)
+		return evict(ctx, c, reader, n.Name, curWS)
 	}
 	return nil
 }
@@ -88,10 +94,11 @@ func labelIs(n *corev1.Node, k, v string) bool {
 }
 
 // evict deletes, gracefully, the pods of workspace ws on a node: the pods
-// in namespaces labelled gpuspace.io/workspace=ws.
-func (r *Reconciler) evict(ctx context.Context, node, ws string) error {
+// in namespaces labelled gpuspace.io/workspace=ws, in the node's cluster
+// (c, and reader uncached).
+func evict(ctx context.Context, c client.Client, reader client.Reader, node, ws string) error {
 	var pods corev1.PodList
-	if err := r.apiReader.List(ctx, &pods, client.MatchingFieldsSelector{
+	if err := reader.List(ctx, &pods, client.MatchingFieldsSelector{
 		Selector: fields.OneTermEqualSelector("spec.nodeName", node),
 	}); err != nil {
 		return fmt.Errorf("list pods on node %s: %w", node, err)
@@ -106,7 +113,7 @@ func (r *Reconciler) evict(ctx context.Context, node, ws string) error {
 		owner, ok := nsWS[p.Namespace]
 		if !ok {
 			var ns corev1.Namespace
-			if err := r.client.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns); err == nil {
+			if err := c.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns); err == nil {
 				owner = ns.Labels[v1alpha1.LabelWorkspace]
 			}
 			nsWS[p.Namespace] = owner
@@ -114,7 +121,7 @@ func (r *Reconciler) evict(ctx context.Context, node, ws string) error {
 		if owner != ws {
 			continue
 		}
-		err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID})
+		err := c.Delete(ctx, p, client.Preconditions{UID: &p.UID})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("evict pod %s/%s from node %s: %w", p.Namespace, p.Name, node, err))
 			continue

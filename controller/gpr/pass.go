@@ -40,13 +40,15 @@ type pass struct {
 }
 
 // load reads the GPRs (replacing any the cache has older than this
-// reconciler's own last write), the nodes and the workspaces.
+// reconciler's own last write), the nodes and the workspaces. They are the
+// cache's own objects, not copies (at 10k GPRs the copies cost more than
+// the plan): steps copy a GPR or node before they change it.
 func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	// Status timestamps have second precision; planning on whole seconds
 	// keeps estimates, wait times and expiries consistent with them.
 	p := &pass{now: r.clock.Now().Truncate(time.Second), started: map[string]bool{}}
 	var list v1alpha1.GPUProvisionRequestList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list GPRs: %w", err)
 	}
 	p.gprs = r.written.freshest(list.Items)
@@ -55,12 +57,20 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 		p.byName[g.Name] = i
 	}
 	var nodes corev1.NodeList
-	if err := r.client.List(ctx, &nodes); err != nil {
+	if err := r.client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	p.setNodes(nodes.Items)
+	if r.clusters != nil {
+		// Every worker's nodes, each labelled with its cluster.
+		workers, err := r.clusters.Nodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.nodes = append(p.nodes, workers...)
+	}
 	var wss v1alpha1.WorkspaceList
-	if err := r.client.List(ctx, &wss); err != nil {
+	if err := r.client.List(ctx, &wss, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
 	}
 	p.workspaces = make(map[string]*v1alpha1.Workspace, len(wss.Items))
@@ -170,8 +180,10 @@ func (v *versions) writeStatus(ctx context.Context, c client.Client, g *v1alpha1
 	return nil
 }
 
-// write writes a decision: g's status, through the decision client.
+// write writes a decision: g's status, through the decision client; a
+// GPR it completes gets status.cost in the same write (stampCost).
 func (r *Reconciler) write(ctx context.Context, g *v1alpha1.GPUProvisionRequest) error {
+	r.stampCost(ctx, g) // a GPR this write completes gets its cost with it
 	if err := r.written.writeStatus(ctx, r.client, g); err != nil {
 		return err
 	}

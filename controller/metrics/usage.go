@@ -25,7 +25,7 @@ type UsageSample struct {
 type usage struct {
 	mu      sync.Mutex
 	source  func() []UsageSample
-	setter  int // which SetUsageSource call set source
+	setter  int                       // which SetUsageSource call set source
 	counted map[[2]string]UsageSample // by GPR and node
 	seconds *prometheus.CounterVec
 	cost    *prometheus.CounterVec

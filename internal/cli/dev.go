@@ -18,6 +18,7 @@ func newDevCommand() *cobra.Command {
 		binDir    string
 		nodesFile string
 		listen    string
+		nclusters int
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -33,7 +34,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_STATE_DIR.`,
 			return bindEnv(cmd.Flags())
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := devcluster.Options{StateDir: stateDir, BinDir: binDir, Listen: listen, Out: cmd.OutOrStdout()}
+			opts := devcluster.Options{StateDir: stateDir, BinDir: binDir, Listen: listen, Out: cmd.OutOrStdout(), Clusters: nclusters}
 			if nodesFile != "" {
 				nodes, err := devcluster.LoadNodes(nodesFile)
 				if err != nil {
@@ -53,6 +54,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_STATE_DIR.`,
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".gpuspace/dev", "directory for the kubeconfig, keys, logs and etcd data")
 	cmd.Flags().StringVar(&binDir, "bin-dir", controlplane.BinDir(), "directory holding etcd, kube-apiserver and kube-controller-manager")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the REST API and MCP")
-	cmd.Flags().StringVar(&nodesFile, "nodes", "", "YAML file listing the simulated GPU nodes (default: 3×8 H100-80GB and 3×1 T4)")
+	cmd.Flags().StringVar(&nodesFile, "nodes", "", "YAML file listing the simulated GPU nodes, each in its cluster (default: 3×8 H100-80GB and 3×1 T4 in worker-1; 2×8 A100 and 1 T4 in worker-2; 2×4 L4 in worker-3; 2×4 L40S in the others)")
+	cmd.Flags().IntVar(&nclusters, "clusters", 1, "worker clusters: the hub's own (worker-1) and N-1 more, each its own etcd, kube-apiserver and gpuspace-scheduler, registered on the hub")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/internal/server"
 )
@@ -30,6 +31,7 @@ func newServeCommand() *cobra.Command {
 		maxBody                                int64
 		logFormat, logLevel                    string
 		mcpReadOnly, mcpDisableDestructive     bool
+		gpuPrices                              []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,6 +47,10 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if kubeAPIQPS <= 0 || kubeAPIBurst <= 0 {
 				return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+			}
+			prices, err := domain.ParsePrices(gpuPrices)
+			if err != nil {
+				return fmt.Errorf("--gpu-price: %w", err)
 			}
 			zl, _, err := newLogger(logFormat, logLevel)
 			if err != nil {
@@ -72,6 +78,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 				Version:               Version,
 				MCPReadOnly:           mcpReadOnly,
 				MCPDisableDestructive: mcpDisableDestructive,
+				GPUPrices:             prices,
 				API: apiserver.Config{
 					TokenTTL:           tokenTTL,
 					KubeconfigTokenTTL: kubeconfigTokenTTL,
@@ -103,6 +110,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body the API accepts")
 	f.BoolVar(&mcpReadOnly, "mcp-read-only", false, "serve only read-only tools at /mcp")
 	f.BoolVar(&mcpDisableDestructive, "mcp-disable-destructive", false, "hide destructive tools (deletes, early release) at /mcp")
+	f.StringSliceVar(&gpuPrices, "gpu-price", nil, "price of a GPU shape in USD per GPU-hour, SHAPE=USD (e.g. H100=2.49), for GPRs' status.cost and gpuspace_gpr_cost_total; repeat it or separate with commas; none: costs are empty")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

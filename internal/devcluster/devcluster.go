@@ -42,6 +42,11 @@ type Options struct {
 	Listen string
 	// Out receives progress and the summary.
 	Out io.Writer
+	// Clusters is how many worker clusters run: the hub's own (worker-1)
+	// and Clusters-1 more, each its own control plane, registered on the
+	// hub; default 1. Nodes name their cluster; a worker none names gets
+	// DefaultWorkerNodes.
+	Clusters int
 }
 
 // System is a running local system.
@@ -49,8 +54,10 @@ type System struct {
 	ControlPlane *controlplane.ControlPlane
 	Kube         kubernetes.Interface
 	Nodes        []nodesim.Node
-	opts         Options
-	begin        time.Time
+	// Workers are the extra worker clusters (--clusters N > 1).
+	Workers []*Worker
+	opts    Options
+	begin   time.Time
 }
 
 // Start boots the local system and returns once it is ready; Run keeps it
@@ -71,6 +78,13 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if opts.BinDir == "" {
 		opts.BinDir = controlplane.BinDir()
 	}
+	if opts.Clusters < 1 {
+		opts.Clusters = 1
+	}
+	hubNodes, workerNodes, err := splitNodes(opts.Nodes, opts.Clusters)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -78,6 +92,10 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	step := func(s string) {
 		fmt.Fprintf(opts.Out, "[%5.1fs] %s\n", time.Since(begin).Seconds(), s)
 	}
+	// The workers boot beside the hub.
+	sys := &System{Nodes: hubNodes, opts: opts, begin: begin}
+	workersDone := make(chan error, 1)
+	go func() { workersDone <- sys.startWorkers(ctx, workerNodes, step) }()
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		Dir:               opts.StateDir,
 		BinDir:            opts.BinDir,
@@ -86,21 +104,26 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		Progress:          step,
 		StartTimeout:      15 * time.Minute, // a cold build of missing binaries is slow
 	})
-	if err != nil {
+	if werr := <-workersDone; err != nil || werr != nil {
+		if err == nil {
+			cp.Stop()
+			return nil, werr
+		}
+		sys.stopWorkers()
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
-	sys := &System{ControlPlane: cp, Nodes: opts.Nodes, opts: opts, begin: begin}
+	sys.ControlPlane = cp
 	if sys.Kube, err = kubernetes.NewForConfig(cp.Config); err != nil {
-		cp.Stop()
+		sys.stopAll()
 		return nil, err
 	}
 	step("starting gpuspace-scheduler")
 	if err := controlplane.EnsureBinaries(ctx, opts.BinDir, SchedulerBinary); err != nil {
-		cp.Stop()
+		sys.stopAll()
 		return nil, err
 	}
 	if err := startScheduler(cp, opts.BinDir); err != nil {
-		cp.Stop()
+		sys.stopAll()
 		return nil, err
 	}
 	step(fmt.Sprintf("control plane ready at %s", cp.URL))
@@ -111,7 +134,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 // (controllers, REST API, MCP), creates an Owner API key, prints the
 // summary and runs until ctx ends, then stops everything it started.
 func (s *System) Run(ctx context.Context) error {
-	defer s.ControlPlane.Stop()
+	defer s.stopAll()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	step := func(msg string) {
@@ -132,6 +155,12 @@ func (s *System) Run(ctx context.Context) error {
 		}
 	}
 	step(fmt.Sprintf("%d simulated GPU nodes ready", len(s.Nodes)))
+	if err := s.runWorkers(ctx, &wg); err != nil {
+		return err
+	}
+	if len(s.Workers) > 0 {
+		step(fmt.Sprintf("%d worker clusters registered", len(s.Workers)))
+	}
 
 	logPath := filepath.Join(s.ControlPlane.Dir, "gpuspace.log")
 	zl, err := fileLogger(logPath)
@@ -140,7 +169,7 @@ func (s *System) Run(ctx context.Context) error {
 	}
 	defer zl.Sync() //nolint:errcheck // best effort at exit
 
-	step("starting gpuspace (controllers, REST API, MCP) on " + s.opts.Listen)
+	step("starting gpuspace (controllers, REST API, MCP, console) on " + s.opts.Listen)
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
 	wg.Add(1)
@@ -187,6 +216,9 @@ func (s *System) Run(ctx context.Context) error {
 		case <-tick.C:
 			if err := s.ControlPlane.Err(); err != nil {
 				return fmt.Errorf("%w (logs in %s)", err, s.ControlPlane.Dir)
+			}
+			if err := s.workerErr(); err != nil {
+				return err
 			}
 		}
 	}
@@ -251,13 +283,15 @@ func (s *System) printSummary(api, key, logPath string) {
 	fmt.Fprintf(s.opts.Out, `
 gpuspace local system is running (%[1]d nodes, %[2]d GPUs, simulated).
 
+  Console         %[3]s/          (log in with the Owner API key below)
   REST API        %[3]s/api/v1      (OpenAPI: %[3]s/docs)
+  Event stream    %[3]s/api/v1/events
   MCP             %[3]s/mcp
   kube-apiserver  %[4]s
   kubeconfig      %[5]s/kubeconfig
   Owner API key   %[5]s/owner-api-key
   logs            %[5]s/*.log
-
+%[7]s
 Try:
   export KUBECONFIG=%[5]s/kubeconfig
   %[6]s get nodes -L gpuspace.io/gpu.shape,nvidia.com/gpu.count,node.kubernetes.io/instance-type
@@ -270,7 +304,7 @@ Try:
   %[6]s get nodes -L gpuspace.io/workspace,gpuspace.io/gpr
 
 Press Ctrl-C to stop everything.
-`, len(s.Nodes), gpus, api, s.ControlPlane.URL, dir, kubectl)
+`, len(s.Nodes), gpus, api, s.ControlPlane.URL, dir, kubectl, s.workerSummary())
 }
 
 func fileExists(p string) bool {

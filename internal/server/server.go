@@ -19,6 +19,8 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/controller"
+	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/mcp"
 )
@@ -45,6 +47,13 @@ type Options struct {
 	// DefaultCluster is the cluster of nodes without a gpuspace.io/cluster
 	// label.
 	DefaultCluster string
+	// GPUPrices are USD per GPU-hour by GPU shape (--gpu-price), for the
+	// controllers' status.cost and the API's live costs; none: no costs.
+	GPUPrices domain.Prices
+	// ClusterHeartbeat is how often each registered worker cluster's API
+	// server is heartbeated; zero is clusters.DefaultHeartbeat (tests
+	// shorten it).
+	ClusterHeartbeat time.Duration
 	// API is passed to apiserver.New (RESTConfig and Namespace are filled
 	// in from above).
 	API apiserver.Config
@@ -136,13 +145,20 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation}); err != nil {
+	// The worker clusters registered as Cluster objects; the cluster the
+	// manager runs in is the worker named DefaultCluster.
+	workers := clusters.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder(clusters.ControllerName),
+		clusters.Options{Local: o.DefaultCluster, Namespace: o.Namespace, QPS: o.KubeAPIQPS, Burst: o.KubeAPIBurst,
+			Heartbeat: o.ClusterHeartbeat})
+	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation, GPUPrices: o.GPUPrices,
+		Clusters: workers}); err != nil {
 		return err
 	}
 	apiCfg := o.API
 	apiCfg.RESTConfig = restConfig
 	apiCfg.Namespace = o.Namespace
 	apiCfg.DefaultCluster = o.DefaultCluster
+	apiCfg.GPUPrices = o.GPUPrices
 	if apiCfg.Version == "" {
 		apiCfg.Version = o.Version
 	}
@@ -153,7 +169,8 @@ func Run(ctx context.Context, o Options) error {
 	api, err := apiserver.New(apiCfg,
 		apiserver.WithLogger(log.Named("api")),
 		apiserver.WithMetrics(ctrlmetrics.Registry, ctrlmetrics.Registry),
-		apiserver.WithCache(mgr.GetCache()))
+		apiserver.WithCache(mgr.GetCache()),
+		apiserver.WithClusters(workers))
 	if err != nil {
 		return err
 	}
