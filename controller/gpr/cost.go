@@ -2,7 +2,6 @@ package gpr
 
 import (
 	"context"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,20 +16,11 @@ import (
 // that completes gets status.cost (GPU-hours × price) in the write that
 // completes it. None (the default): status.cost stays empty.
 func WithPrices(p domain.Prices) Option {
-	return func(r *Reconciler) { reconcilerPrices.Store(r, p) }
+	return func(r *Reconciler) { r.prices = p }
 }
-
-// reconcilerPrices holds each Reconciler's prices (WithPrices), beside the
-// struct while gpr.go is edited by several changes at once; it is one
-// entry per Reconciler, and a process has one (tests a few).
-var reconcilerPrices sync.Map // *Reconciler → domain.Prices
 
 // gpuPrices are r's prices; nil without.
-func (r *Reconciler) gpuPrices() domain.Prices {
-	p, _ := reconcilerPrices.Load(r)
-	prices, _ := p.(domain.Prices)
-	return prices
-}
+func (r *Reconciler) gpuPrices() domain.Prices { return r.prices }
 
 // stampCost sets status.cost of a GPR that this write completes, from its
 // start and completion timestamps and its nodes' shapes (from the cache;

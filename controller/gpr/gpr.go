@@ -68,6 +68,8 @@ type Reconciler struct {
 	recorder       events.EventRecorder
 	defaultCluster string
 	estimates      *estimateWriter
+	// prices per GPU-hour by GPU shape, for status.cost (WithPrices).
+	prices domain.Prices
 
 	// passMu is held by a pass while it decides and writes decisions, and
 	// by the estimate writer around each write, so estimates go out only
