@@ -40,15 +40,14 @@ type pass struct {
 }
 
 // load reads the GPRs (replacing any the cache has older than this
-// reconciler's own last write), the nodes and the workspaces. They are the
-// cache's own objects, not copies (at 10k GPRs the copies cost more than
-// the plan): steps copy a GPR or node before they change it.
+// reconciler's own last write), the nodes and the workspaces, as copies:
+// steps may change what they read.
 func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	// Status timestamps have second precision; planning on whole seconds
 	// keeps estimates, wait times and expiries consistent with them.
 	p := &pass{now: r.clock.Now().Truncate(time.Second), started: map[string]bool{}}
 	var list v1alpha1.GPUProvisionRequestList
-	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list GPRs: %w", err)
 	}
 	p.gprs = r.written.freshest(list.Items)
@@ -57,7 +56,7 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 		p.byName[g.Name] = i
 	}
 	var nodes corev1.NodeList
-	if err := r.client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.client.List(ctx, &nodes); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	p.setNodes(nodes.Items)
@@ -70,7 +69,7 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 		p.nodes = append(p.nodes, workers...)
 	}
 	var wss v1alpha1.WorkspaceList
-	if err := r.client.List(ctx, &wss, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.client.List(ctx, &wss); err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
 	}
 	p.workspaces = make(map[string]*v1alpha1.Workspace, len(wss.Items))
