@@ -87,8 +87,19 @@ func TestWorkspaceToGPUs(t *testing.T) {
 		"username": "E2E User", "email": "e2e@example.com",
 	}, nil)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
+		// The test's GPU pods go first: the workspace's namespaces are kept
+		// when it is deleted, and pods left running would keep their node's
+		// GPUs busy for the next test (the idle-release test uses them).
+		_ = s.kube.AppsV1().Deployments(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		for ctx.Err() == nil {
+			pods, err := s.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=e2e-gpu"})
+			if err == nil && len(pods.Items) == 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		s.call(ctx, t, s.owner, http.MethodDelete, "/api/v1/slice-workspace", map[string]string{"workspaceName": ws})
 	})
 
