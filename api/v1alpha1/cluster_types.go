@@ -95,7 +95,6 @@ type ClusterStatus struct {
 // Cluster object.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:object:generate=false
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=gpuspace
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="cluster names are at most 63 characters"
@@ -116,7 +115,6 @@ type Cluster struct {
 // ClusterList is a list of Clusters.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:object:generate=false
 type ClusterList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`

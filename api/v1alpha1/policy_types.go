@@ -38,7 +38,6 @@ const (
 
 // GPUConstraints limit the GPUs a GPR may ask for. Zero and empty values
 // mean no limit.
-// +kubebuilder:object:generate=false
 type GPUConstraints struct {
 	// GPUShapes are the GPU shapes a GPR may ask for (normalised, so H100
 	// allows NVIDIA-H100-80GB-HBM3); empty allows any. When set, a GPR
@@ -62,7 +61,6 @@ type GPUConstraints struct {
 
 // ClusterGPUConstraints are GPU constraints for the GPRs of one cluster.
 // Each field set here replaces the workspace-wide one for that cluster.
-// +kubebuilder:object:generate=false
 type ClusterGPUConstraints struct {
 	// ClusterName is the cluster they apply to.
 	// +kubebuilder:validation:MinLength=1
@@ -74,7 +72,6 @@ type ClusterGPUConstraints struct {
 // WorkspacePolicySpec is what a workspace may ask for. Field names and
 // defaults follow EGS's WorkspacePolicy. A workspace without a policy has
 // no limits.
-// +kubebuilder:object:generate=false
 type WorkspacePolicySpec struct {
 	// PriorityRange is the highest priority band the workspace's GPRs may
 	// use: low (1-100), medium (up to 200) or high (up to 300).
@@ -134,7 +131,6 @@ type WorkspacePolicySpec struct {
 // Its deep copies are in policy_deepcopy.go.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:object:generate=false
 // +kubebuilder:resource:scope=Cluster,shortName=wsp,categories=gpuspace
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="policy names are workspace names: at most 63 characters"
 // +kubebuilder:printcolumn:name="Priority",type=string,JSONPath=`.spec.priorityRange`
@@ -152,7 +148,6 @@ type WorkspacePolicy struct {
 // WorkspacePolicyList is a list of WorkspacePolicies.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:object:generate=false
 type WorkspacePolicyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
