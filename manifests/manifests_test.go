@@ -2,11 +2,14 @@ package manifests_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -101,11 +104,108 @@ func kinds(objs []*unstructured.Unstructured) map[string]int {
 	return m
 }
 
+// id names an object as kustomize and kubectl do: kind, namespace, name.
+func id(o *unstructured.Unstructured) string {
+	return o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+}
+
+// byID indexes objs by id, as plain JSON values (kustomize yields int64s,
+// YAML decoding float64s: JSON compares them as the apiserver would).
+func byID(t *testing.T, objs []*unstructured.Unstructured) map[string]map[string]any {
+	t.Helper()
+	m := map[string]map[string]any{}
+	for _, o := range objs {
+		b, err := json.Marshal(o.Object)
+		if err != nil {
+			t.Fatalf("%s: %v", id(o), err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := m[id(o)]; dup {
+			t.Errorf("%s twice", id(o))
+		}
+		m[id(o)] = v
+	}
+	return m
+}
+
+// The hub's least-privilege credential in a worker (worker/credential.yaml,
+// less its Namespace): in manifests/worker only, never in the hub's own
+// cluster, where the hub uses its own ServiceAccount.
+var credential = []string{
+	"ServiceAccount gpuspace-system/gpuspace-hub", "Secret gpuspace-system/gpuspace-hub-token",
+	"ClusterRole /gpuspace-hub", "ClusterRoleBinding /gpuspace-hub",
+}
+
+// TestBasesCompose: the single-cluster base is exactly the hub plus the
+// worker less the hub credential, object for object; the hub has no
+// scheduler or device plugin, the worker no control plane and only the CRDs
+// its scheduler reads.
+func TestBasesCompose(t *testing.T) {
+	hub, worker, base := byID(t, build(t, "hub")), byID(t, build(t, "worker")), byID(t, build(t, "base"))
+	want := map[string]map[string]any{}
+	for k, v := range worker {
+		if !slices.Contains(credential, k) {
+			want[k] = v
+		}
+	}
+	for k, v := range hub {
+		if w, ok := want[k]; ok {
+			if diff := cmp.Diff(v, w); diff != "" {
+				t.Errorf("%s differs between hub and worker (-hub +worker):\n%s", k, diff)
+			}
+		}
+		want[k] = v
+	}
+	if diff := cmp.Diff(want, base); diff != "" {
+		t.Errorf("base is not hub + worker - credential (-hub+worker +base):\n%s", diff)
+	}
+	for _, k := range credential {
+		if _, ok := worker[k]; !ok {
+			t.Errorf("worker lacks %s (worker/credential.yaml)", k)
+		}
+	}
+	for _, k := range []string{"Deployment gpuspace-system/gpuspace-scheduler", "DaemonSet gpuspace-device-plugin/gpuspace-device-plugin",
+		"ValidatingAdmissionPolicy /gpuspace-workspace-node-binding", "ValidatingAdmissionPolicy /gpuspace-device-plugin-own-node"} {
+		if _, ok := hub[k]; ok {
+			t.Errorf("hub has %s, a worker part", k)
+		}
+		if _, ok := worker[k]; !ok {
+			t.Errorf("worker lacks %s", k)
+		}
+	}
+	for _, k := range []string{"Deployment gpuspace-system/gpuspace", "ClusterRole /gpuspace", "Role gpuspace-system/gpuspace"} {
+		if _, ok := worker[k]; ok {
+			t.Errorf("worker has %s, a hub part", k)
+		}
+		if _, ok := hub[k]; !ok {
+			t.Errorf("hub lacks %s", k)
+		}
+	}
+	var workerCRDs []string
+	for k := range worker {
+		if name, ok := strings.CutPrefix(k, "CustomResourceDefinition /"); ok {
+			workerCRDs = append(workerCRDs, name)
+		}
+	}
+	slices.Sort(workerCRDs)
+	if want := []string{"gpuprovisionrequests.gpuspace.io"}; !slices.Equal(workerCRDs, want) {
+		t.Errorf("worker CRDs %v, want %v (what gpuspace-scheduler reads)", workerCRDs, want)
+	}
+	ns := worker["Namespace /gpuspace-system"]
+	if got, _, _ := unstructured.NestedString(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce"); got != "restricted" {
+		t.Errorf("worker's gpuspace-system Pod Security level %q, want restricted as on the hub", got)
+	}
+}
+
 // TestBaseAppliesToRealAPIServer applies manifests/base for real and the
-// overlays as server-side dry runs: every object must be accepted by
-// kube-apiserver 1.37's validation, RBAC escalation checks included.
+// hub, worker and overlays as server-side dry runs: every object must be
+// accepted by kube-apiserver 1.37's validation, RBAC escalation checks
+// included.
 func TestBaseAppliesToRealAPIServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	base := build(t, "base")
@@ -122,11 +222,14 @@ func TestBaseAppliesToRealAPIServer(t *testing.T) {
 	}
 	apply(ctx, t, base, false)
 
-	for _, overlay := range []string{"kind", "production"} {
+	for _, dir := range []string{"hub", "worker"} {
+		t.Run(dir, func(t *testing.T) { apply(ctx, t, build(t, dir), true) })
+	}
+	for overlay, of := range map[string]string{"kind": "base", "production": "base", "production-hub": "hub", "production-worker": "worker"} {
 		t.Run(overlay, func(t *testing.T) {
 			objs := build(t, filepath.Join("overlays", overlay))
-			if len(objs) != len(base) {
-				t.Errorf("overlay %s has %d objects, base %d", overlay, len(objs), len(base))
+			if n := len(build(t, of)); len(objs) != n {
+				t.Errorf("overlay %s has %d objects, %s %d", overlay, len(objs), of, n)
 			}
 			for _, o := range objs {
 				if o.GetKind() != "Deployment" && o.GetKind() != "DaemonSet" {
@@ -140,7 +243,7 @@ func TestBaseAppliesToRealAPIServer(t *testing.T) {
 					if overlay == "kind" && filepath.Dir(img) != "gpuspace" {
 						t.Errorf("%s/%s image %s: kind overlay must use locally loaded gpuspace/* images", o.GetKind(), o.GetName(), img)
 					}
-					if overlay == "production" && (strings.HasSuffix(img, ":latest") || !strings.Contains(filepath.Base(img), ":")) {
+					if strings.HasPrefix(overlay, "production") && (strings.HasSuffix(img, ":latest") || !strings.Contains(filepath.Base(img), ":")) {
 						t.Errorf("%s/%s image %s: production must pin a version", o.GetKind(), o.GetName(), img)
 					}
 				}
