@@ -74,10 +74,20 @@ test: control-plane $(BIN)/gpuspace $(BIN)/gpuspace-scheduler ## Run every test:
 bench: control-plane ## Run the Go benchmarks (BENCH=regexp, BENCH_FLAGS=...)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./...
 
+# The manifests the Helm chart renders as they are: it ships copies under
+# manifests/chart/gpuspace/files/ (a chart cannot read files outside its
+# directory), made by `make generate` and so checked by `make verify`.
+CHART_FILES := crds/gpuspace.io_*.yaml rbac/workspace-user-clusterrole.yaml \
+               gpuspace/namespace.yaml gpuspace/rbac.yaml scheduler/rbac.yaml scheduler/config.yaml \
+               device-plugin/namespace.yaml device-plugin/rbac.yaml device-plugin/admission-policy.yaml \
+               admission/workspace-node-binding.yaml worker/credential.yaml
+
 .PHONY: generate
-generate: ## Regenerate deepcopy code, CRD YAML, the OpenAPI document and the Go API client
+generate: ## Regenerate deepcopy code, CRD YAML, the OpenAPI document, the Go API client and the Helm chart's copies of manifests
 	$(GO) tool controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:dir=./manifests/crds
 	$(GO) generate ./apiserver/client/
+	rm -rf manifests/chart/gpuspace/files
+	cd manifests && for f in $(CHART_FILES); do install -D -m 0644 $$f chart/gpuspace/files/$$f || exit 1; done
 
 .PHONY: verify
 verify: ## gofmt, go vet, generated files and go.mod up to date
