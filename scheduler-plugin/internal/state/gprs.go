@@ -46,6 +46,13 @@ func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 	if t := g.Status.EstimatedStartTime; t != nil {
 		out.EstimatedStart = t.Time
 	}
+	// In a worker cluster the GPR is the hub's projection, created when it
+	// was projected: the queue's age is the hub GPR's.
+	if g.Labels[gpuspacev1alpha1.LabelProjectedFrom] != "" {
+		if t, err := time.Parse(time.RFC3339, g.Annotations[gpuspacev1alpha1.AnnotationProjectedCreated]); err == nil {
+			out.Created = t
+		}
+	}
 	return out
 }
 
