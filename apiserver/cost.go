@@ -15,7 +15,8 @@ import (
 // What GPRs cost, as reads show it: a completed GPR's status.cost is the
 // one the controller wrote when it completed; a provisioned one's is
 // computed on every read (GPU-hours so far × the price of its nodes'
-// shapes), never written. Without prices (Config.GPUPrices) costs are
+// shapes), never written; so is a requeued one's (status.earlierCost plus
+// the current run). Without prices (Config.GPUPrices) costs are
 // empty, not 0.
 
 // gpuPrices are the operator's prices; nil without.
@@ -38,10 +39,12 @@ func (s *Server) nodeFacts(ctx context.Context) (map[string]domain.GPUNode, erro
 	return out, nil
 }
 
-// costOf is a GPR's cost at now as a read shows it.
+// costOf is a GPR's cost at now as a read shows it: a finished one's as
+// written; else its earlier runs' (a GPR requeued after it ran) and the
+// current run's so far.
 func (s *Server) costOf(g *v1alpha1.GPUProvisionRequest, nodes map[string]domain.GPUNode, now time.Time) string {
 	prices := s.gpuPrices()
-	if !domain.IsProvisioned(g) || len(prices) == 0 {
+	if domain.IsFinished(g) || len(prices) == 0 {
 		return g.Status.Cost
 	}
 	return domain.CostString(g, prices, nodes, now)

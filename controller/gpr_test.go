@@ -232,8 +232,9 @@ func TestUnsatisfiable(t *testing.T) {
 	h.status(ok, v1alpha1.GPRProvisioned)
 }
 
-// TestNodeHealth: a bound node that turns NotReady or disappears is
-// reported on the GPR as a condition and an event; the binding stays.
+// TestNodeHealth: a bound node that turns NotReady is reported on the GPR
+// as a condition and an event, and the binding stays (within the grace,
+// see TestLostNode); one that is deleted is lost.
 func TestNodeHealth(t *testing.T) {
 	h := newHarness(t)
 	h.start()
@@ -269,13 +270,13 @@ func TestNodeHealth(t *testing.T) {
 	if err := env.Client.Delete(h.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(func() error {
-		c := meta.FindStatusCondition(h.getGPR(id).Status.Conditions, v1alpha1.GPRNodesHealthy)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NodeGone" {
-			return fmt.Errorf("NodesHealthy = %+v, want False/NodeGone", c)
-		}
-		return nil
-	})
+	// Deleted, it is lost at once (no grace): with no node left and no
+	// requeueOnFailure the GPR is released, reason NodeLost.
+	g := h.status(id, v1alpha1.GPRComplete)
+	c := meta.FindStatusCondition(g.Status.Conditions, v1alpha1.GPRNodesHealthy)
+	if g.Status.Reason != v1alpha1.ReasonNodeLost || c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NodeLost" {
+		t.Errorf("after its node was deleted: reason %q, NodesHealthy %+v; want NodeLost", g.Status.Reason, c)
+	}
 }
 
 // TestConcurrentGPRs: 50 GPRs of 10 workspaces created at once for 3
@@ -393,6 +394,7 @@ type gprObserver struct {
 	t          *testing.T
 	mu         sync.Mutex
 	done       map[string]bool
+	phases     map[string]map[v1alpha1.ProvisioningStatus]bool
 	violations []string
 	err        error
 }
@@ -426,7 +428,7 @@ func (h *harness) observeGPRs() *gprObserver {
 		cancel()
 		h.t.Fatalf("watch GPRs: %v", err)
 	}
-	obs := &gprObserver{t: h.t, done: map[string]bool{}}
+	obs := &gprObserver{t: h.t, done: map[string]bool{}, phases: map[string]map[v1alpha1.ProvisioningStatus]bool{}}
 	state := map[string]*v1alpha1.GPUProvisionRequest{}
 	for i := range initial.Items {
 		state[initial.Items[i].Name] = &initial.Items[i]
@@ -469,6 +471,10 @@ func (o *gprObserver) observe(g *v1alpha1.GPUProvisionRequest, state map[string]
 	if g.Status.ProvisioningStatus == v1alpha1.GPRComplete {
 		o.done[g.Name] = true
 	}
+	if o.phases[g.Name] == nil {
+		o.phases[g.Name] = map[v1alpha1.ProvisioningStatus]bool{}
+	}
+	o.phases[g.Name][g.Status.ProvisioningStatus] = true
 	holder, wsHolder := map[string]string{}, map[string]string{}
 	for _, s := range state {
 		if s.Status.ProvisioningStatus != v1alpha1.GPRProvisioned {
@@ -507,6 +513,13 @@ func (o *gprObserver) check() {
 	if o.err != nil {
 		o.t.Fatal(o.err)
 	}
+}
+
+// sawPhase reports whether the watch saw GPR name in phase.
+func (o *gprObserver) sawPhase(name string, phase v1alpha1.ProvisioningStatus) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.phases[name][phase]
 }
 
 // completed returns how many GPRs the watch saw complete.

@@ -46,6 +46,10 @@ const (
 	ReasonIdle GPRReason = "Idle"
 	// ReasonEvicted: a higher-priority GPR took its nodes.
 	ReasonEvicted GPRReason = "Evicted"
+	// ReasonNodeLost: a node it held was deleted, or NotReady beyond the
+	// controller's grace, and no free node could replace it: requeued
+	// (requeueOnFailure), or released when it had no node left.
+	ReasonNodeLost GPRReason = "NodeLost"
 	// ReasonUnsatisfiable: no node of the inventory could ever satisfy it.
 	ReasonUnsatisfiable GPRReason = "Unsatisfiable"
 	// ReasonInvalid: admission refused it (missing workspace, a cluster
@@ -135,12 +139,18 @@ type GPUProvisionRequestSpec struct {
 	// +optional
 	MultiNode bool `json:"multiNode,omitempty"`
 	// EnableEviction lets this GPR, while queued, evict lower-priority
-	// provisioned GPRs. Stored and reported only: nothing evicts yet.
+	// provisioned GPRs it cannot start without (when its workspace's policy
+	// allows eviction; no policy: allowed). The planner picks the fewest
+	// victims, then the lowest priority, then the most recently started,
+	// never one of equal or higher priority or one inside its policy's
+	// minRuntimeBeforeEviction.
 	// +optional
 	EnableEviction bool `json:"enableEviction,omitempty"`
-	// RequeueOnFailure keeps a GPR that no inventory can satisfy queued,
-	// with the reason in failureReason, instead of failing it. (Requeueing
-	// an evicted GPR comes with eviction: nothing evicts yet.)
+	// RequeueOnFailure (or its workspace policy's, default true) puts the
+	// GPR back in the queue, keeping its age, when it fails: no inventory
+	// can satisfy it now (it waits with the reason in failureReason instead
+	// of failing), it is evicted (instead of completing), or it loses a
+	// node no free node can replace (instead of running short).
 	// +optional
 	RequeueOnFailure bool `json:"requeueOnFailure,omitempty"`
 	// PreferredClusters, in order.
@@ -216,9 +226,18 @@ type GPUProvisionRequestStatus struct {
 	// no price is configured for a shape it used.
 	// +optional
 	Cost string `json:"cost,omitempty"`
-	// RetryCount and DelayedCount as EGS reports them.
+	// EarlierCost is what the GPR's earlier runs cost, in USD, when it was
+	// put back in the queue (evicted, a node lost) after running; cost
+	// includes it. Empty when it never ran before, or without prices.
+	// +optional
+	EarlierCost string `json:"earlierCost,omitempty"`
+	// RetryCount is how many times the GPR went back to the queue after it
+	// had started (evicted, or a node lost).
 	// +optional
 	RetryCount int32 `json:"retryCount,omitempty"`
+	// DelayedCount is how many times its estimated start moved later while
+	// it was queued (a higher-priority GPR came first, a GPR ahead of it
+	// ran longer, nodes went away), counted when the estimate is written.
 	// +optional
 	DelayedCount int32 `json:"delayedCount,omitempty"`
 	// Conditions: NodesHealthy.

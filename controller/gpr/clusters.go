@@ -2,12 +2,18 @@ package gpr
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
 )
 
 // Clusters is what the controller needs of the worker cluster registry
@@ -26,6 +32,13 @@ type Clusters interface {
 	APIReader(cluster string) (client.Reader, bool)
 	// Ready reports whether a cluster is reachable now.
 	Ready(cluster string) bool
+	// Registered reports whether a cluster has a Cluster object (the
+	// local one: always).
+	Registered(cluster string) bool
+	// InventoryComplete reports whether Nodes has every registered
+	// cluster's nodes, so that a node missing from it is deleted, not out
+	// of sight.
+	InventoryComplete(ctx context.Context) bool
 	// Source is the workers' node events (updates filtered by
 	// nodeUpdate) and their Ready changes.
 	Source(h handler.EventHandler, nodeUpdate predicate.Predicate) source.Source
@@ -53,4 +66,97 @@ func (r *Reconciler) nodeClients(n *corev1.Node) (client.Client, client.Reader, 
 	}
 	rd, _ := r.clusters.APIReader(name)
 	return c, rd, true
+}
+
+// partitioned is the cluster, not Ready now, of a node that provisioned
+// GPR g holds ("" when every node's cluster is reachable, or the
+// controller runs without worker clusters). A GPR on a partitioned
+// cluster is not released, whatever falls due: the hub could not take the
+// binding off nor stop the workspace's pods there, so the GPR keeps its
+// nodes and is released by the first pass after the cluster is back, as
+// after a restart. Nodes the pass does not see hold a release back when
+// the GPR's cluster is a registered worker not Ready now (the hub started
+// during the partition: that worker's cache cannot sync); otherwise they
+// were deleted, or their cluster unregistered, and do not.
+func (r *Reconciler) partitioned(p *pass, g *v1alpha1.GPUProvisionRequest) string {
+	if r.clusters == nil || len(g.Status.Nodes) == 0 {
+		return ""
+	}
+	seen := 0
+	for _, n := range p.nodes {
+		if !slices.Contains(g.Status.Nodes, n.Name) {
+			continue
+		}
+		seen++
+		if c := r.clusters.ClusterOf(n); c != r.defaultCluster && !r.clusters.Ready(c) {
+			return c
+		}
+	}
+	if c := g.Spec.ClusterName; seen < len(g.Status.Nodes) && c != "" && c != r.defaultCluster &&
+		!r.clusters.Ready(c) && r.clusters.Registered(c) {
+		return c
+	}
+	return ""
+}
+
+// withClusterWhy makes a NodesHealthy condition whose not-Ready nodes are
+// all of unreachable worker clusters say so: reason ClusterUnreachable and
+// each cluster's own reason and message (the nodes' Ready condition as
+// the registry marks it), and that nothing is released meanwhile.
+func withClusterWhy(c metav1.Condition, notReady []string, nodes map[string]*corev1.Node) metav1.Condition {
+	if len(notReady) == 0 || c.Reason != "NodeNotReady" {
+		return c
+	}
+	var why []string
+	for _, name := range notReady {
+		n := nodes[name]
+		var ready *corev1.NodeCondition
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeReady {
+				ready = &n.Status.Conditions[i]
+			}
+		}
+		if ready == nil || ready.Reason != reasonClusterUnreachable {
+			return c
+		}
+		if !slices.Contains(why, ready.Message) {
+			why = append(why, ready.Message)
+		}
+	}
+	c.Reason = reasonClusterUnreachable
+	c.Message = fmt.Sprintf("nodes not Ready: %s; %s; the GPR keeps its nodes and nothing is released until the cluster is reachable again",
+		joinNames(notReady), strings.Join(why, "; "))
+	return c
+}
+
+// reasonClusterUnreachable is the Ready condition reason the registry
+// (internal/clusters) gives the nodes of a worker it cannot reach.
+const reasonClusterUnreachable = "ClusterUnreachable"
+
+// waitCluster records that GPR name is due for release but waits for
+// cluster to be reachable.
+func (p *pass) waitCluster(name, cluster string) {
+	if p.releaseWaits == nil {
+		p.releaseWaits = map[string]string{}
+	}
+	p.releaseWaits[name] = cluster
+}
+
+// clusterWhy is why, the reason GPR g cannot be planned, as far as g's
+// cluster explains it. A cluster that is not registered (any more:
+// `gpuspace cluster unregister`) is named as such: the GPR fails, or is
+// held with requeueOnFailure, saying so. A registered worker whose nodes
+// the hub does not see now (unreachable, its credential refused or
+// revoked, its cache not synced yet after a start of the hub) explains
+// nothing final: why is dropped and the GPR stays queued until the
+// cluster is back and the plan can tell (an invalid GPR still fails).
+func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why string) string {
+	c := g.Spec.ClusterName
+	if why == "" || p.invalid[g.Name] != "" || r.clusters == nil || c == "" || c == r.defaultCluster || r.clusters.Ready(c) {
+		return why
+	}
+	if r.clusters.Registered(c) {
+		return ""
+	}
+	return fmt.Sprintf("cluster %s is not registered (gpuspace cluster register): %s", c, why)
 }

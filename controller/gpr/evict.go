@@ -7,7 +7,6 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
@@ -18,14 +17,15 @@ import (
 // the victim queued and its nodes free in status: nothing is lost and no
 // node is held twice; the next pass plans again. The victim's pods leave
 // its nodes in bindNodes, gracefully, as for any release.
-func (r *Reconciler) evictForPlan(ctx context.Context, p *pass, policies map[string]*v1alpha1.WorkspacePolicy) error {
+func (r *Reconciler) evictForPlan(ctx context.Context, p *pass) error {
 	log := logr.FromContextOrDiscard(ctx)
 	for _, e := range p.plan.Evictions {
 		g := p.gprs[p.byName[e.Victim]]
 		by := p.gprs[p.byName[e.By]]
 		ng := g.DeepCopy()
-		requeue := domain.RequeueOnFailure(g, policies[g.Spec.Workspace])
-		domain.Evict(ng, e.By, requeue, p.now)
+		requeue := domain.RequeueOnFailure(g, p.policies[g.Spec.Workspace])
+		earlier := domain.CostString(g, r.gpuPrices(), r.nodeFacts(ctx, g.Status.Nodes), p.now)
+		domain.Evict(ng, e.By, requeue, earlier, p.now)
 		if err := r.write(ctx, ng); err != nil {
 			return fmt.Errorf("evict GPR %s for %s: %w", g.Name, e.By, err)
 		}

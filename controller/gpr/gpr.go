@@ -7,7 +7,9 @@
 // triggered by any GPR change that matters and any relevant Node change,
 // so two decisions never race. Reconcile is the pass, as a list of steps:
 //
-//  1. release: provisioned GPRs that are due, status Complete first;
+//  1. release: provisioned GPRs that are due, status Complete first; then
+//     GPRs that lost a node get a free one in its place, go back to the
+//     queue, or run short (recoverNodes);
 //  2. admit: GPRs the admission package refuses are failed with the reason
 //     before any planning; new ones are marked Queued with their estimate;
 //  3. plan and start: status.nodes is written first (the source of truth);
@@ -70,6 +72,9 @@ type Reconciler struct {
 	estimates      *estimateWriter
 	// prices per GPU-hour by GPU shape, for status.cost (WithPrices).
 	prices domain.Prices
+	// nodeLostGrace is how long a held node may stay NotReady before it
+	// is lost (WithNodeLostGrace).
+	nodeLostGrace time.Duration
 
 	// passMu is held by a pass while it decides and writes decisions, and
 	// by the estimate writer around each write, so estimates go out only
@@ -98,7 +103,8 @@ func WithEstimateClient(c client.Client) Option {
 func New(c client.Client, apiReader client.Reader, clk clock.PassiveClock, recorder events.EventRecorder, defaultCluster string, opts ...Option) *Reconciler {
 	r := &Reconciler{
 		client: c, apiReader: apiReader, clock: clk, recorder: recorder, defaultCluster: defaultCluster,
-		written: versions{m: map[string]*v1alpha1.GPUProvisionRequest{}},
+		written:       versions{m: map[string]*v1alpha1.GPUProvisionRequest{}},
+		nodeLostGrace: domain.DefaultNodeLostGrace,
 	}
 	r.estimates = newEstimateWriter(c, &r.passMu, &r.written, clk)
 	for _, o := range opts {
@@ -180,7 +186,7 @@ func (r *Reconciler) decide(ctx context.Context) (*pass, error) {
 		return nil, err
 	}
 	for _, step := range []func(context.Context, *pass) error{
-		r.release, r.admit, r.planAndStart, r.bindNodes, r.failUnsatisfiable, r.nodeHealth,
+		r.release, r.recoverNodes, r.admit, r.planAndStart, r.bindNodes, r.failUnsatisfiable, r.nodeHealth,
 	} {
 		if err := step(ctx, p); err != nil {
 			return nil, err

@@ -81,8 +81,12 @@ func fakeClient(scheme *runtime.Scheme, objs ...client.Object) client.WithWatch 
 			})
 		}
 	}
+	// Binding a node lists its pods by spec.nodeName, as the apiserver
+	// serves that field selector.
+	byNode := func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }
 	return fake.NewClientBuilder().WithScheme(scheme).
 		WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", byNode).
 		WithObjects(objs...).Build()
 }
 

@@ -38,8 +38,8 @@ func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 }
 
 // reconcileNode makes a node's binding labels and taint match its holder
-// (nil: none). When the node leaves a workspace, that workspace's pods on
-// it are deleted gracefully.
+// (nil: none). When the node changes hands, the pods that must leave it
+// are deleted gracefully (evict).
 func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *v1alpha1.GPUProvisionRequest) error {
 	curWS, _, _ := binding(n)
 	var ws, id string
@@ -77,8 +77,8 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 		return fmt.Errorf("bind node %s to %q: %w", n.Name, ws, err)
 	}
 	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
-	if curWS != "" && curWS != ws {
-		return evict(ctx, c, reader, n.Name, curWS)
+	if curWS != ws {
+		return evict(ctx, c, reader, n.Name, curWS, ws)
 	}
 	return nil
 }
@@ -93,10 +93,14 @@ func labelIs(n *corev1.Node, k, v string) bool {
 	return ok && cur == v
 }
 
-// evict deletes, gracefully, the pods of workspace ws on a node: the pods
-// in namespaces labelled gpuspace.io/workspace=ws, in the node's cluster
-// (c, and reader uncached).
-func evict(ctx context.Context, c client.Client, reader client.Reader, node, ws string) error {
+// evict deletes, gracefully, the pods that must leave a node that moved
+// from workspace was to workspace now (either may be ""): every pod of
+// was, and, when the node now belongs to a workspace, every GPU pod of
+// anyone else — a pod left behind by a workspace deleted meanwhile (its
+// namespaces released), or one that landed while the node was free. A
+// pod's workspace is its namespace's gpuspace.io/workspace label, in the
+// node's cluster (c, and reader uncached).
+func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string) error {
 	var pods corev1.PodList
 	if err := reader.List(ctx, &pods, client.MatchingFieldsSelector{
 		Selector: fields.OneTermEqualSelector("spec.nodeName", node),
@@ -118,7 +122,8 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, ws 
 			}
 			nsWS[p.Namespace] = owner
 		}
-		if owner != ws {
+		leaves := (was != "" && owner == was) || (now != "" && owner != now && domain.PodUsesGPUs(p))
+		if !leaves {
 			continue
 		}
 		err := c.Delete(ctx, p, client.Preconditions{UID: &p.UID})
@@ -126,7 +131,7 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, ws 
 			errs = append(errs, fmt.Errorf("evict pod %s/%s from node %s: %w", p.Namespace, p.Name, node, err))
 			continue
 		}
-		logr.FromContextOrDiscard(ctx).Info("evicted pod", "pod", p.Namespace+"/"+p.Name, "node", node, "workspace", ws)
+		logr.FromContextOrDiscard(ctx).Info("evicted pod", "pod", p.Namespace+"/"+p.Name, "node", node, "workspace", owner, "nodeWorkspace", now)
 	}
 	return errors.Join(errs...)
 }

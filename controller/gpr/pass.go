@@ -32,11 +32,20 @@ type pass struct {
 	invalid map[string]string
 	// started are the GPRs this pass started.
 	started map[string]bool
+	// policies are the WorkspacePolicies by workspace.
+	policies map[string]*v1alpha1.WorkspacePolicy
+	// lostWake is when the first NotReady node a GPR holds counts as lost,
+	// if it stays NotReady (recoverNodes); zero when none.
+	lostWake time.Time
 	// idleWake is the next moment an idle GPR falls due for idle
 	// release, if it stays idle (releaseIdle); zero when none.
 	idleWake time.Time
 	// errs are failures of steps that do not end the pass.
 	errs []error
+	// releaseWaits are the GPRs due for release whose cluster is not
+	// reachable (partitioned), by name: they wake no pass, the cluster's
+	// return does.
+	releaseWaits map[string]string
 }
 
 // load reads the GPRs (replacing any the cache has older than this
@@ -68,6 +77,11 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 		}
 		p.nodes = append(p.nodes, workers...)
 	}
+	policies, err := r.workspacePolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.policies = policies
 	var wss v1alpha1.WorkspaceList
 	if err := r.client.List(ctx, &wss); err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
@@ -110,11 +124,14 @@ func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 }
 
 // nextWake is the next expiry of a provisioned GPR, or the next idle
-// release if sooner; zero when none.
+// release or node loss if sooner; zero when none.
 func (p *pass) nextWake() time.Time {
 	next := p.idleWake
+	if !p.lostWake.IsZero() && (next.IsZero() || p.lostWake.Before(next)) {
+		next = p.lostWake
+	}
 	for _, g := range p.gprs {
-		if !domain.IsProvisioned(g) {
+		if !domain.IsProvisioned(g) || p.releaseWaits[g.Name] != "" {
 			continue
 		}
 		if end, ok := domain.End(g); ok && (next.IsZero() || end.Before(next)) {

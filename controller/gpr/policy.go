@@ -42,10 +42,7 @@ func (r *Reconciler) workspacePolicies(ctx context.Context) (map[string]*v1alpha
 // are never touched: a policy applies at admission. Holding is not final,
 // so the cache is trusted.
 func (r *Reconciler) admitPolicies(ctx context.Context, p *pass) error {
-	policies, err := r.workspacePolicies(ctx)
-	if err != nil {
-		return err
-	}
+	policies := p.policies
 	ranks := domain.PolicyRanks(p.gprs)
 	log := logr.FromContextOrDiscard(ctx)
 	for _, g := range p.gprs {

@@ -37,6 +37,10 @@ func (r *Reconciler) release(ctx context.Context, p *pass) error {
 		if !due {
 			continue
 		}
+		if c := r.partitioned(p, g); c != "" {
+			p.waitCluster(g.Name, c) // released when its cluster is back
+			continue
+		}
 		ng := g.DeepCopy()
 		domain.Release(ng, reason, p.now)
 		if err := r.write(ctx, ng); err != nil {
@@ -112,11 +116,7 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 // so far hold disjoint nodes. New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
 func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
-	policies, err := r.workspacePolicies(ctx)
-	if err != nil {
-		return err
-	}
-	withPolicies := domain.WithPolicies(func(ws string) *v1alpha1.WorkspacePolicy { return policies[ws] })
+	withPolicies := domain.WithPolicies(func(ws string) *v1alpha1.WorkspacePolicy { return p.policies[ws] })
 	p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
 	p.plan = planner.Compute(p.in)
 	if len(p.plan.Unsatisfiable) > 0 {
@@ -131,7 +131,7 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
 		p.plan = planner.Compute(p.in)
 	}
-	if err := r.evictForPlan(ctx, p, policies); err != nil {
+	if err := r.evictForPlan(ctx, p); err != nil {
 		return err
 	}
 	log := logr.FromContextOrDiscard(ctx)
@@ -153,7 +153,8 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 
 // failUnsatisfiable fails the GPRs no inventory could satisfy (or that
 // cannot be planned), or holds them in the queue with the reason when they
-// asked to wait (requeueOnFailure); and marks new GPRs Queued with their
+// asked to wait (requeueOnFailure, their own or their policy's); and marks
+// new GPRs Queued with their
 // estimate. Errors are collected, the pass goes on.
 func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 	failed := maps.Clone(p.invalid)
@@ -168,9 +169,9 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 			continue // a policy's hold is admitPolicies'
 		}
 		ng := g.DeepCopy()
-		why := failed[g.Name]
+		why := r.clusterWhy(p, g, failed[g.Name])
 		switch {
-		case why != "" && g.Spec.RequeueOnFailure && p.invalid[g.Name] == "":
+		case why != "" && domain.RequeueOnFailure(g, p.policies[g.Spec.Workspace]) && p.invalid[g.Name] == "":
 			domain.Hold(ng, v1alpha1.ReasonUnsatisfiable, why)
 		case why != "":
 			reason := v1alpha1.ReasonUnsatisfiable
@@ -213,9 +214,12 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 			continue
 		}
 		c := nodesHealthy(g, byName)
-		if old := meta.FindStatusCondition(g.Status.Conditions, c.Type); old != nil &&
-			old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
+		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue
+		}
+		if old != nil && c.Status == metav1.ConditionTrue && (old.Reason == "NodesReplaced" || domain.Shortfall(g) > 0) {
+			continue // recoverNodes' word on what it lost stands while the rest are Ready
 		}
 		ng := g.DeepCopy()
 		meta.SetStatusCondition(&ng.Status.Conditions, c)
@@ -258,5 +262,5 @@ func nodesHealthy(g *v1alpha1.GPUProvisionRequest, nodes map[string]*corev1.Node
 		c.Status, c.Reason = metav1.ConditionFalse, "NodeNotReady"
 		c.Message = "nodes not Ready: " + joinNames(notReady)
 	}
-	return c
+	return withClusterWhy(c, notReady, nodes)
 }

@@ -111,22 +111,27 @@ func GPRUsage(g *v1alpha1.GPUProvisionRequest, nodes map[string]GPUNode, now tim
 	return out
 }
 
-// Cost is what a GPR cost at now, in USD: GPU-hours × the price of each
-// node's shape. ok is false when a shape it used has no price (or there
-// are no prices): the cost is unknown, not zero.
+// Cost is what a GPR cost at now, in USD: what its earlier runs cost
+// (status.earlierCost, kept when it was requeued) plus GPU-hours × the
+// price of each node's shape for the current or last run. ok is false
+// when a shape it used has no price (or there are no prices), or it never
+// ran: the cost is unknown, not zero.
 func Cost(g *v1alpha1.GPUProvisionRequest, prices Prices, nodes map[string]GPUNode, now time.Time) (usd float64, ok bool) {
 	if len(prices) == 0 {
 		return 0, false
 	}
-	usage := GPRUsage(g, nodes, now)
-	for _, u := range usage {
-		price, ok := prices[u.Shape]
-		if !ok {
+	if earlier, err := strconv.ParseFloat(g.Status.EarlierCost, 64); err == nil {
+		usd, ok = earlier, true
+	}
+	for _, u := range GPRUsage(g, nodes, now) {
+		price, priced := prices[u.Shape]
+		if !priced {
 			return 0, false
 		}
 		usd += u.GPUSeconds / 3600 * price
+		ok = true
 	}
-	return usd, len(usage) > 0
+	return usd, ok
 }
 
 // FormatCost writes a cost as status.cost has it: USD with two decimals

@@ -59,6 +59,9 @@ func TestCost(t *testing.T) {
 		{"a shape without a price", gpr(v1alpha1.GPRProvisioned, "A100", nil), prices, nil, t0.Add(time.Hour), ""},
 		{"queued", &v1alpha1.GPUProvisionRequest{}, prices, nil, t0, ""},
 		{"free", gpr(v1alpha1.GPRComplete, "", &done), Prices{"H100": 0, "T4": 0}, nodes, t0, "0.00"},
+		// An earlier run (requeued after it) counts: 3.25 + 18.00.
+		{"complete after a requeue", withEarlier(gpr(v1alpha1.GPRComplete, "", &done), "3.25"), prices, nodes, t0, "21.25"},
+		{"requeued, queued again", withEarlier(&v1alpha1.GPUProvisionRequest{}, "3.25"), prices, nil, t0, "3.25"},
 	} {
 		if got := CostString(tt.g, tt.prices, tt.nodes, tt.now); got != tt.want {
 			t.Errorf("%s: cost %q, want %q", tt.name, got, tt.want)
@@ -68,4 +71,9 @@ func TestCost(t *testing.T) {
 	if len(u) != 2 || u[0].Cluster != "east" || u[1].Shape != "T4" || math.Abs(u[0].GPUSeconds-4*5400) > 1e-9 {
 		t.Errorf("usage %+v", u)
 	}
+}
+
+func withEarlier(g *v1alpha1.GPUProvisionRequest, usd string) *v1alpha1.GPUProvisionRequest {
+	g.Status.EarlierCost = usd
+	return g
 }

@@ -244,8 +244,8 @@ func TestTransitions(t *testing.T) {
 		t.Errorf("released GPR still claims nodes")
 	}
 	h := gpr("b", "wb", v1alpha1.GPRProvisioned, "n3")
-	Requeue(h, v1alpha1.ReasonEvicted, "evicted by gpr-x")
-	if Phase(h) != v1alpha1.GPRQueued || len(h.Status.Nodes) != 0 || h.Status.RetryCount != 1 || h.Status.Reason != v1alpha1.ReasonEvicted {
+	Requeue(h, v1alpha1.ReasonEvicted, "evicted by gpr-x", "1.50")
+	if Phase(h) != v1alpha1.GPRQueued || len(h.Status.Nodes) != 0 || h.Status.RetryCount != 1 || h.Status.Reason != v1alpha1.ReasonEvicted || h.Status.EarlierCost != "1.50" {
 		t.Errorf("requeued: %+v", h.Status)
 	}
 	f := gpr("c", "wc", "")

@@ -24,10 +24,17 @@ func IsQueued(g *v1alpha1.GPUProvisionRequest) bool { return Phase(g) == v1alpha
 
 // IsHeld reports whether a queued GPR waits without an estimate because of
 // a reason: nothing can satisfy it now (requeueOnFailure keeps it queued)
-// or its workspace's policy forbids it now — any reason but Evicted: a GPR
-// put back in the queue by eviction is planned like any other.
+// or its workspace's policy forbids it now — any reason but Evicted or
+// NodeLost: a GPR put back in the queue after it ran is planned like any
+// other.
 func IsHeld(g *v1alpha1.GPUProvisionRequest) bool {
-	return IsQueued(g) && g.Status.Reason != "" && g.Status.Reason != v1alpha1.ReasonEvicted
+	switch {
+	case !IsQueued(g):
+		return false
+	case g.Status.Reason == v1alpha1.ReasonEvicted, g.Status.Reason == v1alpha1.ReasonNodeLost:
+		return false
+	}
+	return g.Status.Reason != ""
 }
 
 // IsProvisioned reports whether a GPR holds nodes now.

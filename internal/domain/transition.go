@@ -48,7 +48,8 @@ func Admit(g *v1alpha1.GPUProvisionRequest) {
 }
 
 // SetEstimate records a queued GPR's estimated start (ok false: none) at
-// now, if it moved beyond EstimateTolerance; it reports whether it did.
+// now, if it moved beyond EstimateTolerance; it reports whether it did. A
+// start moved later counts in delayedCount.
 // The wait is written with it, as EGS shows it; readers compute the
 // current wait from the start and the clock.
 func SetEstimate(g *v1alpha1.GPUProvisionRequest, start time.Time, ok bool, now time.Time) bool {
@@ -60,6 +61,9 @@ func SetEstimate(g *v1alpha1.GPUProvisionRequest, start time.Time, ok bool, now 
 		return true
 	}
 	start = start.Truncate(time.Second)
+	if old := g.Status.EstimatedStartTime; old != nil && start.After(old.Time) {
+		g.Status.DelayedCount++ // counted only with a write it needs anyway
+	}
 	g.Status.EstimatedStartTime = &metav1.Time{Time: start}
 	g.Status.EstimatedWaitTime = duration.Format(WaitAt(start, now))
 	return true
@@ -109,8 +113,11 @@ func Hold(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message st
 // Requeue puts a provisioned GPR back in the queue for reason (evicted, a
 // node lost): it gives up its nodes and keeps its age (creation time), so
 // it goes back to where it was in the queue. RetryCount counts requeues,
-// as EGS reports it.
-func Requeue(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message string) {
+// as EGS reports it. earlierCost is what its runs so far cost (CostString
+// at now; "" unknown), kept in status.earlierCost so that its final cost
+// counts them.
+func Requeue(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message, earlierCost string) {
+	g.Status.EarlierCost = earlierCost
 	setPhase(g, v1alpha1.GPRQueued, reason)
 	g.Status.FailureReason = message
 	g.Status.Nodes = nil
@@ -124,11 +131,11 @@ func Requeue(g *v1alpha1.GPUProvisionRequest, reason v1alpha1.GPRReason, message
 // Evict takes a provisioned GPR's nodes for the higher-priority GPR by, at
 // now: back to the queue keeping its age (requeue, as requeueOnFailure
 // asks) or Complete. Either way it holds no node any more and records who
-// evicted it.
-func Evict(g *v1alpha1.GPUProvisionRequest, by string, requeue bool, now time.Time) {
+// evicted it. earlierCost is as for Requeue.
+func Evict(g *v1alpha1.GPUProvisionRequest, by string, requeue bool, earlierCost string, now time.Time) {
 	msg := "evicted by higher-priority GPR " + by
 	if requeue {
-		Requeue(g, v1alpha1.ReasonEvicted, msg)
+		Requeue(g, v1alpha1.ReasonEvicted, msg, earlierCost)
 	} else {
 		Release(g, v1alpha1.ReasonEvicted, now)
 		g.Status.FailureReason = msg

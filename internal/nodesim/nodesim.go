@@ -165,6 +165,20 @@ func nodeStatus(spec Node, ip string, now metav1.Time) corev1.NodeStatus {
 	}
 }
 
+// keepTransitions keeps the lastTransitionTime of each condition whose
+// status did not change, as a kubelet does: gpuspace counts how long a
+// node has been NotReady from it.
+func keepTransitions(old, cur []corev1.NodeCondition) []corev1.NodeCondition {
+	for i := range cur {
+		for _, o := range old {
+			if o.Type == cur[i].Type && o.Status == cur[i].Status && !o.LastTransitionTime.IsZero() {
+				cur[i].LastTransitionTime = o.LastTransitionTime
+			}
+		}
+	}
+	return cur
+}
+
 func conditions(ready bool, now metav1.Time) []corev1.NodeCondition {
 	readyStatus, reason := corev1.ConditionTrue, "KubeletReady"
 	if !ready {
@@ -271,7 +285,7 @@ func (s *Simulator) updateConditions(ctx context.Context, name string, ready boo
 		if err != nil {
 			return err
 		}
-		n.Status.Conditions = conditions(ready, metav1.Now())
+		n.Status.Conditions = keepTransitions(n.Status.Conditions, conditions(ready, metav1.Now()))
 		_, err = s.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
 	})
