@@ -44,8 +44,10 @@ func (r Right) String() string {
 
 // WorkerRights are the rights gpuspace needs in a worker cluster, all
 // cluster-wide: bind nodes (labels and a taint), evict a workspace's pods
-// from the nodes it leaves, and give workspaces their namespaces,
-// ServiceAccount, RoleBindings and kubeconfig tokens.
+// from the nodes it leaves, give workspaces their namespaces,
+// ServiceAccount, RoleBindings and kubeconfig tokens, and keep the
+// projections of the hub's GPRs there that the worker's scheduler reads
+// (controller/projection: watched from a cache, so no get).
 // manifests/worker/credential.yaml grants exactly these.
 var WorkerRights = func() []Right {
 	var out []Right
@@ -60,6 +62,8 @@ var WorkerRights = func() []Right {
 	add("", "serviceaccounts", "", "get", "create", "delete")
 	add("", "serviceaccounts", "token", "create")
 	add("rbac.authorization.k8s.io", "rolebindings", "", "get", "create", "delete")
+	add(v1alpha1.GroupName, "gpuprovisionrequests", "", "list", "watch", "create", "update", "delete")
+	add(v1alpha1.GroupName, "gpuprovisionrequests", "status", "update")
 	out = append(out, Right{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "gpuspace-workspace-user"})
 	return out
 }()
