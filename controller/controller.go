@@ -33,6 +33,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/gpr"
+	"github.com/gpuspace/gpuspace/controller/projection"
 	"github.com/gpuspace/gpuspace/controller/template"
 	"github.com/gpuspace/gpuspace/controller/workspace"
 	"github.com/gpuspace/gpuspace/internal/clusters"
@@ -196,6 +197,13 @@ func Setup(mgr manager.Manager, opts Options) error {
 	g := gpr.New(mgr.GetClient(), apiReader, opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster, gprOpts...)
 	if err := g.SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("GPR controller: %w", err)
+	}
+	if opts.Clusters != nil {
+		// Each worker's scheduler reads the GPRs of its cluster from
+		// projections there: workers hold no hub credential.
+		if err := projection.New(mgr.GetClient(), opts.Clusters, projection.WithClock(opts.Clock)).SetupWithManager(mgr, skip); err != nil {
+			return fmt.Errorf("GPR projection controller: %w", err)
+		}
 	}
 	if err := template.New(mgr.GetClient(), mgr.GetEventRecorder(template.ControllerName)).SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("auto-GPR controller: %w", err)
