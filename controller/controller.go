@@ -58,6 +58,9 @@ type Options struct {
 	// GPUPrices are USD per GPU-hour by GPU shape, for status.cost; none:
 	// costs stay empty.
 	GPUPrices domain.Prices
+	// NodeLostGrace is how long a node a provisioned GPR holds may stay
+	// NotReady before it is lost; zero: domain.DefaultNodeLostGrace.
+	NodeLostGrace time.Duration
 }
 
 // Scheme returns a scheme with the built-in APIs and gpuspace.io/v1alpha1,
@@ -193,7 +196,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		apiReader = opts.Clusters.Reader(apiReader)
 		gprOpts = append(gprOpts, gpr.WithClusters(opts.Clusters))
 	}
-	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices))
+	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices), gpr.WithNodeLostGrace(opts.NodeLostGrace))
 	g := gpr.New(mgr.GetClient(), apiReader, opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster, gprOpts...)
 	if err := g.SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("GPR controller: %w", err)

@@ -24,6 +24,7 @@ func newServeCommand() *cobra.Command {
 		kubeconfig, listen, namespace, cluster string
 		leaderElect                            bool
 		leaseDuration, renewDeadline, retryPer time.Duration
+		nodeLostGrace                          time.Duration
 		kubeAPIQPS                             float32
 		kubeAPIBurst                           int
 		tokenTTL, kubeconfigTokenTTL           time.Duration
@@ -79,6 +80,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 				MCPReadOnly:           mcpReadOnly,
 				MCPDisableDestructive: mcpDisableDestructive,
 				GPUPrices:             prices,
+				NodeLostGrace:         nodeLostGrace,
 				API: apiserver.Config{
 					TokenTTL:           tokenTTL,
 					KubeconfigTokenTTL: kubeconfigTokenTTL,
@@ -111,6 +113,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.BoolVar(&mcpReadOnly, "mcp-read-only", false, "serve only read-only tools at /mcp")
 	f.BoolVar(&mcpDisableDestructive, "mcp-disable-destructive", false, "hide destructive tools (deletes, early release) at /mcp")
 	f.StringSliceVar(&gpuPrices, "gpu-price", nil, "price of a GPU shape in USD per GPU-hour, SHAPE=USD (e.g. H100=2.49), for GPRs' status.cost and gpuspace_gpr_cost_total; repeat it or separate with commas; none: costs are empty")
+	f.DurationVar(&nodeLostGrace, "node-lost-grace", domain.DefaultNodeLostGrace, "how long a node a provisioned GPR holds may stay NotReady before the GPR loses it (then it is replaced by a free node, requeued, or runs short; a deleted node is lost at once)")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

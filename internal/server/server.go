@@ -50,6 +50,9 @@ type Options struct {
 	// GPUPrices are USD per GPU-hour by GPU shape (--gpu-price), for the
 	// controllers' status.cost and the API's live costs; none: no costs.
 	GPUPrices domain.Prices
+	// NodeLostGrace is how long a held node may stay NotReady before the
+	// GPR loses it (--node-lost-grace); zero: the default.
+	NodeLostGrace time.Duration
 	// ClusterHeartbeat is how often each registered worker cluster's API
 	// server is heartbeated; zero is clusters.DefaultHeartbeat (tests
 	// shorten it).
@@ -150,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 	workers := clusters.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder(clusters.ControllerName),
 		clusters.Options{Local: o.DefaultCluster, Namespace: o.Namespace, QPS: o.KubeAPIQPS, Burst: o.KubeAPIBurst,
 			Heartbeat: o.ClusterHeartbeat})
-	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation, GPUPrices: o.GPUPrices,
+	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation, GPUPrices: o.GPUPrices, NodeLostGrace: o.NodeLostGrace,
 		Clusters: workers}); err != nil {
 		return err
 	}
