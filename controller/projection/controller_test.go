@@ -2,7 +2,9 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +227,40 @@ func newScheme(t *testing.T) *runtime.Scheme {
 	s := runtime.NewScheme()
 	must(t, v1alpha1.AddToScheme(s))
 	return s
+}
+
+// TestResyncWithoutRights: a worker whose credential cannot list GPRs
+// (registered before the projection's rights) fails its resync with the
+// fix named, and GPR reconciles leave it alone rather than wait for its
+// cache each time.
+func TestResyncWithoutRights(t *testing.T) {
+	ctx := context.Background()
+	hub := fake.NewClientBuilder().WithScheme(newScheme(t)).Build()
+	workers := newFakeClusters(t, "worker-2")
+	lists := 0
+	workers.clients["worker-2"] = fake.NewClientBuilder().WithScheme(newScheme(t)).WithInterceptorFuncs(interceptor.Funcs{
+		List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {
+			lists++
+			return apierrors.NewForbidden(v1alpha1.Resource("gpuprovisionrequests"), "", errors.New("no rights"))
+		},
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			t.Error("a GPR reconcile read a worker whose cache never synced")
+			return context.DeadlineExceeded
+		},
+	}).Build()
+	r := New(hub, workers, WithClock(clocktesting.NewFakePassiveClock(t0)))
+	must(t, hub.Create(ctx, newHubGPR("gpr-a", "worker-2", v1alpha1.GPRQueued)))
+
+	_, err := r.Reconcile(ctx, clusterReq("worker-2"))
+	if err == nil || !strings.Contains(err.Error(), "manifests/worker/credential.yaml") {
+		t.Errorf("resync without the rights: %v, want an error naming the credential manifest", err)
+	}
+	if _, err := r.Reconcile(ctx, gprReq("gpr-a")); err != nil {
+		t.Errorf("GPR reconcile: %v", err)
+	}
+	if lists != 1 {
+		t.Errorf("%d lists of the worker, want 1 (the resync's)", lists)
+	}
 }
 
 func must(t *testing.T, err error) {
