@@ -164,6 +164,15 @@ func TestReconcile(t *testing.T) {
 	reconcileOK(clusterReq("worker-2"))
 	reconcileOK(gprReq(local.Name))
 	wantWrites("unchanged", map[string][]string{})
+	// A restarted hub compares with the worker's objects, not with what
+	// it remembers: still nothing.
+	restarted := New(hub, workers, WithClock(clocktesting.NewFakePassiveClock(t0.Add(time.Minute))))
+	for _, req := range []reconcile.Request{clusterReq("worker-2"), clusterReq("worker-3"), gprReq(a.Name)} {
+		if _, err := restarted.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantWrites("after a restart", map[string][]string{})
 
 	// Provisioned: one status write.
 	must(t, hub.Get(ctx, client.ObjectKeyFromObject(a), a))
