@@ -89,9 +89,10 @@ type Registry struct {
 	// API sees every cluster.
 	elected <-chan struct{}
 
-	mu      sync.RWMutex
-	workers map[string]*worker
-	subs    []subscriber
+	mu       sync.RWMutex
+	workers  map[string]*worker
+	subs     []subscriber
+	onChange []func()
 }
 
 // New returns a Registry for the hub reached by hub (the manager's
@@ -162,6 +163,22 @@ func (r *Registry) Ready(name string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.state.ready
+}
+
+// Registered reports whether cluster name is the local cluster or has a
+// Cluster object on the hub that is not being deleted (from the hub's
+// cache; a read that fails counts as registered: nothing is decided on
+// it).
+func (r *Registry) Registered(name string) bool {
+	if name == r.opts.Local {
+		return true
+	}
+	var c v1alpha1.Cluster
+	err := r.hub.Get(context.Background(), client.ObjectKey{Name: name}, &c)
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	return err != nil || c.DeletionTimestamp == nil
 }
 
 // Names are the local cluster and every registered cluster, sorted.
@@ -260,7 +277,7 @@ func workerNode(n *corev1.Node, name string, st state) *corev1.Node {
 	if st.ready {
 		return n
 	}
-	msg := fmt.Sprintf("cluster %s is not reachable: %s", name, st.message)
+	msg := fmt.Sprintf("cluster %s is not Ready (%s): %s", name, st.reason, st.message)
 	found := false
 	for i := range n.Status.Conditions {
 		c := &n.Status.Conditions[i]
@@ -313,12 +330,25 @@ func (r *Registry) Source(h handler.EventHandler, nodeUpdate predicate.Predicate
 	return source.Channel(ch, h)
 }
 
+// OnChange calls f on every event Source delivers (every worker node
+// add, update and delete, a worker's cache synced, Ready changed, a
+// worker gone), unfiltered, on the informer's goroutine: f must be quick
+// and must not block. The API's plan view invalidates itself with it.
+func (r *Registry) OnChange(f func()) {
+	r.mu.Lock()
+	r.onChange = append(r.onChange, f)
+	r.mu.Unlock()
+}
+
 // notify sends obj to every subscriber; a full channel drops the event,
 // which is safe for subscribers that map every event to one key (a
 // queued event is pending for them already).
 func (r *Registry) notify(obj client.Object, update *event.UpdateEvent) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	for _, f := range r.onChange {
+		f()
+	}
 	for _, s := range r.subs {
 		if update != nil && s.node != nil && !s.node.Update(*update) {
 			continue
@@ -373,21 +403,12 @@ func (r *Registry) start(c *v1alpha1.Cluster, key string, cfg *rest.Config) (*wo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	inf, err := cl.GetCache().GetInformer(ctx, &corev1.Node{})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("cluster %s: node informer: %w", c.Name, err)
-	}
-	if _, err := inf.AddEventHandler(r.nodeHandler(w)); err != nil {
-		cancel()
-		return nil, fmt.Errorf("cluster %s: node handler: %w", c.Name, err)
-	}
 	go func() {
 		defer close(w.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = cl.Start(ctx) })
 		wg.Go(func() {
-			if cl.GetCache().WaitForCacheSync(ctx) {
+			if r.watchNodes(ctx, w) && cl.GetCache().WaitForCacheSync(ctx) {
 				w.mu.Lock()
 				w.synced = true
 				w.mu.Unlock()
@@ -398,6 +419,28 @@ func (r *Registry) start(c *v1alpha1.Cluster, key string, cfg *rest.Config) (*wo
 		wg.Wait()
 	}()
 	return w, nil
+}
+
+// watchNodes gets the worker's Node informer and adds the registry's
+// handler to it, retrying every Heartbeat until it can or ctx ends
+// (false). The informer needs the worker's API server (discovery maps
+// Node to its resource): a worker unreachable when the hub starts is
+// started all the same, its heartbeats say Unreachable, and its cache
+// syncs once it answers.
+func (r *Registry) watchNodes(ctx context.Context, w *worker) bool {
+	for {
+		inf, err := w.cl.GetCache().GetInformer(ctx, &corev1.Node{}, cache.BlockUntilSynced(false))
+		if err == nil {
+			if _, err = inf.AddEventHandler(r.nodeHandler(w)); err == nil {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(r.opts.Heartbeat):
+		}
+	}
 }
 
 // status is whether the worker's cache synced, and its last heartbeat.
