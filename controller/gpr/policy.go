@@ -50,14 +50,16 @@ func (r *Reconciler) admitPolicies(ctx context.Context, p *pass) error {
 			continue
 		}
 		errs := admission.ValidateAgainstPolicy(g, policies[g.Spec.Workspace], ranks[g.Name])
-		ng := g.DeepCopy()
+		var ng *v1alpha1.GPUProvisionRequest
 		switch {
 		case len(errs) > 0:
+			ng = g.DeepCopy()
 			domain.HoldForPolicy(ng, admission.PolicyMessage(errs))
 		case domain.PolicyHeld(g):
+			ng = g.DeepCopy()
 			domain.AdmitWithinPolicy(ng)
 		default:
-			continue
+			continue // copies only for the few that change: a pass sees every queued GPR
 		}
 		if equality.Semantic.DeepEqual(g.Status, ng.Status) {
 			continue

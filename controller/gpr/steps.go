@@ -168,6 +168,9 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		if !domain.IsQueued(g) || domain.PolicyHeld(g) {
 			continue // a policy's hold is admitPolicies'
 		}
+		if failed[g.Name] == "" && g.Status.ProvisioningStatus != "" && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
+			continue // estimates are the writer's; no copy for the many queued GPRs
+		}
 		ng := g.DeepCopy()
 		why := r.clusterWhy(p, g, failed[g.Name])
 		switch {
@@ -185,7 +188,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 			start, ok := p.plan.Estimates[g.Name]
 			domain.SetEstimate(ng, start, ok, p.now)
 		default:
-			continue // estimates are the writer's
+			continue // its cluster is out of sight: it waits as it is
 		}
 		if equality.Semantic.DeepEqual(g.Status, ng.Status) {
 			continue
