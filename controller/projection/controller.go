@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // ControllerName names the projection controller.
@@ -42,6 +43,10 @@ const workerTimeout = 15 * time.Second
 // notReadyRecheck is how often a resync of a worker that is not Ready is
 // tried again.
 const notReadyRecheck = 10 * time.Second
+
+// recentTTL is how long a write of ours stands in for a worker cache
+// that has not seen it: far longer than a watch event takes to arrive.
+const recentTTL = 30 * time.Second
 
 // Clusters is what the projection needs of the worker cluster registry
 // (internal/clusters.Registry).
@@ -72,6 +77,19 @@ type Reconciler struct {
 	// its own resync's timeout, not every GPR's.
 	mu     sync.Mutex
 	synced map[string]bool
+	// recent are the projections as our last write returned them, until
+	// the worker's cache has caught up: a reconcile right after a write
+	// (the hub often writes a GPR twice in a row) compares with what was
+	// written, not with a cache that has not seen it yet, which would
+	// create again (AlreadyExists) or update a stale version (Conflict).
+	recent map[objKey]recentWrite
+}
+
+type objKey struct{ cluster, name string }
+
+type recentWrite struct {
+	obj *v1alpha1.GPUProvisionRequest
+	at  time.Time
 }
 
 // Option configures a Reconciler.
@@ -84,7 +102,7 @@ func WithClock(c clock.PassiveClock) Option { return func(r *Reconciler) { r.clo
 // New returns a Reconciler reading hub GPRs with hub (the manager's cached
 // client) and writing projections in the workers of c.
 func New(hub client.Client, c Clusters, opts ...Option) *Reconciler {
-	r := &Reconciler{hub: hub, clusters: c, clock: clock.RealClock{}, synced: map[string]bool{}}
+	r := &Reconciler{hub: hub, clusters: c, clock: clock.RealClock{}, synced: map[string]bool{}, recent: map[objKey]recentWrite{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -199,57 +217,102 @@ func (r *Reconciler) failed(w string, err error) {
 	}
 }
 
+// read is worker w's GPR name (nil: none): the cache's copy, or our last
+// write of it where the cache has not caught up with that yet.
+func (r *Reconciler) read(ctx context.Context, w string, c client.Client, name string) (*v1alpha1.GPUProvisionRequest, error) {
+	var cached *v1alpha1.GPUProvisionRequest
+	var g v1alpha1.GPUProvisionRequest
+	switch err := c.Get(ctx, client.ObjectKey{Name: name}, &g); {
+	case err == nil:
+		cached = &g
+	case !apierrors.IsNotFound(err):
+		return nil, err
+	}
+	k := objKey{w, name}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.recent[k]
+	switch {
+	case !ok:
+		return cached, nil
+	case r.clock.Since(rec.at) > recentTTL:
+		delete(r.recent, k)
+		return cached, nil
+	case cached == nil || (cached.UID == rec.obj.UID && domain.OlderVersion(cached.ResourceVersion, rec.obj.ResourceVersion)):
+		return rec.obj.DeepCopy(), nil
+	default:
+		// The cache has our write, or something newer.
+		delete(r.recent, k)
+		return cached, nil
+	}
+}
+
+// wrote records obj as our last write to worker w.
+func (r *Reconciler) wrote(w string, obj *v1alpha1.GPUProvisionRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recent[objKey{w, obj.Name}] = recentWrite{obj: obj.DeepCopy(), at: r.clock.Now()}
+}
+
+func (r *Reconciler) forget(w, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.recent, objKey{w, name})
+}
+
 // ensure makes want the projection in worker w, writing only what changed.
 func (r *Reconciler) ensure(ctx context.Context, w string, c client.Client, want *v1alpha1.GPUProvisionRequest) error {
 	log := logr.FromContextOrDiscard(ctx).WithValues("cluster", w, "gpr", want.Name)
 	ctx, cancel := context.WithTimeout(ctx, workerTimeout)
 	defer cancel()
-	var have v1alpha1.GPUProvisionRequest
-	err := c.Get(ctx, client.ObjectKey{Name: want.Name}, &have)
+	have, err := r.read(ctx, w, c, want.Name)
 	switch {
-	case apierrors.IsNotFound(err):
-		return r.create(ctx, c, want)
 	case err != nil:
 		return fmt.Errorf("read projection %s: %w", want.Name, err)
-	}
-	if !IsProjection(&have, r.clusters.Local()) {
+	case have == nil:
+		return r.create(ctx, w, c, want)
+	case !IsProjection(have, r.clusters.Local()):
 		// Someone else's GPR of that name in the worker: never touched.
 		log.Info("worker has a GPR of this name that is not a projection of this hub; not projecting")
 		return nil
-	}
-	if Immutable(&have, want) {
-		if err := r.delete(ctx, c, &have); err != nil {
+	case Immutable(have, want):
+		if err := r.delete(ctx, w, c, have); err != nil {
 			return err
 		}
-		return r.create(ctx, c, want)
+		return r.create(ctx, w, c, want)
 	}
-	if SpecChanged(&have, want) {
+	if SpecChanged(have, want) {
 		next := have.DeepCopy()
 		next.Labels, next.Annotations, next.Spec = want.Labels, want.Annotations, want.Spec
 		if err := c.Update(ctx, next); err != nil {
+			r.forget(w, want.Name)
 			return fmt.Errorf("update projection %s: %w", want.Name, err)
 		}
-		have = *next
+		r.wrote(w, next)
+		have = next
 	}
-	if StatusChanged(&have, want, r.clock.Now()) {
+	if StatusChanged(have, want, r.clock.Now()) {
 		next := have.DeepCopy()
 		next.Status = want.Status
 		if err := c.Status().Update(ctx, next); err != nil {
+			r.forget(w, want.Name)
 			return fmt.Errorf("update projection %s status: %w", want.Name, err)
 		}
+		r.wrote(w, next)
 	}
 	return nil
 }
 
 // create writes a new projection: the object, then its status (which the
 // API server drops on create) if it has any the plugin reads.
-func (r *Reconciler) create(ctx context.Context, c client.Client, want *v1alpha1.GPUProvisionRequest) error {
+func (r *Reconciler) create(ctx context.Context, w string, c client.Client, want *v1alpha1.GPUProvisionRequest) error {
 	obj := want.DeepCopy()
 	if err := c.Create(ctx, obj); err != nil {
-		// AlreadyExists: the cache is behind a create of ours; the
-		// retry finds it.
+		// AlreadyExists: someone else's, made after the cache looked;
+		// the retry finds it.
 		return fmt.Errorf("create projection %s: %w", want.Name, err)
 	}
+	r.wrote(w, obj)
 	if !NeedsStatus(want) {
 		return nil
 	}
@@ -257,6 +320,7 @@ func (r *Reconciler) create(ctx context.Context, c client.Client, want *v1alpha1
 	if err := c.Status().Update(ctx, obj); err != nil {
 		return fmt.Errorf("write projection %s status: %w", want.Name, err)
 	}
+	r.wrote(w, obj)
 	return nil
 }
 
@@ -264,29 +328,26 @@ func (r *Reconciler) create(ctx context.Context, c client.Client, want *v1alpha1
 func (r *Reconciler) remove(ctx context.Context, w string, c client.Client, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, workerTimeout)
 	defer cancel()
-	var have v1alpha1.GPUProvisionRequest
-	err := c.Get(ctx, client.ObjectKey{Name: name}, &have)
+	have, err := r.read(ctx, w, c, name)
 	switch {
-	case apierrors.IsNotFound(err):
-		return nil
 	case meta.IsNoMatchError(err):
 		// No GPR CRD in the worker: nothing projected there to remove
 		// (ensure reports the missing CRD for the GPRs of that cluster).
 		return nil
 	case err != nil:
 		return fmt.Errorf("read projection %s: %w", name, err)
-	}
-	if !IsProjection(&have, r.clusters.Local()) {
+	case have == nil || !IsProjection(have, r.clusters.Local()):
 		return nil
 	}
-	return r.delete(ctx, c, &have)
+	return r.delete(ctx, w, c, have)
 }
 
-// delete deletes a projection, as the cache saw it: a newer one (the
-// cache is behind) is left to the retry.
-func (r *Reconciler) delete(ctx context.Context, c client.Client, g *v1alpha1.GPUProvisionRequest) error {
-	pre := client.Preconditions{UID: ptr.To(g.UID), ResourceVersion: ptr.To(g.ResourceVersion)}
-	if err := c.Delete(ctx, g, pre); client.IgnoreNotFound(err) != nil {
+// delete deletes a projection, that very object (by UID): one made again
+// since is left to the retry.
+func (r *Reconciler) delete(ctx context.Context, w string, c client.Client, g *v1alpha1.GPUProvisionRequest) error {
+	err := c.Delete(ctx, g, client.Preconditions{UID: ptr.To(g.UID)})
+	r.forget(w, g.Name)
+	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("delete projection %s: %w", g.Name, err)
 	}
 	return nil
@@ -339,14 +400,12 @@ func (r *Reconciler) sync(ctx context.Context, w string, c client.Client) error 
 			errs = append(errs, err)
 		}
 	}
-	dctx, dcancel := context.WithTimeout(ctx, workerTimeout)
-	defer dcancel()
 	for i := range projected.Items {
 		p := &projected.Items[i]
 		if want[p.Name] {
 			continue
 		}
-		if err := r.delete(dctx, c, p); err != nil {
+		if err := r.remove(ctx, w, c, p.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}

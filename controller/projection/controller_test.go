@@ -272,6 +272,50 @@ func TestResyncWithoutRights(t *testing.T) {
 	}
 }
 
+// TestCacheBehind: a reconcile right after a write of ours, whose worker
+// cache has not seen that write yet, compares with what was written: no
+// second create, no update of a stale version.
+func TestCacheBehind(t *testing.T) {
+	ctx := context.Background()
+	hub := fake.NewClientBuilder().WithScheme(newScheme(t)).WithStatusSubresource(&v1alpha1.GPUProvisionRequest{}).Build()
+	workers := newFakeClusters(t, "worker-2")
+	behind := true
+	inner := workers.clients["worker-2"]
+	workers.clients["worker-2"] = interceptor.NewClient(inner.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if behind {
+				return apierrors.NewNotFound(v1alpha1.Resource("gpuprovisionrequests"), key.Name)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	r := New(hub, workers, WithClock(clocktesting.NewFakePassiveClock(t0)))
+	if _, err := r.Reconcile(ctx, clusterReq("worker-2")); err != nil {
+		t.Fatal(err)
+	}
+	g := newHubGPR("gpr-a", "worker-2", "")
+	must(t, hub.Create(ctx, g))
+	if _, err := r.Reconcile(ctx, gprReq(g.Name)); err != nil {
+		t.Fatal(err)
+	}
+	g.Status.ProvisioningStatus, g.Status.Nodes, g.Status.StartTimestamp = v1alpha1.GPRProvisioned, []string{"n1"}, mt(t0)
+	must(t, hub.Status().Update(ctx, g))
+	if _, err := r.Reconcile(ctx, gprReq(g.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"create gpr-a", "update/status gpr-a"}, workers.took("worker-2")); d != "" {
+		t.Errorf("writes with the cache behind (-want +got):\n%s", d)
+	}
+	// Caught up: the same, and nothing to write.
+	behind = false
+	if _, err := r.Reconcile(ctx, gprReq(g.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if got := workers.took("worker-2"); len(got) > 0 {
+		t.Errorf("writes once the cache caught up: %v", got)
+	}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
