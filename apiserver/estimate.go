@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
@@ -35,17 +34,15 @@ func (s *Server) estimate(ctx context.Context, g *v1alpha1.GPUProvisionRequest, 
 	if err := s.cache.List(ctx, &gl, client.UnsafeDisableDeepCopy); err != nil {
 		return Estimate{}, s.kubeErr(err, "GPRs")
 	}
-	var nl corev1.NodeList
-	if err := s.cache.List(ctx, &nl, client.UnsafeDisableDeepCopy); err != nil {
-		return Estimate{}, s.kubeErr(err, "nodes")
+	// Every cluster's nodes, the registered workers' too, as the plan has
+	// them.
+	nodes, err := s.allNodes(ctx)
+	if err != nil {
+		return Estimate{}, err
 	}
 	gprs := make([]*v1alpha1.GPUProvisionRequest, len(gl.Items))
 	for i := range gl.Items {
 		gprs[i] = &gl.Items[i]
-	}
-	nodes := make([]*corev1.Node, len(nl.Items))
-	for i := range nl.Items {
-		nodes[i] = &nl.Items[i]
 	}
 	policies, err := s.policyLookup(ctx)
 	if err != nil {

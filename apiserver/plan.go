@@ -22,9 +22,13 @@ const planMaxAge = 5 * time.Second
 // would make it: reads of queued GPRs take their estimates from it, so an
 // estimate shown is never staler than the cache, whatever is stored. It is
 // recomputed on the first read after a GPR, node or workspace event (the
-// informer handlers bump version), so a burst of reads costs one plan.
+// informer handlers bump version), or an event of a registered worker
+// cluster (a node of it added, changed or deleted, its Ready changed: see
+// watchWorkers), so a burst of reads costs one plan.
 type planView struct {
 	version atomic.Uint64
+	// workers is done once the worker clusters' events invalidate the view.
+	workers sync.Once
 
 	mu       sync.Mutex
 	at       uint64
@@ -43,6 +47,24 @@ type planSnapshot struct {
 
 func (v *planView) invalidate() { v.version.Add(1) }
 
+// changeNotifier is the part of the worker cluster registry
+// (internal/clusters.Registry.OnChange) that tells of every change of a
+// worker's nodes or readiness.
+type changeNotifier interface {
+	OnChange(func())
+}
+
+// watchWorkers makes every event of the registered worker clusters
+// invalidate the view, as the hub's own node informer does. It is done on
+// the first plan made: until then there is no plan to invalidate.
+func (s *Server) watchWorkers() {
+	s.plans.workers.Do(func() {
+		if n, ok := s.opts.clusters.(changeNotifier); ok {
+			n.OnChange(s.plans.invalidate)
+		}
+	})
+}
+
 // handler bumps the view's version on every event of an informer.
 func (v *planView) handler() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
@@ -55,6 +77,7 @@ func (v *planView) handler() toolscache.ResourceEventHandler {
 // currentPlan returns the plan of the cache's current state. The snapshot
 // shares the cache's objects: read them, never change them.
 func (s *Server) currentPlan(ctx context.Context) (*planSnapshot, error) {
+	s.watchWorkers()
 	v := &s.plans
 	ver := v.version.Load()
 	now := s.now().Truncate(time.Second)
