@@ -146,13 +146,16 @@ func (p *pass) waitCluster(name, cluster string) {
 // cluster explains it. A cluster that is not registered (any more:
 // `gpuspace cluster unregister`) is named as such: the GPR fails, or is
 // held with requeueOnFailure, saying so. A registered worker whose nodes
-// the hub does not see now (unreachable, its credential refused or
-// revoked, its cache not synced yet after a start of the hub) explains
-// nothing final: why is dropped and the GPR stays queued until the
-// cluster is back and the plan can tell (an invalid GPR still fails).
+// the pass did not see (unreachable, its credential refused or revoked,
+// its cache not synced yet after a start of the hub, or Ready only since
+// the pass listed them) explains nothing final: why is dropped and the
+// GPR stays queued until the plan can tell (an invalid GPR still fails).
 func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why string) string {
 	c := g.Spec.ClusterName
-	if why == "" || p.invalid[g.Name] != "" || r.clusters == nil || c == "" || c == r.defaultCluster || r.clusters.Ready(c) {
+	if why == "" || p.invalid[g.Name] != "" || r.clusters == nil || c == "" || c == r.defaultCluster {
+		return why
+	}
+	if r.clusters.Ready(c) && slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return r.clusters.ClusterOf(n) == c }) {
 		return why
 	}
 	if r.clusters.Registered(c) {
