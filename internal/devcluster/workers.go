@@ -17,6 +17,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller"
+	"github.com/gpuspace/gpuspace/controller/workspace"
 	"github.com/gpuspace/gpuspace/internal/clusters"
 	"github.com/gpuspace/gpuspace/internal/controlplane"
 	"github.com/gpuspace/gpuspace/internal/nodesim"
@@ -183,6 +184,16 @@ func (s *System) runWorkers(ctx context.Context, wg *sync.WaitGroup) error {
 			if _, err := sim.AddNode(ctx, n); err != nil {
 				return fmt.Errorf("%s: add simulated node: %w", w.Name, err)
 			}
+		}
+		// The workspace-user ClusterRole that workspaces' RoleBindings
+		// there name, as manifests/worker installs it on a worker (the
+		// hub's credential may bind it, not create it).
+		wc, err := client.New(w.ControlPlane.Config, client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		if err := workspace.EnsureClusterRole(ctx, wc, wc); err != nil {
+			return fmt.Errorf("%s: workspace-user ClusterRole: %w", w.Name, err)
 		}
 		kc, err := clusters.Credential(ctx, w.ControlPlane.Config, 7*24*3600)
 		if err != nil {
