@@ -66,9 +66,10 @@ run: build ## Run the local system (gpuspace dev) in the foreground
 	$(BIN)/gpuspace dev $(DEV_FLAGS)
 
 .PHONY: test
-test: control-plane $(BIN)/gpuspace $(BIN)/gpuspace-scheduler ## Run every test: unit, integration, fuzz seed corpora, then the e2e suite
+test: control-plane $(BIN)/gpuspace $(BIN)/gpuspace-scheduler ## Run every test: unit, integration, fuzz seed corpora, then the e2e suite against gpuspace dev with one cluster and with two
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 	hack/e2e-local.sh
+	E2E_CLUSTERS=2 hack/e2e-local.sh
 
 .PHONY: bench
 bench: control-plane ## Run the Go benchmarks (BENCH=regexp, BENCH_FLAGS=...)

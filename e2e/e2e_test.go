@@ -45,13 +45,14 @@ type gpr struct {
 	} `json:"status"`
 }
 
-// pickShape returns the GPU shape with the most free nodes, and a node of
+// pickShape returns the GPU shape with the most free nodes in the hub's
+// cluster (the one the suite's admin kubeconfig reaches), and a node of
 // it, so the suite fits whatever inventory the system has.
 func pickShape(t *testing.T, nodes []inventoryNode) inventoryNode {
 	t.Helper()
 	free := map[string][]inventoryNode{}
 	for _, n := range nodes {
-		if n.GPRID == "" && n.FreeGPUs > 0 {
+		if n.GPRID == "" && n.FreeGPUs > 0 && (n.ClusterName == hubCluster || n.ClusterName == "") {
 			free[n.GPUShape] = append(free[n.GPUShape], n)
 		}
 	}
