@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver"
@@ -121,33 +122,55 @@ func startMCWorld(t *testing.T, ctx context.Context) *mcWorld {
 // their own, as server.Run wires them, with the GPR controller on the
 // fake clock, until the returned function is called or the test ends.
 func (w *mcWorld) startControllers() (stop func()) {
-	t := w.t
-	t.Helper()
+	w.t.Helper()
+	h := startHub(w.t, w.ctx, controller.Options{Clock: w.clock}, clusters.Options{Heartbeat: 300 * time.Millisecond})
+	w.url = h.url
+	eventually(w.t, w.ctx, time.Minute, "API ready", func() (bool, error) { return h.api.Ready(), nil })
+	return h.stop
+}
+
+// hubSystem is gpuspace serve's control plane over the package's hub: the
+// controllers and the API in one manager, over a cluster registry, the
+// API on a loopback HTTP server.
+type hubSystem struct {
+	reg  *clusters.Registry
+	api  *apiserver.Server
+	mgr  manager.Manager
+	url  string
+	stop func()
+}
+
+// startHub starts a hubSystem (o and ro as server.Run fills them in, with
+// what the caller set) until stop is called or the test ends.
+func startHub(tb testing.TB, ctx context.Context, o controller.Options, ro clusters.Options) *hubSystem {
+	tb.Helper()
 	cfg := rest.CopyConfig(hub.Config)
 	cfg.UserAgent = "gpuspace-multicluster-test"
+	cfg.QPS, cfg.Burst = 500, 1000
 	mgr, err := controller.NewManager(cfg, controller.ManagerOptions{Cache: apiserver.CacheOptions(ns)})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	reg := clusters.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder(clusters.ControllerName),
-		clusters.Options{Namespace: ns, Heartbeat: 300 * time.Millisecond})
-	if err := controller.Setup(mgr, controller.Options{Clock: w.clock, SkipNameValidation: true, Clusters: reg}); err != nil {
-		t.Fatal(err)
+	ro.Namespace = ns
+	reg := clusters.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder(clusters.ControllerName), ro)
+	o.SkipNameValidation, o.Clusters = true, reg
+	if err := controller.Setup(mgr, o); err != nil {
+		tb.Fatal(err)
 	}
 	api, err := apiserver.New(apiserver.Config{RESTConfig: cfg, Namespace: ns}, apiserver.WithCache(mgr.GetCache()), apiserver.WithClusters(reg))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := mgr.Add(api); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(w.ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	srv := httptest.NewServer(api.Handler())
-	w.url = srv.URL
+	h := &hubSystem{reg: reg, api: api, mgr: mgr, url: srv.URL}
 	stopped := false
-	stop = func() {
+	h.stop = func() {
 		if stopped {
 			return
 		}
@@ -155,12 +178,11 @@ func (w *mcWorld) startControllers() (stop func()) {
 		srv.Close()
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("controllers: %v", err)
+			tb.Errorf("controllers: %v", err)
 		}
 	}
-	t.Cleanup(stop)
-	eventually(t, w.ctx, time.Minute, "API ready", func() (bool, error) { return api.Ready(), nil })
-	return stop
+	tb.Cleanup(h.stop)
+	return h
 }
 
 // gpr creates a GPR for nodes nodes of shape with gpus GPUs each, for an
