@@ -163,3 +163,36 @@ func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why st
 	}
 	return fmt.Sprintf("cluster %s is not registered (gpuspace cluster register): %s", c, why)
 }
+
+// outOfSight makes a NodesHealthy condition that says nodes no longer
+// exist say instead that they are out of the hub's sight, when they are
+// of GPR g's cluster, a registered worker whose nodes the pass did not see:
+// unreachable (a hub started during a partition never saw them) or
+// reachable but its cache not synced yet. Such nodes are not lost
+// (recoverNodes does not count them either: the inventory is not
+// complete).
+func (r *Reconciler) outOfSight(p *pass, g *v1alpha1.GPUProvisionRequest, c metav1.Condition) metav1.Condition {
+	cl := g.Spec.ClusterName
+	if c.Reason != "NodeGone" || r.clusters == nil || cl == "" || cl == r.defaultCluster || !r.clusters.Registered(cl) {
+		return c
+	}
+	ready := r.clusters.Ready(cl)
+	if ready && slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return r.clusters.ClusterOf(n) == cl }) {
+		return c // the worker's nodes are in sight: these are gone
+	}
+	var unseen []string
+	for _, name := range g.Status.Nodes {
+		if !slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return n.Name == name }) {
+			unseen = append(unseen, name)
+		}
+	}
+	if ready {
+		c.Reason = "ClusterSyncing"
+		c.Message = fmt.Sprintf("cluster %s is reachable, the hub's cache of it not synced yet: nodes not in sight: %s (not lost)", cl, joinNames(unseen))
+		return c
+	}
+	c.Reason = reasonClusterUnreachable
+	c.Message = fmt.Sprintf("cluster %s is not reachable: nodes not in sight: %s; the GPR keeps its nodes and nothing is released until the cluster is reachable again",
+		cl, joinNames(unseen))
+	return c
+}

@@ -216,7 +216,7 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		if !domain.IsProvisioned(g) {
 			continue
 		}
-		c := nodesHealthy(g, byName)
+		c := r.outOfSight(p, g, nodesHealthy(g, byName))
 		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue

@@ -491,9 +491,12 @@ func TestMultiClusterPartition(t *testing.T) {
 		t.Fatalf("GPR b for edge-2 during the partition: %s on %v (%s), want queued", gb.Status.ProvisioningStatus, gb.Status.Nodes, gb.Status.FailureReason)
 	}
 	t.Logf("GPR b during the partition: %s, reason %q, failureReason %q, estimate %v", gb.Status.ProvisioningStatus, gb.Status.Reason, gb.Status.FailureReason, gb.Status.EstimatedStartTime)
-	if c := w.nodesHealthy(a); c != nil {
-		t.Logf("GPR a's NodesHealthy after the hub restarted during the partition: %s %s: %s", c.Status, c.Reason, c.Message)
-	}
+	// The restarted hub never saw edge-2's nodes: out of sight, not gone.
+	eventually(t, ctx, 30*time.Second, "a's NodesHealthy after the hub restarted during the partition", func() (bool, error) {
+		c := w.nodesHealthy(a)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "ClusterUnreachable" && strings.Contains(c.Message, edge2), nil
+	})
+	t.Logf("GPR a's NodesHealthy after the hub restarted during the partition: %s", w.nodesHealthy(a).Message)
 
 	// Back: the expiry that fell due is applied, b is placed, bindings
 	// follow status in every cluster.
