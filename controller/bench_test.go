@@ -276,11 +276,14 @@ func waitList(b *testing.B, c client.Client, lbl map[string]string, what string,
 	}
 }
 
-// waitQuiet waits until a counter stops moving for two seconds.
+// waitQuiet waits until a counter stops moving for ten seconds.
 func waitQuiet(b *testing.B, v func() float64) {
 	b.Helper()
+	// 10 s: under load the estimate writer (rate-limited, one write at a
+	// time between passes) can pause for more than 2 s, and a shorter
+	// window counted only the GPRs written before such a pause.
 	last, since := v(), time.Now()
-	for time.Since(since) < 2*time.Second {
+	for time.Since(since) < 10*time.Second {
 		time.Sleep(100 * time.Millisecond)
 		if cur := v(); cur != last {
 			last, since = cur, time.Now()
