@@ -155,10 +155,12 @@ func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why st
 	if why == "" || p.invalid[g.Name] != "" || r.clusters == nil || c == "" || c == r.defaultCluster {
 		return why
 	}
-	if r.clusters.Ready(c) && slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return r.clusters.ClusterOf(n) == c }) {
-		return why
+	worker := r.clusters.Registered(c)
+	inSight := slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return n.Labels[v1alpha1.LabelCluster] == c })
+	if inSight && (!worker || r.clusters.Ready(c)) {
+		return why // its nodes are in sight (a worker's, or a label cluster of the local one)
 	}
-	if r.clusters.Registered(c) {
+	if worker {
 		return ""
 	}
 	return fmt.Sprintf("cluster %s is not registered (gpuspace cluster register): %s", c, why)

@@ -233,9 +233,15 @@ func (r *Registry) Endpoint(name string) (server string, caData []byte, ok bool)
 	return w.server, w.caData, true
 }
 
-// ClusterOf is the cluster a node of Nodes belongs to.
+// ClusterOf is the cluster a node of the inventory belongs to.
+//
+// That is the Kubernetes cluster the node is in: the worker whose cache it
+// came from (Nodes labels each with its worker's name), else the local
+// cluster — also for a local node whose gpuspace.io/cluster label names
+// a cluster inside it (a single-cluster install's label clusters), which
+// the hub reaches with its own client.
 func (r *Registry) ClusterOf(n *corev1.Node) string {
-	if c := n.Labels[v1alpha1.LabelCluster]; c != "" {
+	if c := n.Labels[v1alpha1.LabelCluster]; c != "" && r.worker(c) != nil {
 		return c
 	}
 	return r.opts.Local
