@@ -64,18 +64,8 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	for i, g := range p.gprs {
 		p.byName[g.Name] = i
 	}
-	var nodes corev1.NodeList
-	if err := r.client.List(ctx, &nodes); err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	p.setNodes(nodes.Items)
-	if r.clusters != nil {
-		// Every worker's nodes, each labelled with its cluster.
-		workers, err := r.clusters.Nodes(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p.nodes = append(p.nodes, workers...)
+	if err := r.loadNodes(ctx, p, r.client); err != nil {
+		return nil, err
 	}
 	policies, err := r.workspacePolicies(ctx)
 	if err != nil {
@@ -93,11 +83,27 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	return p, nil
 }
 
-func (p *pass) setNodes(items []corev1.Node) {
-	p.nodes = make([]*corev1.Node, len(items))
-	for i := range items {
-		p.nodes[i] = &items[i]
+// loadNodes reads the pass's nodes: the local cluster's through local
+// (the cache, or the apiserver for a live read), then every worker's,
+// each labelled with its cluster.
+func (r *Reconciler) loadNodes(ctx context.Context, p *pass, local client.Reader) error {
+	var nodes corev1.NodeList
+	if err := local.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
 	}
+	p.nodes = make([]*corev1.Node, len(nodes.Items))
+	for i := range nodes.Items {
+		p.nodes[i] = &nodes.Items[i]
+	}
+	if r.clusters == nil {
+		return nil
+	}
+	workers, err := r.clusters.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	p.nodes = append(p.nodes, workers...)
+	return nil
 }
 
 // set replaces a GPR of the pass with the version just written.

@@ -122,12 +122,12 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 	if len(p.plan.Unsatisfiable) > 0 {
 		// Failing a GPR is final, so confirm against a live node list: a
 		// node created just before the GPR may not be in the cache yet.
-		// This costs a list only in passes that would fail a GPR.
-		var live corev1.NodeList
-		if err := r.apiReader.List(ctx, &live); err != nil {
-			return fmt.Errorf("list nodes: %w", err)
+		// This costs a list only in passes that would fail a GPR. Workers'
+		// nodes come from their caches again (a GPR for a worker whose
+		// nodes are out of sight is not failed: clusterWhy).
+		if err := r.loadNodes(ctx, p, r.apiReader); err != nil {
+			return err
 		}
-		p.setNodes(live.Items)
 		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
 		p.plan = planner.Compute(p.in)
 	}
