@@ -246,31 +246,7 @@ func TestTwoClusters(t *testing.T) {
 	if err := workspace.EnsureClusterRole(ctx, worker.Client, worker.Client); err != nil {
 		t.Fatal(err)
 	}
-	var kcOut struct {
-		Data struct {
-			KubeConfig string `json:"kubeConfig"`
-		} `json:"data"`
-	}
-	if err := postJSON(ctx, url+"/api/v1/slice-workspace/kube-config", token, `{"workspaceName":"mc-team","clusterName":"worker-2"}`, &kcOut); err != nil {
-		t.Fatal(err)
-	}
-	wsCfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kcOut.Data.KubeConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wsCfg.Host != worker.Config.Host {
-		t.Errorf("worker-2 kubeconfig server %s, want %s", wsCfg.Host, worker.Config.Host)
-	}
-	wsClient, err := kubernetes.NewForConfig(wsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wsClient.CoreV1().Pods("mc-team").List(ctx, metav1.ListOptions{}); err != nil {
-		t.Errorf("workspace kubeconfig in its namespace on worker-2: %v", err)
-	}
-	if _, err := wsClient.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("workspace kubeconfig in namespace default on worker-2: %v, want Forbidden", err)
-	}
+	checkWorkspaceKubeconfig(t, ctx, url, token, "mc-team", "worker-2", worker.Config.Host, "default")
 	first := newGPR("gpr-mc-first", "worker-2")
 	if err := hub.Client.Create(ctx, first); err != nil {
 		t.Fatal(err)
@@ -497,5 +473,40 @@ func TestCredentialManifestGrantsWorkerRights(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(granted, want) {
 		t.Errorf("credential.yaml grants\n  %v\nWorkerRights are\n  %v", granted, want)
+	}
+}
+
+// checkWorkspaceKubeconfig gets workspace ws's kubeconfig for cluster
+// from the REST API at url: it must name the server host, work in the
+// workspace's namespace (named after it) and be Forbidden in others.
+func checkWorkspaceKubeconfig(t *testing.T, ctx context.Context, url, token, ws, cluster, host string, others ...string) {
+	t.Helper()
+	var kcOut struct {
+		Data struct {
+			KubeConfig string `json:"kubeConfig"`
+		} `json:"data"`
+	}
+	body := fmt.Sprintf(`{"workspaceName":%q,"clusterName":%q}`, ws, cluster)
+	if err := postJSON(ctx, url+"/api/v1/slice-workspace/kube-config", token, body, &kcOut); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kcOut.Data.KubeConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != host {
+		t.Errorf("%s kubeconfig server %s, want %s", cluster, cfg.Host, host)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ws).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("workspace kubeconfig in its namespace on %s: %v", cluster, err)
+	}
+	for _, other := range others {
+		if _, err := kube.CoreV1().Pods(other).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("workspace kubeconfig in namespace %s on %s: %v, want Forbidden", other, cluster, err)
+		}
 	}
 }

@@ -16,9 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -389,34 +387,9 @@ func TestMultiClusterPartition(t *testing.T) {
 
 	// mcp-a's kubeconfig for edge-2: edge-2's server, works in mcp-a's
 	// namespace there, Forbidden in default and in mcp-b's namespace.
-	var kcOut struct {
-		Data struct {
-			KubeConfig string `json:"kubeConfig"`
-		} `json:"data"`
-	}
-	if err := postJSON(ctx, w.url+"/api/v1/slice-workspace/kube-config", w.token, `{"workspaceName":"mcp-a","clusterName":"edge-2"}`, &kcOut); err != nil {
-		t.Fatal(err)
-	}
-	wsCfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kcOut.Data.KubeConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wsCfg.Host != e2.Config.Host {
-		t.Errorf("edge-2 kubeconfig server %s, want %s", wsCfg.Host, e2.Config.Host)
-	}
-	wsKube, err := kubernetes.NewForConfig(wsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wsKube.CoreV1().Pods("mcp-a").List(ctx, metav1.ListOptions{}); err != nil {
-		t.Errorf("workspace kubeconfig in its namespace on edge-2: %v", err)
-	}
-	for _, other := range []string{"default", "mcp-b"} {
-		if _, err := wsKube.CoreV1().Pods(other).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
-			t.Errorf("workspace kubeconfig in namespace %s on edge-2: %v, want Forbidden", other, err)
-		}
-	}
-	if err := postJSON(ctx, w.url+"/api/v1/slice-workspace/kube-config", w.token, `{"workspaceName":"mcp-a","clusterName":"edge-3"}`, &kcOut); err == nil {
+	checkWorkspaceKubeconfig(t, ctx, w.url, w.token, "mcp-a", "edge-2", e2.Config.Host, "default", "mcp-b")
+	var kc map[string]any
+	if err := postJSON(ctx, w.url+"/api/v1/slice-workspace/kube-config", w.token, `{"workspaceName":"mcp-a","clusterName":"edge-3"}`, &kc); err == nil {
 		t.Error("kube-config of mcp-a for edge-3, a cluster it is not on: no error")
 	}
 
