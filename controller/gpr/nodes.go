@@ -99,7 +99,10 @@ func labelIs(n *corev1.Node, k, v string) bool {
 // anyone else — a pod left behind by a workspace deleted meanwhile (its
 // namespaces released), or one that landed while the node was free. A
 // pod's workspace is its namespace's gpuspace.io/workspace label, in the
-// node's cluster (c, and reader uncached).
+// node's cluster (c, and reader uncached). Pods and namespaces are read
+// through reader: a worker's client caches Nodes only, and a cached Get
+// of a Namespace there would start an informer the worker credential
+// cannot watch and block the pass.
 func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string) error {
 	var pods corev1.PodList
 	if err := reader.List(ctx, &pods, client.MatchingFieldsSelector{
@@ -117,9 +120,14 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, was
 		owner, ok := nsWS[p.Namespace]
 		if !ok {
 			var ns corev1.Namespace
-			if err := c.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns); err == nil {
-				owner = ns.Labels[v1alpha1.LabelWorkspace]
+			err := reader.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns)
+			if err != nil && !apierrors.IsNotFound(err) {
+				// Unknown owner: never evict on a guess (the pass
+				// reports the error).
+				errs = append(errs, fmt.Errorf("read namespace %s of pod %s on node %s: %w", p.Namespace, p.Name, node, err))
+				continue
 			}
+			owner = ns.Labels[v1alpha1.LabelWorkspace]
 			nsWS[p.Namespace] = owner
 		}
 		leaves := (was != "" && owner == was) || (now != "" && owner != now && domain.PodUsesGPUs(p))
