@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // Clusters is what the controller needs of the worker cluster registry
@@ -83,8 +84,9 @@ func (r *Reconciler) partitioned(p *pass, g *v1alpha1.GPUProvisionRequest) strin
 		return ""
 	}
 	seen := 0
-	for _, n := range p.nodes {
-		if !slices.Contains(g.Status.Nodes, n.Name) {
+	for _, name := range g.Status.Nodes {
+		n, ok := p.nodeByName[name]
+		if !ok {
 			continue
 		}
 		seen++
@@ -116,22 +118,18 @@ func withClusterWhy(c metav1.Condition, notReady []string, nodes map[string]*cor
 				ready = &n.Status.Conditions[i]
 			}
 		}
-		if ready == nil || ready.Reason != reasonClusterUnreachable {
+		if ready == nil || ready.Reason != domain.ReasonClusterUnreachable {
 			return c
 		}
 		if !slices.Contains(why, ready.Message) {
 			why = append(why, ready.Message)
 		}
 	}
-	c.Reason = reasonClusterUnreachable
+	c.Reason = domain.ReasonClusterUnreachable
 	c.Message = fmt.Sprintf("nodes not Ready: %s; %s; the GPR keeps its nodes and nothing is released until the cluster is reachable again",
 		joinNames(notReady), strings.Join(why, "; "))
 	return c
 }
-
-// reasonClusterUnreachable is the Ready condition reason the registry
-// (internal/clusters) gives the nodes of a worker it cannot reach.
-const reasonClusterUnreachable = "ClusterUnreachable"
 
 // waitCluster records that GPR name is due for release but waits for
 // cluster to be reachable.
@@ -193,7 +191,7 @@ func (r *Reconciler) outOfSight(p *pass, g *v1alpha1.GPUProvisionRequest, c meta
 		c.Message = fmt.Sprintf("cluster %s is reachable, the hub's cache of it not synced yet: nodes not in sight: %s (not lost)", cl, joinNames(unseen))
 		return c
 	}
-	c.Reason = reasonClusterUnreachable
+	c.Reason = domain.ReasonClusterUnreachable
 	c.Message = fmt.Sprintf("cluster %s is not reachable: nodes not in sight: %s; the GPR keeps its nodes and nothing is released until the cluster is reachable again",
 		cl, joinNames(unseen))
 	return c

@@ -23,27 +23,12 @@ import (
 // GPR's start, so a restart releases at the same moment. Any failure ends
 // the pass, as in release.
 func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
-	var (
-		byName   map[string]*corev1.Node
-		policies map[string]*v1alpha1.WorkspacePolicy
-	)
 	for _, g := range p.gprs {
 		if _, ok := domain.IdleTimeout(g); !ok || !domain.IsProvisioned(g) {
 			continue
 		}
-		if byName == nil {
-			// Read only in passes with a GPR that has an idle timeout.
-			var err error
-			if policies, err = r.workspacePolicies(ctx); err != nil {
-				return err
-			}
-			byName = make(map[string]*corev1.Node, len(p.nodes))
-			for _, n := range p.nodes {
-				byName[n.Name] = n
-			}
-		}
-		policy := policies[g.Spec.Workspace]
-		due, at := domain.IdleRelease(g, policy, byName, p.now)
+		policy := p.policies[g.Spec.Workspace]
+		due, at := domain.IdleRelease(g, policy, p.nodeByName, p.now)
 		if !due {
 			p.wakeForIdle(at)
 			continue

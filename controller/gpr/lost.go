@@ -42,13 +42,9 @@ func WithNodeLostGrace(d time.Duration) Option {
 // Replacing a lost node takes precedence over queued GPRs: it keeps the
 // capacity the GPR had, which the queue's estimates already counted.
 func (r *Reconciler) recoverNodes(ctx context.Context, p *pass) error {
-	byName := make(map[string]*corev1.Node, len(p.nodes))
-	for _, n := range p.nodes {
-		byName[n.Name] = n
-	}
 	goneKnown := r.clusters == nil || r.clusters.InventoryComplete(ctx)
 	for _, g := range p.gprs {
-		lost, next := domain.LostNodes(g, byName, r.nodeLostGrace, p.now, goneKnown)
+		lost, next := domain.LostNodes(g, p.nodeByName, r.nodeLostGrace, p.now, goneKnown)
 		if !next.IsZero() && (p.lostWake.IsZero() || next.Before(p.lostWake)) {
 			p.lostWake = next
 		}

@@ -21,10 +21,12 @@ import (
 // gprs is updated in place as decisions are written, so later steps see
 // them.
 type pass struct {
-	now        time.Time
-	gprs       []*v1alpha1.GPUProvisionRequest
-	byName     map[string]int
-	nodes      []*corev1.Node
+	now    time.Time
+	gprs   []*v1alpha1.GPUProvisionRequest
+	byName map[string]int
+	nodes  []*corev1.Node
+	// nodeByName indexes nodes (loadNodes keeps it in step).
+	nodeByName map[string]*corev1.Node
 	workspaces map[string]*v1alpha1.Workspace
 	// in and plan are the planner's input and decision.
 	in      planner.Input
@@ -96,6 +98,7 @@ func (r *Reconciler) loadNodes(ctx context.Context, p *pass, local client.Reader
 		p.nodes[i] = &nodes.Items[i]
 	}
 	if r.clusters == nil {
+		p.indexNodes()
 		return nil
 	}
 	workers, err := r.clusters.Nodes(ctx)
@@ -103,7 +106,16 @@ func (r *Reconciler) loadNodes(ctx context.Context, p *pass, local client.Reader
 		return err
 	}
 	p.nodes = append(p.nodes, workers...)
+	p.indexNodes()
 	return nil
+}
+
+// indexNodes rebuilds nodeByName from nodes.
+func (p *pass) indexNodes() {
+	p.nodeByName = make(map[string]*corev1.Node, len(p.nodes))
+	for _, n := range p.nodes {
+		p.nodeByName[n.Name] = n
+	}
 }
 
 // set replaces a GPR of the pass with the version just written.

@@ -208,15 +208,11 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 
 // nodeHealth sets the NodesHealthy condition of provisioned GPRs.
 func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
-	byName := make(map[string]*corev1.Node, len(p.nodes))
-	for _, n := range p.nodes {
-		byName[n.Name] = n
-	}
 	for _, g := range p.gprs {
 		if !domain.IsProvisioned(g) {
 			continue
 		}
-		c := r.outOfSight(p, g, nodesHealthy(g, byName))
+		c := r.outOfSight(p, g, nodesHealthy(g, p.nodeByName))
 		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue

@@ -44,6 +44,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/kubeclient"
 )
 
@@ -288,12 +289,12 @@ func workerNode(n *corev1.Node, name string, st state) *corev1.Node {
 	for i := range n.Status.Conditions {
 		c := &n.Status.Conditions[i]
 		if c.Type == corev1.NodeReady {
-			c.Status, c.Reason, c.Message, found = corev1.ConditionUnknown, "ClusterUnreachable", msg, true
+			c.Status, c.Reason, c.Message, found = corev1.ConditionUnknown, domain.ReasonClusterUnreachable, msg, true
 		}
 	}
 	if !found {
 		n.Status.Conditions = append(n.Status.Conditions, corev1.NodeCondition{
-			Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "ClusterUnreachable", Message: msg,
+			Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: domain.ReasonClusterUnreachable, Message: msg,
 		})
 	}
 	return n
