@@ -47,7 +47,7 @@ $(BIN)/%: FORCE
 	$(GO) build -o $@ ./cmd/$*
 
 $(BIN)/etcd: FORCE
-	$(GO) build -o $@ ./internal/controlplane/etcd
+	$(GO) build -o $@ ./internal/dev/controlplane/etcd
 
 $(BIN)/kube-apiserver: FORCE
 	$(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
 // What GPRs cost, as reads show it: a completed GPR's status.cost is the

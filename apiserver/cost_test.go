@@ -11,8 +11,8 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 // TestLiveCost: a provisioned GPR's cost is GPU-hours so far × the price

@@ -23,8 +23,8 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/admission"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/duration"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
 // GPRRequest is the body of POST /gpr and POST /gpr/waittime.

@@ -8,12 +8,12 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/duration"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // What reads show of GPU use: each node's published utilisation and idle
-// signal (internal/idlesignal), and per provisioned GPR the same over its
+// signal (internal/util/idlesignal), and per provisioned GPR the same over its
 // nodes with when idle release would take it (internal/domain). EGS calls
 // the idle time timeSinceNoUtilization; the fields are extra keys that EGS
 // clients ignore (the SDK's parsers take **kwargs there).

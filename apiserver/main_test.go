@@ -10,7 +10,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 )
 
 var env *testenv.Env

@@ -17,7 +17,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // PolicyClusterConstraints are a policy's GPU constraints for one cluster.

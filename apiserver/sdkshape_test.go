@@ -9,7 +9,7 @@ import (
 )
 
 // TestStrictSDKShapes guards the answers the EGS Python SDK parses with
-// constructors that take no extra fields (internal/egssdk runs the SDK
+// constructors that take no extra fields (internal/dev/egssdk runs the SDK
 // itself; this holds where python3 is missing): the envelope
 // (ApiResponse(**answer)), /auth's data (AuthenticationResponse(**data),
 // token only) and the workspace list's data (ListWorkspacesResponse, only

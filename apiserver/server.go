@@ -40,7 +40,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
 // Config is what the API needs to run.
@@ -96,7 +96,7 @@ func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l }
 // WithCache makes the API read from c instead of building its own informer
 // cache. c must serve Workspaces, GPUProvisionRequests, Nodes, and the API
 // key Secrets of Config.Namespace, and have the spec.workspace field index
-// on GPUProvisionRequests (internal/index.GPRWorkspace; controller.Setup
+// on GPUProvisionRequests (internal/util/index.GPRWorkspace; controller.Setup
 // adds it to a manager's cache). The caller starts it.
 func WithCache(c cache.Cache) Option { return func(o *options) { o.cache = c } }
 

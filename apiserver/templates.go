@@ -19,7 +19,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/admission"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // GPRTemplateRequest is the body of POST and PUT /gpr-template, as the EGS

@@ -24,7 +24,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // TestLifecycle: queued → provisioned → expired → the workspace's next GPR

@@ -5,7 +5,7 @@
 //     and the mock servers used where there is no GPU;
 //   - health: GPU health from NVML events and re-probes;
 //   - utilization: GPU use from NVML, idle detection, the node's idle
-//     signal (internal/idlesignal) and the Prometheus gauges;
+//     signal (internal/util/idlesignal) and the Prometheus gauges;
 //   - plugin: the kubelet device plugin API (v1beta1) servers for whole GPUs
 //     and GPU memory, and their registration with the kubelet;
 //   - labels: the node labels the inventory and the planner read;

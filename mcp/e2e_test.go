@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 )
 
 // TestEndToEnd drives every tool against the real control plane, with the

@@ -10,8 +10,8 @@ package v1alpha1
 // idle since the moment the last of its GPUs became idle. The plugin
 // publishes that on the Node as an annotation, written only when it changes
 // (busy → idle, idle → busy), never once per sample; the simulated nodes of
-// internal/nodesim publish the same annotation from the GPU pods running on
-// them. internal/idlesignal reads it (idlesignal.Read) and writes it.
+// internal/dev/nodesim publish the same annotation from the GPU pods running on
+// them. internal/util/idlesignal reads it (idlesignal.Read) and writes it.
 const (
 	// AnnotationGPUsIdleSince on a Node is the RFC 3339 time (UTC, whole
 	// seconds) since which all of the node's GPUs have been idle, or the

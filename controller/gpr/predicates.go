@@ -11,7 +11,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // gprChanged passes GPR events that can change a decision: creates,

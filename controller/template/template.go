@@ -51,7 +51,7 @@ import (
 	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/admission"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
 // ControllerName names the controller (logs, metrics, Events).

@@ -33,7 +33,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
 // ControllerName names the controller.

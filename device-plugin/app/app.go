@@ -29,8 +29,8 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
 	"github.com/gpuspace/gpuspace/device-plugin/utilization"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
-	"github.com/gpuspace/gpuspace/internal/logging"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/logging"
 )
 
 // Socket names in the kubelet's device plugin directory.

@@ -24,8 +24,8 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 func TestParseConfig(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
 	"github.com/gpuspace/gpuspace/device-plugin/plugin"
 	"github.com/gpuspace/gpuspace/device-plugin/utilization"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // Config is everything the flags set.

@@ -25,7 +25,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
-	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
 // FieldManager is the server-side apply field manager of the labels.

@@ -25,7 +25,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/device-plugin/health"
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // Defaults of Config.

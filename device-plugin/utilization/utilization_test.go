@@ -20,8 +20,8 @@ import (
 
 	"github.com/gpuspace/gpuspace/device-plugin/health"
 	"github.com/gpuspace/gpuspace/device-plugin/nvml"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 var env *testenv.Env

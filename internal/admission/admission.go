@@ -26,7 +26,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // Paths of the GPR fields the checks name, as the CRD spells them.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
-	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
 )
 
 // clusterFlags are the flags every cluster subcommand shares: how to reach
@@ -58,7 +58,7 @@ func newClusterRegisterCommand(f *clusterFlags) *cobra.Command {
 				return err
 			}
 			defer cancel()
-			cl, err := clusters.Register(ctx, c, clusters.RegisterOptions{
+			cl, err := provision.Register(ctx, c, provision.RegisterOptions{
 				Name: args[0], Kubeconfig: kc, Context: kubeContext, Local: f.local, Namespace: f.namespace,
 			})
 			if err != nil {
@@ -128,7 +128,7 @@ func newClusterUnregisterCommand(f *clusterFlags) *cobra.Command {
 				return err
 			}
 			defer cancel()
-			if err := clusters.Unregister(ctx, c, f.namespace, args[0], force); err != nil {
+			if err := provision.Unregister(ctx, c, f.namespace, args[0], force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s unregistered\n", args[0])

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gpuspace/gpuspace/internal/controlplane"
-	"github.com/gpuspace/gpuspace/internal/devcluster"
+	"github.com/gpuspace/gpuspace/internal/dev/controlplane"
+	"github.com/gpuspace/gpuspace/internal/dev/devcluster"
 )
 
 func newDevCommand() *cobra.Command {

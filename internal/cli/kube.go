@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/gpuspace/gpuspace/internal/logging"
+	"github.com/gpuspace/gpuspace/internal/util/logging"
 )
 
 // restConfig loads a client configuration the way kubectl does: an explicit

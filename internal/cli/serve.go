@@ -15,8 +15,8 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/internal/server"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 )
 
 func newServeCommand() *cobra.Command {

@@ -24,10 +24,11 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
 	"github.com/gpuspace/gpuspace/internal/planner"
-	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 // BenchmarkMultiCluster is the hub at scale: its own cluster and two
@@ -118,14 +119,14 @@ func runMultiCluster(b *testing.B, perCluster int) {
 		b.FailNow()
 	}
 	for _, name := range names {
-		kc, err := clusters.Credential(ctx, envs[name].Config, 3600)
+		kc, err := provision.Credential(ctx, envs[name].Config, 3600)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: name, Kubeconfig: kc, Namespace: ns}); err != nil {
+		if _, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: name, Kubeconfig: kc, Namespace: ns}); err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { _ = clusters.Unregister(context.Background(), hub.Client, ns, name, true) })
+		b.Cleanup(func() { _ = provision.Unregister(context.Background(), hub.Client, ns, name, true) })
 	}
 	b.Logf("3 clusters × %d nodes made in %s", perCluster, time.Since(t0).Round(time.Millisecond))
 

@@ -30,11 +30,11 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller/workspace"
-	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/server/servertest"
-	"github.com/gpuspace/gpuspace/internal/testenv"
 	"github.com/gpuspace/gpuspace/manifests"
 )
 
@@ -86,7 +86,7 @@ users: [{name: u, user: {token: x}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
 `)
-	_, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: "gone", Kubeconfig: unreachable, Namespace: ns})
+	_, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: "gone", Kubeconfig: unreachable, Namespace: ns})
 	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("register of an unreachable cluster: %v, want cannot reach", err)
 	}
@@ -96,7 +96,7 @@ current-context: c
 		t.Fatal(err)
 	}
 	weak := saKubeconfig(t, ctx, hub, ns, "nobody")
-	_, err = clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: "weak", Kubeconfig: weak, Namespace: ns})
+	_, err = provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: "weak", Kubeconfig: weak, Namespace: ns})
 	if err == nil || !strings.Contains(err.Error(), "patch nodes") || !strings.Contains(err.Error(), "create serviceaccounts/token") {
 		t.Fatalf("register with a weak credential: %v, want the missing rights named", err)
 	}
@@ -108,7 +108,7 @@ current-context: c
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: "mirror", Kubeconfig: admin, Namespace: ns})
+	_, err = provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: "mirror", Kubeconfig: admin, Namespace: ns})
 	if err == nil || !strings.Contains(err.Error(), "dup-node") {
 		t.Fatalf("register of a cluster with the hub's node names: %v, want them named", err)
 	}
@@ -116,11 +116,11 @@ current-context: c
 		if err := hub.Client.Get(ctx, client.ObjectKey{Name: name}, &v1alpha1.Cluster{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Cluster %s after a refused register: %v", name, err)
 		}
-		if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: clusters.SecretName(name)}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: provision.SecretName(name)}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Secret of %s after a refused register: %v", name, err)
 		}
 	}
-	if _, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: v1alpha1.DefaultCluster, Kubeconfig: weak, Namespace: ns}); err == nil {
+	if _, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: v1alpha1.DefaultCluster, Kubeconfig: weak, Namespace: ns}); err == nil {
 		t.Error("registering the hub's own cluster name succeeded")
 	}
 }
@@ -168,11 +168,11 @@ func TestTwoClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kc, err := clusters.Credential(ctx, worker.Config, 3600)
+	kc, err := provision.Credential(ctx, worker.Config, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: "worker-2", Kubeconfig: kc, Namespace: ns}); err != nil {
+	if _, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: "worker-2", Kubeconfig: kc, Namespace: ns}); err != nil {
 		t.Fatalf("register worker-2 with the least-privilege credential: %v", err)
 	}
 	url := servertest.Start(t, hub.Config, server.Options{Namespace: ns, ClusterHeartbeat: 300 * time.Millisecond})
@@ -386,7 +386,7 @@ func TestTwoClusters(t *testing.T) {
 	})
 
 	// Unregister is refused while GPRs are provisioned there.
-	if err := clusters.Unregister(ctx, hub.Client, ns, "worker-2", false); err == nil || !strings.Contains(err.Error(), first.Name) {
+	if err := provision.Unregister(ctx, hub.Client, ns, "worker-2", false); err == nil || !strings.Contains(err.Error(), first.Name) {
 		t.Fatalf("unregister with provisioned GPRs: %v", err)
 	}
 }
@@ -433,7 +433,7 @@ var authTokenRequest = authenticationv1.TokenRequest{Spec: authenticationv1.Toke
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // TestCredentialManifestGrantsWorkerRights: manifests/worker/credential.yaml
-// grants exactly clusters.WorkerRights, no more.
+// grants exactly provision.WorkerRights, no more.
 func TestCredentialManifestGrantsWorkerRights(t *testing.T) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests.WorkerCredential), 4096)
 	var granted []string
@@ -458,7 +458,7 @@ func TestCredentialManifestGrantsWorkerRights(t *testing.T) {
 							names = []string{""}
 						}
 						for _, n := range names {
-							granted = append(granted, clusters.Right{Group: g, Resource: resource, Subresource: sub, Verb: v, Name: n}.String())
+							granted = append(granted, provision.Right{Group: g, Resource: resource, Subresource: sub, Verb: v, Name: n}.String())
 						}
 					}
 				}
@@ -466,7 +466,7 @@ func TestCredentialManifestGrantsWorkerRights(t *testing.T) {
 		}
 	}
 	var want []string
-	for _, r := range clusters.WorkerRights {
+	for _, r := range provision.WorkerRights {
 		want = append(want, r.String())
 	}
 	slices.Sort(granted)

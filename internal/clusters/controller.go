@@ -78,7 +78,7 @@ func (r *Registry) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 		return reconcile.Result{RequeueAfter: credentialRecheck}, r.credentialFailed(ctx, &c,
 			fmt.Sprintf("Secret %s/%s not found", r.opts.Namespace, c.Spec.KubeconfigSecret))
 	}
-	cfg, err := restConfig(sec.Data[v1alpha1.KubeconfigKey], c.Spec.Context)
+	cfg, err := RESTConfig(sec.Data[v1alpha1.KubeconfigKey], c.Spec.Context)
 	if err != nil {
 		return reconcile.Result{RequeueAfter: credentialRecheck}, r.credentialFailed(ctx, &c,
 			fmt.Sprintf("Secret %s/%s: %v", r.opts.Namespace, c.Spec.KubeconfigSecret, err))

@@ -29,10 +29,11 @@ import (
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/controller/workspace"
 	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/index"
+	"github.com/gpuspace/gpuspace/internal/util/index"
 
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 )
 
 // mcWorld is a hub (the package's control plane) with two worker control
@@ -90,14 +91,14 @@ func startMCWorld(t *testing.T, ctx context.Context) *mcWorld {
 		t.Fatal(err)
 	}
 	for name, env := range w.workers {
-		kc, err := clusters.Credential(ctx, env.Config, 3600)
+		kc, err := provision.Credential(ctx, env.Config, 3600)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: name, Kubeconfig: kc, Namespace: ns}); err != nil {
+		if _, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: name, Kubeconfig: kc, Namespace: ns}); err != nil {
 			t.Fatalf("register %s: %v", name, err)
 		}
-		t.Cleanup(func() { _ = clusters.Unregister(context.Background(), hub.Client, ns, name, true) })
+		t.Cleanup(func() { _ = provision.Unregister(context.Background(), hub.Client, ns, name, true) })
 		// The workspace-user ClusterRole, as manifests/rbac installs it
 		// on a worker.
 		if err := workspace.EnsureClusterRole(ctx, env.Client, env.Client); err != nil {
@@ -530,10 +531,10 @@ func TestMultiClusterPartition(t *testing.T) {
 	// a GPR queued for edge-2 fails with the reason (it can never start).
 	e := w.gpr("mcp-gpr-e", "mcp-a", edge2, "A100", 8, 1) // behind d: one provisioned GPR per workspace
 	w.waitGPR(e, "queued", domain.IsQueued)
-	if err := clusters.Unregister(ctx, hub.Client, ns, edge2, false); err == nil || !strings.Contains(err.Error(), d) {
+	if err := provision.Unregister(ctx, hub.Client, ns, edge2, false); err == nil || !strings.Contains(err.Error(), d) {
 		t.Fatalf("unregister of edge-2 with d provisioned: %v, want refused naming %s", err, d)
 	}
-	if err := clusters.Unregister(ctx, hub.Client, ns, edge2, true); err != nil {
+	if err := provision.Unregister(ctx, hub.Client, ns, edge2, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("GPR d after edge-2 was unregistered by force: %s", w.get(d).Status.ProvisioningStatus)

@@ -45,7 +45,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 )
 
 // Defaults of Options.
@@ -367,8 +367,8 @@ func (r *Registry) notify(obj client.Object, update *event.UpdateEvent) {
 	}
 }
 
-// restConfig reads a Cluster's kubeconfig from its Secret.
-func restConfig(kubeconfig []byte, context string) (*rest.Config, error) {
+// RESTConfig reads a Cluster's kubeconfig from its Secret.
+func RESTConfig(kubeconfig []byte, context string) (*rest.Config, error) {
 	raw, err := clientcmd.Load(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("parse kubeconfig: %w", err)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
 // Prices are what the operator charges per GPU-hour, in USD, by GPU shape

@@ -18,7 +18,7 @@
 //     is worth a write (the tolerance).
 //   - idle.go: idle release: whether it applies to a GPR (enforceIdleTimeOut,
 //     its EGS default, a workspace policy), its timeout, and when a GPR is
-//     due from its nodes' published idle signal (internal/idlesignal).
+//     due from its nodes' published idle signal (internal/util/idlesignal).
 //   - transition.go: every change of a GPR's lifecycle as one named
 //     function (Start, Release with a reason, Fail, Requeue), with
 //     internalState derived from phase and reason.

@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // Phase is a GPR's lifecycle phase. A GPR the controller has not looked at

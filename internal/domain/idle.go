@@ -6,14 +6,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/duration"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // Idle release: a provisioned GPR with idle enforcement on whose nodes'
 // GPUs have all been idle for its idleTimeOutDuration is released with
 // reason Idle. Idleness comes from the nodes' published idle signal
-// (internal/idlesignal: the gpuspace.io/gpus-idle-since annotation the
+// (internal/util/idlesignal: the gpuspace.io/gpus-idle-since annotation the
 // device plugin writes on transitions only) and is counted from
 // max(GPR start, idle since), so it is computed from timestamps alone: a
 // restarted controller neither forgets idleness nor counts it twice, and

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
 // GPUNode is what gpuspace knows of a GPU node.

@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/duration"
-	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
 // The rules that interpret a WorkspacePolicy. A nil policy is a workspace

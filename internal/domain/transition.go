@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/duration"
+	"github.com/gpuspace/gpuspace/internal/util/duration"
 )
 
 // Each transition changes g's status in place (callers pass a copy of a

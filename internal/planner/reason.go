@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gpuspace/gpuspace/internal/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
 // reason says which constraint of r the inventory cannot meet, checking

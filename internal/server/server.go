@@ -21,7 +21,7 @@ import (
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/clusters"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 	"github.com/gpuspace/gpuspace/mcp"
 )
 

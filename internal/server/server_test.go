@@ -14,9 +14,9 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/client"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/server/servertest"
-	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 var env *testenv.Env

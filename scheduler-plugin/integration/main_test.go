@@ -1,6 +1,6 @@
 // Package integration runs gpuspace's scheduler plugins in the real
 // kube-scheduler (scheduler.New) against a real kube-apiserver and etcd
-// (internal/testenv), with the KubeSchedulerConfiguration shipped in
+// (internal/dev/testenv), with the KubeSchedulerConfiguration shipped in
 // manifests/scheduler.
 package integration
 
@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/gprpriority"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/internal/plugintest"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/workspacebinding"

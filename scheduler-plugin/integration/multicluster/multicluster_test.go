@@ -31,12 +31,12 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller/projection"
-	"github.com/gpuspace/gpuspace/internal/clusters"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/server/servertest"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/gprpriority"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/internal/plugintest"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/workspacebinding"
@@ -213,9 +213,9 @@ func TestWorkerSchedulesFromProjections(t *testing.T) {
 	t.Cleanup(func() { _ = worker.Stop() })
 	_, err = worker.AddGPUNode(ctx, testenv.GPUNode{Name: node, Cluster: remote, Product: "NVIDIA-H100-80GB-HBM3", MemoryMiB: 81559, GPUs: 8, InstanceType: "p5.48xlarge"})
 	must(t, err)
-	kc, err := clusters.Credential(ctx, worker.Config, 3600)
+	kc, err := provision.Credential(ctx, worker.Config, 3600)
 	must(t, err)
-	if _, err := clusters.Register(ctx, hub.Client, clusters.RegisterOptions{Name: remote, Kubeconfig: kc, Namespace: ns}); err != nil {
+	if _, err := provision.Register(ctx, hub.Client, provision.RegisterOptions{Name: remote, Kubeconfig: kc, Namespace: ns}); err != nil {
 		t.Fatalf("register %s with the least-privilege credential: %v", remote, err)
 	}
 	servertest.Start(t, hub.Config, server.Options{Namespace: ns, ClusterHeartbeat: 300 * time.Millisecond})

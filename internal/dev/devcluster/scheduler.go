@@ -7,7 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/gpuspace/gpuspace/internal/controlplane"
+	"github.com/gpuspace/gpuspace/internal/dev/controlplane"
 	"github.com/gpuspace/gpuspace/manifests"
 )
 

@@ -27,8 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/gpushape"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // Labels and annotations marking simulated nodes.

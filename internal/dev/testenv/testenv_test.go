@@ -15,7 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/testenv"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 )
 
 var env *testenv.Env

@@ -1,6 +1,6 @@
 // Package idlesignal is the idle signal of GPU nodes, shared by the device
 // plugin (which measures GPUs from NVML), the simulated nodes of
-// internal/nodesim (which follow the GPU pods running on them) and the
+// internal/dev/nodesim (which follow the GPU pods running on them) and the
 // control plane (which releases GPRs whose GPUs stayed idle).
 //
 // The signal is one Node annotation, v1alpha1.AnnotationGPUsIdleSince: the

@@ -1,4 +1,4 @@
-package clusters
+package provision
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/clusters"
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
@@ -72,7 +73,7 @@ var WorkerRights = func() []Right {
 // and holds every WorkerRights there (a SelfSubjectAccessReview each). The
 // error names what failed. It returns the server's version.
 func CheckAccess(ctx context.Context, kubeconfig []byte, kubeContext string) (string, error) {
-	cfg, err := restConfig(kubeconfig, kubeContext)
+	cfg, err := clusters.RESTConfig(kubeconfig, kubeContext)
 	if err != nil {
 		return "", err
 	}
@@ -111,7 +112,7 @@ func CheckAccess(ctx context.Context, kubeconfig []byte, kubeContext string) (st
 // the hub's own cluster: a GPR's status names its nodes by name, so node
 // names must be unique across the clusters of one hub.
 func checkNodeNames(ctx context.Context, hub client.Reader, kubeconfig []byte, kubeContext string) error {
-	cfg, err := restConfig(kubeconfig, kubeContext)
+	cfg, err := clusters.RESTConfig(kubeconfig, kubeContext)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 )
 
 // DefaultNodes is the simulated inventory of the local system: three

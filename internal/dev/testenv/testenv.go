@@ -1,6 +1,6 @@
 // Package testenv gives integration tests a real control plane: etcd and
-// kube-apiserver 1.37.1 (internal/controlplane), the gpuspace CRDs, typed
-// clients, and simulated GPU nodes (internal/nodesim). One control plane
+// kube-apiserver 1.37.1 (internal/dev/controlplane), the gpuspace CRDs, typed
+// clients, and simulated GPU nodes (internal/dev/nodesim). One control plane
 // runs per test package:
 //
 //	var env *testenv.Env
@@ -27,8 +27,8 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller"
-	"github.com/gpuspace/gpuspace/internal/controlplane"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
+	"github.com/gpuspace/gpuspace/internal/dev/controlplane"
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 )
 
 // Env is a running control plane and clients for it.

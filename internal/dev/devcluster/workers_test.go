@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
 )
 
 // TestSplitNodes: nodes go to the cluster they name; a cluster beyond

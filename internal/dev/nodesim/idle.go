@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
-	"github.com/gpuspace/gpuspace/internal/idlesignal"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // IdleFieldManager names the simulator's writes of the idle annotation.

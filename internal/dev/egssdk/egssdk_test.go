@@ -24,9 +24,9 @@ import (
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/server/servertest"
-	"github.com/gpuspace/gpuspace/internal/testenv"
 )
 
 var env *testenv.Env

@@ -23,10 +23,10 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller"
-	"github.com/gpuspace/gpuspace/internal/controlplane"
-	"github.com/gpuspace/gpuspace/internal/logging"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
+	"github.com/gpuspace/gpuspace/internal/dev/controlplane"
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 	"github.com/gpuspace/gpuspace/internal/server"
+	"github.com/gpuspace/gpuspace/internal/util/logging"
 )
 
 // Options configures the local system.

@@ -1,7 +1,7 @@
 // Package kubeclient is the one place a gpuspace process sets how hard its
 // Kubernetes clients may call the kube-apiserver: `gpuspace serve` (its
 // --kube-api-qps and --kube-api-burst flags), `gpuspace dev`, the test
-// control planes (internal/controlplane, internal/testenv) and the
+// control planes (internal/dev/controlplane, internal/dev/testenv) and the
 // benchmarks all go through WithLimits, so what is measured in a test is
 // what runs in production.
 package kubeclient

@@ -3,7 +3,7 @@
 // child processes built from the pinned modules, with their own PKI, an
 // admin kubeconfig and the gpuspace CRDs installed.
 //
-// It is what `gpuspace dev` boots and what internal/testenv starts once per
+// It is what `gpuspace dev` boots and what internal/dev/testenv starts once per
 // test package. Nothing here imports k8s.io/kubernetes: the heavy binaries
 // are separate programs, so the packages that use this one build fast.
 package controlplane
@@ -26,7 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/gpuspace/gpuspace/internal/kubeclient"
+	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
 )
 
 // Config says how to run a control plane.

@@ -18,9 +18,9 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/controller/workspace"
-	"github.com/gpuspace/gpuspace/internal/clusters"
-	"github.com/gpuspace/gpuspace/internal/controlplane"
-	"github.com/gpuspace/gpuspace/internal/nodesim"
+	"github.com/gpuspace/gpuspace/internal/clusters/provision"
+	"github.com/gpuspace/gpuspace/internal/dev/controlplane"
+	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 )
 
 // Worker is an extra worker cluster of `gpuspace dev --clusters N`: its
@@ -195,11 +195,11 @@ func (s *System) runWorkers(ctx context.Context, wg *sync.WaitGroup) error {
 		if err := workspace.EnsureClusterRole(ctx, wc, wc); err != nil {
 			return fmt.Errorf("%s: workspace-user ClusterRole: %w", w.Name, err)
 		}
-		kc, err := clusters.Credential(ctx, w.ControlPlane.Config, 7*24*3600)
+		kc, err := provision.Credential(ctx, w.ControlPlane.Config, 7*24*3600)
 		if err != nil {
 			return fmt.Errorf("%s: credential: %w", w.Name, err)
 		}
-		if _, err := clusters.Register(ctx, hub, clusters.RegisterOptions{
+		if _, err := provision.Register(ctx, hub, provision.RegisterOptions{
 			Name: w.Name, Kubeconfig: kc, Local: v1alpha1.DefaultCluster, Namespace: auth.DefaultNamespace,
 		}); err != nil {
 			return fmt.Errorf("register %s: %w", w.Name, err)

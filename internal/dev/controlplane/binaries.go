@@ -27,7 +27,7 @@ type Binary struct {
 
 // Binaries the control plane needs.
 var (
-	EtcdBinary              = Binary{Name: "etcd", Package: "./internal/controlplane/etcd"}
+	EtcdBinary              = Binary{Name: "etcd", Package: "./internal/dev/controlplane/etcd"}
 	APIServerBinary         = Binary{Name: "kube-apiserver", Package: "k8s.io/kubernetes/cmd/kube-apiserver", LDFlags: KubeVersionLDFlags}
 	ControllerManagerBinary = Binary{Name: "kube-controller-manager", Package: "k8s.io/kubernetes/cmd/kube-controller-manager", LDFlags: KubeVersionLDFlags}
 )
