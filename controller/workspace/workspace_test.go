@@ -1,4 +1,4 @@
-package controller_test
+package workspace_test
 
 import (
 	"fmt"
@@ -25,8 +25,7 @@ import (
 // releases its GPR and removes RBAC and labels but keeps the namespaces
 // and their data.
 func TestWorkspace(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := newWorld(t)
 	name := h.name("ws")
 	existing, created := name+"-data", name+"-new"
 
@@ -39,8 +38,8 @@ func TestWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.workspace("ws", "data", "new")
-	node := h.t4Node("n1")
-	id := h.gpr("g", name, exit("1d0h0m"))
+	node := h.node("n1")
+	id := h.oneDayGPR("g", name)
 
 	h.eventually(func() error {
 		var ws v1alpha1.Workspace
@@ -127,7 +126,7 @@ func TestWorkspace(t *testing.T) {
 		return released(h, created)
 	})
 
-	h.nodeBound(node, id)
+	h.eventually(func() error { return h.boundTo(node, name, id) })
 	if err := env.Client.Delete(h.ctx, &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +140,7 @@ func TestWorkspace(t *testing.T) {
 	if err := env.Client.Get(h.ctx, client.ObjectKey{Name: id}, &v1alpha1.GPUProvisionRequest{}); !apierrors.IsNotFound(err) {
 		t.Errorf("GPR of the deleted workspace: %v, want NotFound", err)
 	}
-	if err := bound(h.getNode(node), nil); err != nil {
+	if err := h.boundTo(node, "", ""); err != nil {
 		t.Error(err)
 	}
 	for _, ns := range []string{existing, created} {
@@ -156,7 +155,7 @@ func TestWorkspace(t *testing.T) {
 
 // released checks that namespace ns still exists but no longer carries the
 // workspace label, ServiceAccount or RoleBinding.
-func released(h *harness, ns string) error {
+func released(h *world, ns string) error {
 	var n corev1.Namespace
 	if err := env.Client.Get(h.ctx, client.ObjectKey{Name: ns}, &n); err != nil {
 		return fmt.Errorf("namespace %s: %w", ns, err)
@@ -182,8 +181,7 @@ func released(h *harness, ns string) error {
 // TestWorkspaceNamespaceConflict: a namespace of another workspace is not
 // taken over; the workspace reports it.
 func TestWorkspaceNamespaceConflict(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := newWorld(t)
 	a := h.workspace("a", "shared")
 	h.eventually(func() error {
 		var ws v1alpha1.Workspace

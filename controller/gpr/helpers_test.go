@@ -1,22 +1,19 @@
-package controller_test
+package gpr_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -24,26 +21,7 @@ import (
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/util/logging"
 )
-
-var env *testenv.Env
-
-// TestMain starts one control plane for the package. Controller logs are
-// dropped unless GPUSPACE_TEST_LOG is set (e.g. GPUSPACE_TEST_LOG=debug).
-func TestMain(m *testing.M) {
-	log := logr.Discard()
-	if lvl := os.Getenv("GPUSPACE_TEST_LOG"); lvl != "" {
-		_, lr, err := logging.New(logging.Options{Format: "console", Level: lvl})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		log = lr
-	}
-	ctrl.SetLogger(log)
-	testenv.Main(m, &env)
-}
 
 // labelCase marks every object a test creates, for watches and clean-up.
 const labelCase = "test.gpuspace.io/case"
