@@ -15,12 +15,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/dev/reference"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 )
 
 // The public EGS Postman collection (kubeslice-ent/egs-installation,
-// egs-apis), verbatim.
-const collectionFile = "testdata/EGS_Core_APIs.postman_collection.json"
+// egs-apis), verbatim, in the reference material beside the clone (see
+// internal/dev/reference).
+const collectionFile = "egs/EGS_Core_APIs.postman_collection.json"
 
 type pmItem struct {
 	Name    string   `json:"name"`
@@ -43,7 +45,7 @@ type pmItem struct {
 
 func loadCollection(t testing.TB) map[string]pmItem {
 	t.Helper()
-	b, err := os.ReadFile(collectionFile)
+	b, err := os.ReadFile(reference.Path(t, collectionFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +117,8 @@ func shapeDiff(example, got any, path string) []string {
 // example body. Two documented 500s answer 409 here on
 // purpose (reference README: state conflicts are 409 in gpuspace).
 func TestPostmanCollection(t *testing.T) {
-	ts := newTestServer(t)
 	items := loadCollection(t)
+	ts := newTestServer(t)
 	ctx := context.Background()
 
 	// The collection's GPR requests name workspace "pink", instance type

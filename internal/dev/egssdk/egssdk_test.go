@@ -24,6 +24,7 @@ import (
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/dev/reference"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/server/servertest"
@@ -36,14 +37,9 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, &env)
 }
 
-// Where the SDK is, and how strictly python3 is required.
-const (
-	// envSDK overrides the SDK folder (default third_party/egs-sdk).
-	envSDK = "GPUSPACE_EGS_SDK"
-	// envRequirePython makes a missing python3 a failure instead of a
-	// skip; CI (.ci/run) sets it, after installing python3.
-	envRequirePython = "GPUSPACE_REQUIRE_PYTHON"
-)
+// envRequirePython makes a missing python3 a failure instead of a skip;
+// CI (.ci/run) sets it, after installing python3.
+const envRequirePython = "GPUSPACE_REQUIRE_PYTHON"
 
 // python3 returns the interpreter, or skips the test (fails it under
 // GPUSPACE_REQUIRE_PYTHON) where there is none.
@@ -59,20 +55,11 @@ func python3(t *testing.T) string {
 	return py
 }
 
+// sdkDir returns the SDK's folder in the reference material, or skips the
+// test (fails it under CI) where the material is absent.
 func sdkDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv(envSDK)
-	if dir == "" {
-		dir = filepath.Join("..", "..", "third_party", "egs-sdk")
-	}
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "egs", "__init__.py")); err != nil {
-		t.Fatalf("the EGS Python SDK is not in %s (set %s): %v", dir, envSDK, err)
-	}
-	return dir
+	return reference.Path(t, "egs-sdk")
 }
 
 // system is a running `gpuspace serve` with GPU nodes of a cluster of its

@@ -1,7 +1,8 @@
 """Drives gpuspace with the public EGS Python SDK, unchanged, and checks what
 the SDK returns. Run by TestEGSPythonSDK (egssdk_test.go) with PYTHONPATH on
-third_party/egs-sdk; the test passes the system under test in the
-environment:
+the SDK in the reference material (../shared/reference/egs-sdk beside the
+clone, see internal/dev/reference); the test passes the system under test
+in the environment:
 
   EGS_ENDPOINT     the API, e.g. http://127.0.0.1:8080
   EGS_API_KEY      an Owner API key
