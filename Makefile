@@ -92,6 +92,7 @@ generate: ## Regenerate deepcopy code, CRD YAML, the OpenAPI document, the Go AP
 
 .PHONY: verify
 verify: ## gofmt, go vet, generated files and go.mod up to date
+	hack/verify-links.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	hack/verify-clean.sh "generated files" $(MAKE) --no-print-directory generate
