@@ -315,3 +315,10 @@ func ActiveGPRs(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
 
 // ShapeList writes allowed shapes for messages.
 func ShapeList(shapes []string) string { return strings.Join(shapes, ", ") }
+
+// CanEvict reports whether a queued GPR may evict lower-priority GPRs:
+// enableEviction, in a workspace whose policy allows eviction (nil: no
+// policy, allowed).
+func CanEvict(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy) bool {
+	return g.Spec.EnableEviction && EvictionAllowed(policy)
+}

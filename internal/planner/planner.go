@@ -145,7 +145,7 @@ func Compute(in Input) Plan {
 		if n.GPUs <= 0 {
 			continue
 		}
-		k := groupKey{n.Cluster, nodeShape(n), strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
+		k := groupKey{n.Cluster, n.Shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
 		g := groups[k]
 		if g == nil {
 			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus}
@@ -165,7 +165,7 @@ func Compute(in Input) Plan {
 			}
 		}
 		switch {
-		case !n.Healthy || !n.Schedulable:
+		case !n.Healthy():
 			// Cannot be planned on until it recovers.
 		case held:
 			ns.freeAt = end
@@ -254,15 +254,6 @@ func Compute(in Input) Plan {
 		wsReady[r.Workspace] = addSat(t, dur)
 	}
 	return plan
-}
-
-// nodeShape is a node's normalised GPU shape: its shape label, else its
-// product's.
-func nodeShape(n *Node) string {
-	if s := gpushape.Normalize(n.Shape); s != "" {
-		return s
-	}
-	return gpushape.Normalize(n.Product)
 }
 
 // queueOrder is the queue's order: priority (higher first), then creation
