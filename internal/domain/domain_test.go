@@ -60,6 +60,10 @@ func TestGPUFacts(t *testing.T) {
 		want: GPUNode{Name: "c", Cluster: "east", GPUs: 1, HealthyGPUs: 1, Ready: true, Schedulable: true},
 		ok:   true, healthy: true,
 	}, {
+		name: "shape label normalised", node: gpuNode("g", map[string]string{v1alpha1.LabelGPUShape: "nvidia-h100", v1alpha1.LabelGPUCount: "1"}, "", ""), cluster: "prod",
+		want: GPUNode{Name: "g", Cluster: "prod", Shape: "H100", GPUs: 1, HealthyGPUs: 1, Ready: true, Schedulable: true},
+		ok:   true, healthy: true,
+	}, {
 		name: "no GPUs", node: gpuNode("d", nil, "", ""), cluster: "prod",
 	}, {
 		name: "feature discovery label only", node: gpuNode("e", map[string]string{v1alpha1.LabelGPUCount: "2"}, "", ""), cluster: "prod",

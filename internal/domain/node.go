@@ -24,7 +24,8 @@ type GPUNode struct {
 	// Product is the GPU product as NVML reports it.
 	Product string
 	// Shape is the normalised GPU model ("H100"): the gpuspace.io/gpu.shape
-	// label, else derived from Product.
+	// label, else derived from Product, normalised here once so that the
+	// planner, the inventory and the API compare the same string.
 	Shape string
 	// MemoryMiB is the memory of one GPU in MiB.
 	MemoryMiB int64
@@ -79,7 +80,7 @@ func GPUFacts(n *corev1.Node, defaultCluster string) (GPUNode, bool) {
 	if hasAlloc {
 		healthy = alloc
 	}
-	shape := l[v1alpha1.LabelGPUShape]
+	shape := gpushape.Normalize(l[v1alpha1.LabelGPUShape])
 	if shape == "" {
 		shape = gpushape.Normalize(l[v1alpha1.LabelGPUProduct])
 	}

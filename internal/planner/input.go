@@ -28,7 +28,7 @@ func RequestOf(g *v1alpha1.GPUProvisionRequest) (Request, error) {
 		InstanceType: g.Spec.InstanceType, GPUShape: g.Spec.GPUShape,
 		MemoryPerGPU: g.Spec.MemoryPerGPU, GPUsPerNode: g.Spec.NumberOfGPUs,
 		Nodes: domain.NodeCount(g), Priority: domain.Priority(g),
-		Created: g.CreationTimestamp.Time, Duration: d,
+		Created: domain.QueueCreated(g), Duration: d,
 	}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
@@ -256,14 +257,10 @@ func Compute(in Input) Plan {
 	return plan
 }
 
-// queueOrder is the queue's order: priority (higher first), then creation
-// (older first), then id.
+// queueOrder is the queue's order, domain's (QueueKey.Compare).
 func queueOrder(a, b *Request) int {
-	return cmp.Or(
-		cmp.Compare(b.Priority, a.Priority),
-		a.Created.Compare(b.Created),
-		strings.Compare(a.ID, b.ID),
-	)
+	return domain.QueueKey{Priority: a.Priority, Created: a.Created, Name: a.ID}.
+		Compare(domain.QueueKey{Priority: b.Priority, Created: b.Created, Name: b.ID})
 }
 
 // requestKey is the kind of node a request needs.
