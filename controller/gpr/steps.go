@@ -168,7 +168,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		if !domain.IsQueued(g) || domain.PolicyHeld(g) {
 			continue // a policy's hold is admitPolicies'
 		}
-		if failed[g.Name] == "" && g.Status.ProvisioningStatus != "" && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
+		if failed[g.Name] == "" && !domain.NotAdmitted(g) && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
 			continue // estimates are the writer's; no copy for the many queued GPRs
 		}
 		ng := g.DeepCopy()
@@ -182,7 +182,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 				reason = v1alpha1.ReasonInvalid
 			}
 			domain.Fail(ng, reason, why)
-		case g.Status.ProvisioningStatus == "" || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
+		case domain.NotAdmitted(g) || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
 			// New, or held and now satisfiable: queued, with its estimate.
 			domain.Admit(ng)
 			start, ok := p.plan.Estimates[g.Name]

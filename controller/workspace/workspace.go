@@ -33,6 +33,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
@@ -330,10 +331,10 @@ func (r *Reconciler) updateStatus(ctx context.Context, ws *v1alpha1.Workspace, p
 	st.ServiceAccount = ServiceAccountName
 	st.ActiveGPR, st.QueuedGPRs = "", 0
 	for _, g := range gprs.Items {
-		switch g.Status.ProvisioningStatus {
-		case v1alpha1.GPRProvisioned:
+		switch {
+		case domain.IsProvisioned(&g):
 			st.ActiveGPR = g.Name
-		case "", v1alpha1.GPRQueued:
+		case domain.IsQueued(&g):
 			st.QueuedGPRs++
 		}
 	}

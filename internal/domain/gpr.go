@@ -13,11 +13,16 @@ import (
 // Phase is a GPR's lifecycle phase. A GPR the controller has not looked at
 // yet (empty status) is Queued: it waits like any other.
 func Phase(g *v1alpha1.GPUProvisionRequest) v1alpha1.ProvisioningStatus {
-	if g.Status.ProvisioningStatus == "" {
+	if NotAdmitted(g) {
 		return v1alpha1.GPRQueued
 	}
 	return g.Status.ProvisioningStatus
 }
+
+// NotAdmitted reports whether the controller has not admitted a GPR yet:
+// its status is empty (it counts as Queued, see Phase, but no check has
+// passed it and no estimate was written).
+func NotAdmitted(g *v1alpha1.GPUProvisionRequest) bool { return g.Status.ProvisioningStatus == "" }
 
 // IsQueued reports whether a GPR waits for nodes.
 func IsQueued(g *v1alpha1.GPUProvisionRequest) bool { return Phase(g) == v1alpha1.GPRQueued }
