@@ -212,12 +212,12 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		if !domain.IsProvisioned(g) {
 			continue
 		}
-		c := r.outOfSight(p, g, nodesHealthy(g, p.nodeByName))
+		c := r.outOfSight(p, g, domain.NodesHealthy(g, p.nodeByName))
 		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue
 		}
-		if old != nil && c.Status == metav1.ConditionTrue && (old.Reason == "NodesReplaced" || domain.Shortfall(g) > 0) {
+		if old != nil && c.Status == metav1.ConditionTrue && (old.Reason == domain.ReasonNodesReplaced || domain.Shortfall(g) > 0) {
 			continue // recoverNodes' word on what it lost stands while the rest are Ready
 		}
 		ng := g.DeepCopy()
@@ -232,34 +232,4 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		}
 	}
 	return nil
-}
-
-// nodesHealthy is the NodesHealthy condition of a provisioned GPR.
-func nodesHealthy(g *v1alpha1.GPUProvisionRequest, nodes map[string]*corev1.Node) metav1.Condition {
-	var gone, notReady []string
-	for _, name := range g.Status.Nodes {
-		n, ok := nodes[name]
-		switch {
-		case !ok:
-			gone = append(gone, name)
-		case !domain.NodeReady(n):
-			notReady = append(notReady, name)
-		}
-	}
-	c := metav1.Condition{
-		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
-		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
-	}
-	switch {
-	case len(gone) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NodeGone"
-		c.Message = "nodes no longer exist: " + joinNames(gone)
-		if len(notReady) > 0 {
-			c.Message += "; nodes not Ready: " + joinNames(notReady)
-		}
-	case len(notReady) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NodeNotReady"
-		c.Message = "nodes not Ready: " + joinNames(notReady)
-	}
-	return withClusterWhy(c, notReady, nodes)
 }

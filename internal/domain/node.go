@@ -84,18 +84,26 @@ func GPUFacts(n *corev1.Node, defaultCluster string) (GPUNode, bool) {
 	if shape == "" {
 		shape = gpushape.Normalize(l[v1alpha1.LabelGPUProduct])
 	}
-	cluster := l[v1alpha1.LabelCluster]
-	if cluster == "" {
-		cluster = defaultCluster
-	}
 	mem, _ := strconv.ParseInt(l[v1alpha1.LabelGPUMemory], 10, 64)
 	return GPUNode{
-		Name: n.Name, Cluster: cluster,
+		Name: n.Name, Cluster: NodeCluster(n, defaultCluster),
 		InstanceType: l[v1alpha1.LabelInstanceType],
 		Product:      l[v1alpha1.LabelGPUProduct], Shape: shape,
 		MemoryMiB: max(mem, 0), GPUs: installed, HealthyGPUs: healthy,
 		Ready: NodeReady(n), Schedulable: !n.Spec.Unschedulable,
 	}, true
+}
+
+// NodeCluster is the cluster a node is planned in: its gpuspace.io/cluster
+// label (set by the worker registry on every worker's node, or by hand on a
+// single-cluster install's label clusters), else defaultCluster. It is the
+// one place a node's cluster is read; the registry's ClusterOf builds on it
+// to tell which Kubernetes cluster to call.
+func NodeCluster(n *corev1.Node, defaultCluster string) string {
+	if c := n.Labels[v1alpha1.LabelCluster]; c != "" {
+		return c
+	}
+	return defaultCluster
 }
 
 // labelInt parses a count label; anything else is 0.

@@ -80,8 +80,8 @@ func Start(g *v1alpha1.GPUProvisionRequest, nodes []string, now time.Time) {
 	g.Status.FailureReason = ""
 	clearEstimate(g)
 	meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
-		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: ReasonNodesReady,
+		Message: msgNodesReady, ObservedGeneration: g.Generation,
 	})
 }
 
