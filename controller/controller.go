@@ -180,7 +180,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		skip = &opts.SkipNameValidation
 	}
 	ctx := context.Background()
-	ws := workspace.New(mgr.GetClient(), mgr.GetAPIReader())
+	ws := workspace.New(mgr.GetClient(), mgr.GetAPIReader()).WithRecorder(mgr.GetEventRecorder(workspace.ControllerName))
 	if opts.Clusters != nil {
 		ws = ws.WithClusters(opts.Clusters)
 	}
