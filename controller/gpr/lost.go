@@ -106,7 +106,7 @@ func (r *Reconciler) replacements(p *pass, g *v1alpha1.GPUProvisionRequest, lost
 		return nil
 	}
 	req.Nodes, req.CanEvict = int32(need), false
-	in, _ := planner.InputOf(p.now, p.gprs, p.nodes, r.defaultCluster)
+	in, _ := p.snapshot().Input(p.now, r.defaultCluster)
 	// Its own nodes stay bound to it; without it among the provisioned
 	// GPRs the planner treats them as held for ever and lets its
 	// workspace start a GPR.

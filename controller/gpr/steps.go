@@ -116,8 +116,7 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 // so far hold disjoint nodes. New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
 func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
-	withPolicies := planner.WithPolicies(func(ws string) *v1alpha1.WorkspacePolicy { return p.policies[ws] })
-	p.in, p.invalid = planner.InputOf(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
+	p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
 	p.plan = planner.Compute(p.in)
 	if len(p.plan.Unsatisfiable) > 0 {
 		// Failing a GPR is final, so confirm against a live node list: a
@@ -128,7 +127,7 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		if err := r.loadNodes(ctx, p, r.apiReader); err != nil {
 			return err
 		}
-		p.in, p.invalid = planner.InputOf(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
+		p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
 		p.plan = planner.Compute(p.in)
 	}
 	if err := r.evictForPlan(ctx, p); err != nil {

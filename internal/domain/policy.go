@@ -322,3 +322,20 @@ func ShapeList(shapes []string) string { return strings.Join(shapes, ", ") }
 func CanEvict(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy) bool {
 	return g.Spec.EnableEviction && EvictionAllowed(policy)
 }
+
+// Policies are the WorkspacePolicies by workspace: a policy is named after
+// its workspace.
+type Policies map[string]*v1alpha1.WorkspacePolicy
+
+// PolicyIndex indexes policies by workspace; the index points into
+// policies.
+func PolicyIndex(policies []v1alpha1.WorkspacePolicy) Policies {
+	out := make(Policies, len(policies))
+	for i := range policies {
+		out[policies[i].Name] = &policies[i]
+	}
+	return out
+}
+
+// Of is workspace ws's policy, nil when it has none.
+func (p Policies) Of(ws string) *v1alpha1.WorkspacePolicy { return p[ws] }
