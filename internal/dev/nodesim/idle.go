@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
@@ -54,7 +55,7 @@ func gpusOf(pod *corev1.Pod) int64 {
 // GPUs and is running, not finished or being deleted.
 func usesGPUs(pod *corev1.Pod) bool {
 	return pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase == corev1.PodRunning && gpusOf(pod) > 0
+		pod.Status.Phase == corev1.PodRunning && domain.PodUsesGPUs(pod, nil)
 }
 
 // idleState is one simulated node's idle signal.
