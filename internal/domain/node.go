@@ -1,15 +1,18 @@
 package domain
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/util/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // GPUNode is what gpuspace knows of a GPU node.
@@ -122,6 +125,23 @@ func gpuQuantity(rl corev1.ResourceList) (int32, bool) {
 		return 0, false
 	}
 	return int32(min(max(q.Value(), 0), 1<<20)), true
+}
+
+// NodeChangeMatters reports whether an update of a node can change a plan,
+// a binding or an idle release: its labels (GPU facts, cluster, binding),
+// taints, cordon, Ready, GPU capacity or allocatable, or its idle signal.
+// Heartbeats and other status churn do not. The GPR controller's node
+// watches filter on it; the event stream's node changes are a subset
+// (GPU facts and health, GPUFacts).
+func NodeChangeMatters(o, n *corev1.Node) bool {
+	gpu := corev1.ResourceName(v1alpha1.ResourceGPU)
+	return !maps.Equal(o.Labels, n.Labels) ||
+		!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
+		o.Spec.Unschedulable != n.Spec.Unschedulable ||
+		idlesignal.IdleChanged(o, n) ||
+		NodeReady(o) != NodeReady(n) ||
+		!o.Status.Capacity[gpu].Equal(n.Status.Capacity[gpu]) ||
+		!o.Status.Allocatable[gpu].Equal(n.Status.Allocatable[gpu])
 }
 
 // NodeReady reports whether a node's Ready condition is True.
