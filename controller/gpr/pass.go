@@ -124,7 +124,7 @@ func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] =
 func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	var out []*v1alpha1.GPUProvisionRequest
 	for _, g := range p.gprs {
-		if !domain.IsQueued(g) || domain.NotAdmitted(g) || domain.IsHeld(g) || p.invalid[g.Name] != "" {
+		if !domain.IsQueued(g) || domain.NotAdmitted(g) || domain.WaitsOnReason(g) || p.invalid[g.Name] != "" {
 			continue
 		}
 		start, ok := p.plan.Estimates[g.Name]

@@ -27,12 +27,12 @@ func NotAdmitted(g *v1alpha1.GPUProvisionRequest) bool { return g.Status.Provisi
 // IsQueued reports whether a GPR waits for nodes.
 func IsQueued(g *v1alpha1.GPUProvisionRequest) bool { return Phase(g) == v1alpha1.GPRQueued }
 
-// IsHeld reports whether a queued GPR waits without an estimate because of
+// WaitsOnReason reports whether a queued GPR waits without an estimate because of
 // a reason: nothing can satisfy it now (requeueOnFailure keeps it queued)
 // or its workspace's policy forbids it now — any reason but Evicted or
 // NodeLost: a GPR put back in the queue after it ran is planned like any
 // other.
-func IsHeld(g *v1alpha1.GPUProvisionRequest) bool {
+func WaitsOnReason(g *v1alpha1.GPUProvisionRequest) bool {
 	switch {
 	case !IsQueued(g):
 		return false

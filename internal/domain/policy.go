@@ -34,8 +34,8 @@ func BandRange(b v1alpha1.PriorityBand) (lo, hi int32) {
 	return 1, 100
 }
 
-// BandOf is the band a priority is in.
-func BandOf(priority int32) v1alpha1.PriorityBand {
+// bandOf is the band a priority is in.
+func bandOf(priority int32) v1alpha1.PriorityBand {
 	switch {
 	case priority > 200:
 		return v1alpha1.BandHigh
@@ -300,9 +300,9 @@ func PolicyRanks(gprs []*v1alpha1.GPUProvisionRequest) map[string]int {
 	return ranks
 }
 
-// ActiveGPRs counts a workspace's queued and provisioned GPRs, as maxGPRs
-// does.
-func ActiveGPRs(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
+// CountQueuedOrProvisioned counts a workspace's queued and provisioned
+// GPRs, as maxGPRs does.
+func CountQueuedOrProvisioned(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
 	n := 0
 	for i := range gprs {
 		g := &gprs[i]

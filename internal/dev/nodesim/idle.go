@@ -18,13 +18,6 @@ import (
 // IdleFieldManager names the simulator's writes of the idle annotation.
 const IdleFieldManager = "gpuspace-nodesim"
 
-// WithIdleSignal turns the simulated nodes' idle signal on (the default) or
-// off. On, every simulated node publishes the annotation the device plugin
-// publishes on a real node (v1alpha1.AnnotationGPUsIdleSince): its GPUs
-// are busy while a pod that requested GPUs runs on it and idle otherwise,
-// and the annotation is written only when that changes.
-func WithIdleSignal(on bool) Option { return func(s *Simulator) { s.idleSignal = on } }
-
 // WithClock sets the clock of the idle signal's timestamps (time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Simulator) { s.now = now } }
 
