@@ -117,9 +117,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 		return nil
 	})
 	heldOnly := predicate.TypedFuncs[*corev1.Pod]{
-		CreateFunc: func(e event.TypedCreateEvent[*corev1.Pod]) bool { return HeldByScheduler(e.Object) },
+		CreateFunc: func(e event.TypedCreateEvent[*corev1.Pod]) bool { return PodWaitsForGPR(e.Object) },
 		UpdateFunc: func(e event.TypedUpdateEvent[*corev1.Pod]) bool {
-			return HeldByScheduler(e.ObjectNew) && !HeldByScheduler(e.ObjectOld)
+			return PodWaitsForGPR(e.ObjectNew) && !PodWaitsForGPR(e.ObjectOld)
 		},
 		DeleteFunc:  func(event.TypedDeleteEvent[*corev1.Pod]) bool { return false },
 		GenericFunc: func(event.TypedGenericEvent[*corev1.Pod]) bool { return false },
@@ -165,10 +165,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 		Complete(r)
 }
 
-// HeldByScheduler reports whether the scheduler plugin holds pod for lack of a
+// PodWaitsForGPR reports whether the scheduler plugin keeps pod waiting for lack of a
 // provisioned GPR: unscheduled, not being deleted, and its PodScheduled
 // condition False with reason WaitingForGPR.
-func HeldByScheduler(p *corev1.Pod) bool {
+func PodWaitsForGPR(p *corev1.Pod) bool {
 	if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
 		return false
 	}
@@ -295,7 +295,7 @@ func (r *Reconciler) heldPods(ctx context.Context, ws *v1alpha1.Workspace) ([]*c
 			return nil, fmt.Errorf("list pods in %s: %w", n.Namespace, err)
 		}
 		for i := range l.Items {
-			if HeldByScheduler(&l.Items[i]) {
+			if PodWaitsForGPR(&l.Items[i]) {
 				out = append(out, &l.Items[i])
 			}
 		}
