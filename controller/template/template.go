@@ -165,8 +165,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 		Complete(r)
 }
 
-// PodWaitsForGPR reports whether the scheduler plugin keeps pod waiting for lack of a
-// provisioned GPR: unscheduled, not being deleted, and its PodScheduled
+// PodWaitsForGPR reports whether the scheduler plugin keeps pod waiting
+// for lack of a provisioned GPR: unscheduled, not being deleted, and its PodScheduled
 // condition False with reason WaitingForGPR.
 func PodWaitsForGPR(p *corev1.Pod) bool {
 	if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
