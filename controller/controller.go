@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -61,6 +62,10 @@ type Options struct {
 	// NodeLostGrace is how long a node a provisioned GPR holds may stay
 	// NotReady before it is lost; zero: domain.DefaultNodeLostGrace.
 	NodeLostGrace time.Duration
+	// GPUResourceNames are the extended resources that make a pod a GPU
+	// pod (the scheduler plugin's gpuResourceNames); nil:
+	// domain.DefaultGPUResourceNames.
+	GPUResourceNames []corev1.ResourceName
 }
 
 // Scheme returns a scheme with the built-in APIs and gpuspace.io/v1alpha1,
@@ -180,7 +185,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		skip = &opts.SkipNameValidation
 	}
 	ctx := context.Background()
-	ws := workspace.New(mgr.GetClient(), mgr.GetAPIReader())
+	ws := workspace.New(mgr.GetClient(), mgr.GetAPIReader()).WithRecorder(mgr.GetEventRecorder(workspace.ControllerName))
 	if opts.Clusters != nil {
 		ws = ws.WithClusters(opts.Clusters)
 	}
@@ -202,7 +207,8 @@ func Setup(mgr manager.Manager, opts Options) error {
 		apiReader = opts.Clusters.Reader(apiReader)
 		gprOpts = append(gprOpts, gpr.WithClusters(opts.Clusters))
 	}
-	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices), gpr.WithNodeLostGrace(opts.NodeLostGrace))
+	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices), gpr.WithNodeLostGrace(opts.NodeLostGrace),
+		gpr.WithGPUResourceNames(opts.GPUResourceNames))
 	g := gpr.New(mgr.GetClient(), apiReader, opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster, gprOpts...)
 	if err := g.SetupWithManager(mgr, skip); err != nil {
 		return fmt.Errorf("GPR controller: %w", err)

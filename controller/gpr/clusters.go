@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,36 +100,6 @@ func (r *Reconciler) partitioned(p *pass, g *v1alpha1.GPUProvisionRequest) strin
 	return ""
 }
 
-// withClusterWhy makes a NodesHealthy condition whose not-Ready nodes are
-// all of unreachable worker clusters say so: reason ClusterUnreachable and
-// each cluster's own reason and message (the nodes' Ready condition as
-// the registry marks it), and that nothing is released meanwhile.
-func withClusterWhy(c metav1.Condition, notReady []string, nodes map[string]*corev1.Node) metav1.Condition {
-	if len(notReady) == 0 || c.Reason != "NodeNotReady" {
-		return c
-	}
-	var why []string
-	for _, name := range notReady {
-		n := nodes[name]
-		var ready *corev1.NodeCondition
-		for i := range n.Status.Conditions {
-			if n.Status.Conditions[i].Type == corev1.NodeReady {
-				ready = &n.Status.Conditions[i]
-			}
-		}
-		if ready == nil || ready.Reason != domain.ReasonClusterUnreachable {
-			return c
-		}
-		if !slices.Contains(why, ready.Message) {
-			why = append(why, ready.Message)
-		}
-	}
-	c.Reason = domain.ReasonClusterUnreachable
-	c.Message = fmt.Sprintf("nodes not Ready: %s; %s; the GPR keeps its nodes and nothing is released until the cluster is reachable again",
-		joinNames(notReady), strings.Join(why, "; "))
-	return c
-}
-
 // waitCluster records that GPR name is due for release but waits for
 // cluster to be reachable.
 func (p *pass) waitCluster(name, cluster string) {
@@ -154,7 +123,7 @@ func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why st
 		return why
 	}
 	worker := r.clusters.Registered(c)
-	inSight := slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return n.Labels[v1alpha1.LabelCluster] == c })
+	inSight := slices.ContainsFunc(p.nodes, func(n *corev1.Node) bool { return domain.NodeCluster(n, r.defaultCluster) == c })
 	if inSight && (!worker || r.clusters.Ready(c)) {
 		return why // its nodes are in sight (a worker's, or a label cluster of the local one)
 	}
@@ -173,7 +142,7 @@ func (r *Reconciler) clusterWhy(p *pass, g *v1alpha1.GPUProvisionRequest, why st
 // complete).
 func (r *Reconciler) outOfSight(p *pass, g *v1alpha1.GPUProvisionRequest, c metav1.Condition) metav1.Condition {
 	cl := g.Spec.ClusterName
-	if c.Reason != "NodeGone" || r.clusters == nil || cl == "" || cl == r.defaultCluster || !r.clusters.Registered(cl) {
+	if c.Reason != domain.ReasonNodeGone || r.clusters == nil || cl == "" || cl == r.defaultCluster || !r.clusters.Registered(cl) {
 		return c
 	}
 	ready := r.clusters.Ready(cl)

@@ -85,10 +85,21 @@ type Reconciler struct {
 	// clusters are the worker clusters (WithClusters); nil: only the
 	// cluster the controller runs in.
 	clusters Clusters
+	// gpuResources make a pod a GPU pod (WithGPUResourceNames); nil:
+	// domain.DefaultGPUResourceNames.
+	gpuResources []corev1.ResourceName
 }
 
 // Option configures a Reconciler.
 type Option func(*Reconciler)
+
+// WithGPUResourceNames sets the extended resources that make a pod a GPU
+// pod, evicted from a node bound to another workspace: the scheduler
+// plugin's gpuResourceNames, so that the two agree. Default (nil):
+// domain.DefaultGPUResourceNames.
+func WithGPUResourceNames(names []corev1.ResourceName) Option {
+	return func(r *Reconciler) { r.gpuResources = names }
+}
 
 // WithEstimateClient makes the estimate writer write through c, a client
 // with a rate limit of its own, so estimate bookkeeping never spends the

@@ -101,12 +101,12 @@ func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvis
 // nodes it keeps, chosen by the planner as if g asked for need nodes now;
 // nil when there are not enough.
 func (r *Reconciler) replacements(p *pass, g *v1alpha1.GPUProvisionRequest, lost []domain.LostNode, need int) []string {
-	req, err := domain.Request(g)
+	req, err := planner.RequestOf(g)
 	if err != nil {
 		return nil
 	}
 	req.Nodes, req.CanEvict = int32(need), false
-	in, _ := domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster)
+	in, _ := p.snapshot().Input(p.now, r.defaultCluster)
 	// Its own nodes stay bound to it; without it among the provisioned
 	// GPRs the planner treats them as held for ever and lets its
 	// workspace start a GPR.

@@ -78,7 +78,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
 	if curWS != ws {
-		return evict(ctx, c, reader, n.Name, curWS, ws)
+		return evict(ctx, c, reader, n.Name, curWS, ws, r.gpuResources)
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func labelIs(n *corev1.Node, k, v string) bool {
 // through reader: a worker's client caches Nodes only, and a cached Get
 // of a Namespace there would start an informer the worker credential
 // cannot watch and block the pass.
-func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string) error {
+func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string, gpuResources []corev1.ResourceName) error {
 	var pods corev1.PodList
 	if err := reader.List(ctx, &pods, client.MatchingFieldsSelector{
 		Selector: fields.OneTermEqualSelector("spec.nodeName", node),
@@ -130,7 +130,7 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, was
 			owner = ns.Labels[v1alpha1.LabelWorkspace]
 			nsWS[p.Namespace] = owner
 		}
-		leaves := (was != "" && owner == was) || (now != "" && owner != now && domain.PodUsesGPUs(p))
+		leaves := (was != "" && owner == was) || (now != "" && owner != now && domain.PodUsesGPUs(p, gpuResources))
 		if !leaves {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/planner"
+	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
 
 // pass is the state of one plan pass: what it read, and what it decided.
@@ -35,7 +36,7 @@ type pass struct {
 	// started are the GPRs this pass started.
 	started map[string]bool
 	// policies are the WorkspacePolicies by workspace.
-	policies map[string]*v1alpha1.WorkspacePolicy
+	policies domain.Policies
 	// lostWake is when the first NotReady node a GPR holds counts as lost,
 	// if it stays NotReady (recoverNodes); zero when none.
 	lostWake time.Time
@@ -57,11 +58,12 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	// Status timestamps have second precision; planning on whole seconds
 	// keeps estimates, wait times and expiries consistent with them.
 	p := &pass{now: r.clock.Now().Truncate(time.Second), started: map[string]bool{}}
-	var list v1alpha1.GPUProvisionRequestList
-	if err := r.client.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list GPRs: %w", err)
+	sr := snapshot.Reader{Client: r.client}
+	items, err := sr.GPRs(ctx)
+	if err != nil {
+		return nil, err
 	}
-	p.gprs = r.written.freshest(list.Items)
+	p.gprs = r.written.freshest(items)
 	p.byName = make(map[string]int, len(p.gprs))
 	for i, g := range p.gprs {
 		p.byName[g.Name] = i
@@ -69,11 +71,9 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	if err := r.loadNodes(ctx, p, r.client); err != nil {
 		return nil, err
 	}
-	policies, err := r.workspacePolicies(ctx)
-	if err != nil {
+	if p.policies, err = sr.Policies(ctx); err != nil {
 		return nil, err
 	}
-	p.policies = policies
 	var wss v1alpha1.WorkspaceList
 	if err := r.client.List(ctx, &wss); err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
@@ -89,25 +89,22 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 // (the cache, or the apiserver for a live read), then every worker's,
 // each labelled with its cluster.
 func (r *Reconciler) loadNodes(ctx context.Context, p *pass, local client.Reader) error {
-	var nodes corev1.NodeList
-	if err := local.List(ctx, &nodes); err != nil {
-		return fmt.Errorf("list nodes: %w", err)
+	sr := snapshot.Reader{Client: local}
+	if r.clusters != nil {
+		sr.Workers = r.clusters
 	}
-	p.nodes = make([]*corev1.Node, len(nodes.Items))
-	for i := range nodes.Items {
-		p.nodes[i] = &nodes.Items[i]
-	}
-	if r.clusters == nil {
-		p.indexNodes()
-		return nil
-	}
-	workers, err := r.clusters.Nodes(ctx)
+	nodes, err := sr.Nodes(ctx)
 	if err != nil {
 		return err
 	}
-	p.nodes = append(p.nodes, workers...)
+	p.nodes = nodes
 	p.indexNodes()
 	return nil
+}
+
+// snapshot is the pass's objects, the planner's input (snapshot.Input).
+func (p *pass) snapshot() snapshot.Snapshot {
+	return snapshot.Snapshot{GPRs: p.gprs, Nodes: p.nodes, Policies: p.policies}
 }
 
 // indexNodes rebuilds nodeByName from nodes.
@@ -127,7 +124,7 @@ func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] =
 func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	var out []*v1alpha1.GPUProvisionRequest
 	for _, g := range p.gprs {
-		if !domain.IsQueued(g) || g.Status.ProvisioningStatus == "" || domain.IsHeld(g) || p.invalid[g.Name] != "" {
+		if !domain.IsQueued(g) || domain.NotAdmitted(g) || domain.WaitsOnReason(g) || p.invalid[g.Name] != "" {
 			continue
 		}
 		start, ok := p.plan.Estimates[g.Name]

@@ -13,20 +13,6 @@ import (
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
-// workspacePolicies reads the WorkspacePolicies from the cache, by
-// workspace (a policy is named after its workspace).
-func (r *Reconciler) workspacePolicies(ctx context.Context) (map[string]*v1alpha1.WorkspacePolicy, error) {
-	var list v1alpha1.WorkspacePolicyList
-	if err := r.client.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list workspace policies: %w", err)
-	}
-	out := make(map[string]*v1alpha1.WorkspacePolicy, len(list.Items))
-	for i := range list.Items {
-		out[list.Items[i].Name] = &list.Items[i]
-	}
-	return out, nil
-}
-
 // admitPolicies applies each workspace's policy to its queued GPRs, after
 // admission proper: a queued GPR the policy does not allow now (a
 // priority above its range, more GPRs than maxGPRs counting the older

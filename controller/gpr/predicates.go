@@ -11,7 +11,6 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
-	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // gprChanged passes GPR events that can change a decision: creates,
@@ -63,13 +62,7 @@ func nodeChanged() predicate.Predicate {
 			if !ok1 || !ok2 {
 				return true
 			}
-			return !maps.Equal(o.Labels, n.Labels) ||
-				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
-				o.Spec.Unschedulable != n.Spec.Unschedulable ||
-				idlesignal.IdleChanged(o, n) ||
-				domain.NodeReady(o) != domain.NodeReady(n) ||
-				!o.Status.Capacity[v1alpha1.ResourceGPU].Equal(n.Status.Capacity[v1alpha1.ResourceGPU]) ||
-				!o.Status.Allocatable[v1alpha1.ResourceGPU].Equal(n.Status.Allocatable[v1alpha1.ResourceGPU])
+			return domain.NodeChangeMatters(o, n)
 		},
 	}
 }

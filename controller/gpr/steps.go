@@ -116,8 +116,7 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 // so far hold disjoint nodes. New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
 func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
-	withPolicies := domain.WithPolicies(func(ws string) *v1alpha1.WorkspacePolicy { return p.policies[ws] })
-	p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
+	p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
 	p.plan = planner.Compute(p.in)
 	if len(p.plan.Unsatisfiable) > 0 {
 		// Failing a GPR is final, so confirm against a live node list: a
@@ -128,7 +127,7 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		if err := r.loadNodes(ctx, p, r.apiReader); err != nil {
 			return err
 		}
-		p.in, p.invalid = domain.Input(p.now, p.gprs, p.nodes, r.defaultCluster, withPolicies)
+		p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
 		p.plan = planner.Compute(p.in)
 	}
 	if err := r.evictForPlan(ctx, p); err != nil {
@@ -168,7 +167,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		if !domain.IsQueued(g) || domain.PolicyHeld(g) {
 			continue // a policy's hold is admitPolicies'
 		}
-		if failed[g.Name] == "" && g.Status.ProvisioningStatus != "" && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
+		if failed[g.Name] == "" && !domain.NotAdmitted(g) && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
 			continue // estimates are the writer's; no copy for the many queued GPRs
 		}
 		ng := g.DeepCopy()
@@ -182,7 +181,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 				reason = v1alpha1.ReasonInvalid
 			}
 			domain.Fail(ng, reason, why)
-		case g.Status.ProvisioningStatus == "" || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
+		case domain.NotAdmitted(g) || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
 			// New, or held and now satisfiable: queued, with its estimate.
 			domain.Admit(ng)
 			start, ok := p.plan.Estimates[g.Name]
@@ -212,12 +211,12 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		if !domain.IsProvisioned(g) {
 			continue
 		}
-		c := r.outOfSight(p, g, nodesHealthy(g, p.nodeByName))
+		c := r.outOfSight(p, g, domain.NodesHealthy(g, p.nodeByName))
 		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue
 		}
-		if old != nil && c.Status == metav1.ConditionTrue && (old.Reason == "NodesReplaced" || domain.Shortfall(g) > 0) {
+		if old != nil && c.Status == metav1.ConditionTrue && (old.Reason == domain.ReasonNodesReplaced || domain.Shortfall(g) > 0) {
 			continue // recoverNodes' word on what it lost stands while the rest are Ready
 		}
 		ng := g.DeepCopy()
@@ -232,34 +231,4 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		}
 	}
 	return nil
-}
-
-// nodesHealthy is the NodesHealthy condition of a provisioned GPR.
-func nodesHealthy(g *v1alpha1.GPUProvisionRequest, nodes map[string]*corev1.Node) metav1.Condition {
-	var gone, notReady []string
-	for _, name := range g.Status.Nodes {
-		n, ok := nodes[name]
-		switch {
-		case !ok:
-			gone = append(gone, name)
-		case !domain.NodeReady(n):
-			notReady = append(notReady, name)
-		}
-	}
-	c := metav1.Condition{
-		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
-		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
-	}
-	switch {
-	case len(gone) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NodeGone"
-		c.Message = "nodes no longer exist: " + joinNames(gone)
-		if len(notReady) > 0 {
-			c.Message += "; nodes not Ready: " + joinNames(notReady)
-		}
-	case len(notReady) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, "NodeNotReady"
-		c.Message = "nodes not Ready: " + joinNames(notReady)
-	}
-	return withClusterWhy(c, notReady, nodes)
 }

@@ -117,8 +117,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 		return nil
 	})
 	heldOnly := predicate.TypedFuncs[*corev1.Pod]{
-		CreateFunc:  func(e event.TypedCreateEvent[*corev1.Pod]) bool { return Held(e.Object) },
-		UpdateFunc:  func(e event.TypedUpdateEvent[*corev1.Pod]) bool { return Held(e.ObjectNew) && !Held(e.ObjectOld) },
+		CreateFunc: func(e event.TypedCreateEvent[*corev1.Pod]) bool { return PodWaitsForGPR(e.Object) },
+		UpdateFunc: func(e event.TypedUpdateEvent[*corev1.Pod]) bool {
+			return PodWaitsForGPR(e.ObjectNew) && !PodWaitsForGPR(e.ObjectOld)
+		},
 		DeleteFunc:  func(event.TypedDeleteEvent[*corev1.Pod]) bool { return false },
 		GenericFunc: func(event.TypedGenericEvent[*corev1.Pod]) bool { return false },
 	}
@@ -163,10 +165,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, skipNameValidation *bool
 		Complete(r)
 }
 
-// Held reports whether the scheduler plugin holds pod for lack of a
-// provisioned GPR: unscheduled, not being deleted, and its PodScheduled
+// PodWaitsForGPR reports whether the scheduler plugin keeps pod waiting
+// for lack of a provisioned GPR: unscheduled, not being deleted, and its PodScheduled
 // condition False with reason WaitingForGPR.
-func Held(p *corev1.Pod) bool {
+func PodWaitsForGPR(p *corev1.Pod) bool {
 	if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
 		return false
 	}
@@ -259,7 +261,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		r.refuse(held, &b, "default template %q does not make a valid GPR for workspace %q: %s", t.Name, ws.Name, admission.Message(g, &ws, errs))
 		return reconcile.Result{}, nil
 	}
-	if errs := admission.ValidateAgainstPolicy(g, pol, domain.ActiveGPRs(list.Items, ws.Name)); len(errs) > 0 {
+	if errs := admission.ValidateAgainstPolicy(g, pol, domain.CountQueuedOrProvisioned(list.Items, ws.Name)); len(errs) > 0 {
 		r.refuse(held, &b, "default template %q: %s", t.Name, admission.PolicyMessage(errs))
 		return reconcile.Result{}, nil
 	}
@@ -293,7 +295,7 @@ func (r *Reconciler) heldPods(ctx context.Context, ws *v1alpha1.Workspace) ([]*c
 			return nil, fmt.Errorf("list pods in %s: %w", n.Namespace, err)
 		}
 		for i := range l.Items {
-			if Held(&l.Items[i]) {
+			if PodWaitsForGPR(&l.Items[i]) {
 				out = append(out, &l.Items[i])
 			}
 		}

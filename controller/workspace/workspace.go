@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/index"
 )
 
@@ -54,6 +56,8 @@ type Reconciler struct {
 	// clusters are the registered worker clusters (WithClusters); nil:
 	// only the cluster the controller runs in.
 	clusters Clusters
+	// recorder reports refused Workspaces (WithRecorder); nil: none.
+	recorder events.EventRecorder
 }
 
 // New returns a Reconciler. ServiceAccounts and RoleBindings are read
@@ -127,6 +131,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		}
 		logr.FromContextOrDiscard(ctx).Info("workspace deleted; namespaces kept", "workspace", ws.Name)
 		return reconcile.Result{}, nil
+	}
+	// Admission before anything is created: a refused workspace is
+	// marked and left alone, and looked at again on the resync (the
+	// workspace that owns its namespace may go).
+	why, err := r.refusal(ctx, &ws)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if why != "" {
+		return reconcile.Result{RequeueAfter: resync}, r.refuse(ctx, &ws, why)
 	}
 	if !controllerutil.ContainsFinalizer(&ws, v1alpha1.FinalizerWorkspace) {
 		orig := ws.DeepCopy()
@@ -330,10 +344,10 @@ func (r *Reconciler) updateStatus(ctx context.Context, ws *v1alpha1.Workspace, p
 	st.ServiceAccount = ServiceAccountName
 	st.ActiveGPR, st.QueuedGPRs = "", 0
 	for _, g := range gprs.Items {
-		switch g.Status.ProvisioningStatus {
-		case v1alpha1.GPRProvisioned:
+		switch {
+		case domain.IsProvisioned(&g):
 			st.ActiveGPR = g.Name
-		case "", v1alpha1.GPRQueued:
+		case domain.IsQueued(&g):
 			st.QueuedGPRs++
 		}
 	}

@@ -271,7 +271,7 @@ func runMultiCluster(b *testing.B, perCluster int) {
 	gprs = append(gprs, syntheticGPRs(nodes, time.Now())...)
 	t3 := time.Now()
 	for range rounds {
-		in, _ := domain.Input(time.Now(), gprs, nodes, v1alpha1.DefaultCluster)
+		in, _ := planner.InputOf(time.Now(), gprs, nodes, v1alpha1.DefaultCluster)
 		planner.Compute(in)
 	}
 	b.ReportMetric(ms(time.Since(t3))/rounds, "plan-ms")

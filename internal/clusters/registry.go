@@ -242,7 +242,7 @@ func (r *Registry) Endpoint(name string) (server string, caData []byte, ok bool)
 // a cluster inside it (a single-cluster install's label clusters), which
 // the hub reaches with its own client.
 func (r *Registry) ClusterOf(n *corev1.Node) string {
-	if c := n.Labels[v1alpha1.LabelCluster]; c != "" && r.worker(c) != nil {
+	if c := domain.NodeCluster(n, ""); c != "" && r.worker(c) != nil {
 		return c
 	}
 	return r.opts.Local

@@ -60,6 +60,10 @@ func TestGPUFacts(t *testing.T) {
 		want: GPUNode{Name: "c", Cluster: "east", GPUs: 1, HealthyGPUs: 1, Ready: true, Schedulable: true},
 		ok:   true, healthy: true,
 	}, {
+		name: "shape label normalised", node: gpuNode("g", map[string]string{v1alpha1.LabelGPUShape: "nvidia-h100", v1alpha1.LabelGPUCount: "1"}, "", ""), cluster: "prod",
+		want: GPUNode{Name: "g", Cluster: "prod", Shape: "H100", GPUs: 1, HealthyGPUs: 1, Ready: true, Schedulable: true},
+		ok:   true, healthy: true,
+	}, {
 		name: "no GPUs", node: gpuNode("d", nil, "", ""), cluster: "prod",
 	}, {
 		name: "feature discovery label only", node: gpuNode("e", map[string]string{v1alpha1.LabelGPUCount: "2"}, "", ""), cluster: "prod",
@@ -81,9 +85,6 @@ func TestGPUFacts(t *testing.T) {
 			}
 			if ok && got.Healthy() != tc.healthy {
 				t.Errorf("Healthy() = %v, want %v", got.Healthy(), tc.healthy)
-			}
-			if ok && PlannerNode(got, "").Healthy != tc.healthy {
-				t.Errorf("planner node healthy = %v, want %v", PlannerNode(got, "").Healthy, tc.healthy)
 			}
 		})
 	}
@@ -114,39 +115,6 @@ func TestHolders(t *testing.T) {
 	}
 	if diff := cmp.Diff([]Claim{{Node: "n2", GPRs: []string{"a", "b"}}}, conflicts); diff != "" {
 		t.Errorf("conflicts (-want +got):\n%s", diff)
-	}
-}
-
-// TestInputHolderFromStatusOnly: the API used to fall back to a node's
-// gpuspace.io/gpr label for its holder; a stale label must not hold a
-// node, and a node claimed twice is held by nobody the planner knows.
-func TestInputHolderFromStatusOnly(t *testing.T) {
-	stale := gpuNode("n1", map[string]string{v1alpha1.LabelGPR: "gone", v1alpha1.LabelWorkspace: "wx"}, "1", "1")
-	twice := gpuNode("n2", nil, "1", "1")
-	gprs := []*v1alpha1.GPUProvisionRequest{
-		gpr("a", "wa", v1alpha1.GPRProvisioned, "n2"), gpr("b", "wb", v1alpha1.GPRProvisioned, "n2"),
-	}
-	in, _ := Input(t0, gprs, []*corev1.Node{stale, twice}, "prod")
-	bound := map[string]string{}
-	for _, n := range in.Nodes {
-		bound[n.Name] = n.BoundTo
-	}
-	if diff := cmp.Diff(map[string]string{"n1": "", "n2": conflictHolder}, bound); diff != "" {
-		t.Errorf("BoundTo (-want +got):\n%s", diff)
-	}
-}
-
-// TestUnparseableExitDuration: the API used to plan a GPR whose
-// exitDuration does not parse as a 1 ns request; it is invalid everywhere.
-func TestUnparseableExitDuration(t *testing.T) {
-	g := gpr("a", "wa", v1alpha1.GPRQueued)
-	g.Spec.ExitDuration = "2h"
-	if _, err := Request(g); err == nil {
-		t.Fatal("Request accepted exitDuration 2h")
-	}
-	in, invalid := Input(t0, []*v1alpha1.GPUProvisionRequest{g}, nil, "prod")
-	if len(in.Queued) != 0 || invalid["a"] == "" {
-		t.Errorf("queued %v, invalid %v: want a invalid and not queued", in.Queued, invalid)
 	}
 }
 

@@ -13,21 +13,26 @@ import (
 // Phase is a GPR's lifecycle phase. A GPR the controller has not looked at
 // yet (empty status) is Queued: it waits like any other.
 func Phase(g *v1alpha1.GPUProvisionRequest) v1alpha1.ProvisioningStatus {
-	if g.Status.ProvisioningStatus == "" {
+	if NotAdmitted(g) {
 		return v1alpha1.GPRQueued
 	}
 	return g.Status.ProvisioningStatus
 }
 
+// NotAdmitted reports whether the controller has not admitted a GPR yet:
+// its status is empty (it counts as Queued, see Phase, but no check has
+// passed it and no estimate was written).
+func NotAdmitted(g *v1alpha1.GPUProvisionRequest) bool { return g.Status.ProvisioningStatus == "" }
+
 // IsQueued reports whether a GPR waits for nodes.
 func IsQueued(g *v1alpha1.GPUProvisionRequest) bool { return Phase(g) == v1alpha1.GPRQueued }
 
-// IsHeld reports whether a queued GPR waits without an estimate because of
+// WaitsOnReason reports whether a queued GPR waits without an estimate because of
 // a reason: nothing can satisfy it now (requeueOnFailure keeps it queued)
 // or its workspace's policy forbids it now — any reason but Evicted or
 // NodeLost: a GPR put back in the queue after it ran is planned like any
 // other.
-func IsHeld(g *v1alpha1.GPUProvisionRequest) bool {
+func WaitsOnReason(g *v1alpha1.GPUProvisionRequest) bool {
 	switch {
 	case !IsQueued(g):
 		return false

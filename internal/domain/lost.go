@@ -123,7 +123,7 @@ func ReplaceNodes(g *v1alpha1.GPUProvisionRequest, lost []LostNode, repl []strin
 		msg = fmt.Sprintf("lost %s; %s", DescribeLost(lost), msg)
 	}
 	meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReplaced",
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: ReasonNodesReplaced,
 		Message: msg, ObservedGeneration: g.Generation,
 	})
 }

@@ -73,7 +73,7 @@ func TestReplaceAndDropNodes(t *testing.T) {
 	}
 	q := g.DeepCopy()
 	Requeue(q, v1alpha1.ReasonNodeLost, "lost n2", "")
-	if IsHeld(q) || !IsQueued(q) || q.Status.RetryCount != 1 {
+	if WaitsOnReason(q) || !IsQueued(q) || q.Status.RetryCount != 1 {
 		t.Errorf("a GPR requeued for a lost node is planned like any other: %+v", q.Status)
 	}
 }

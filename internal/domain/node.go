@@ -1,15 +1,18 @@
 package domain
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/util/gpushape"
+	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // GPUNode is what gpuspace knows of a GPU node.
@@ -24,7 +27,8 @@ type GPUNode struct {
 	// Product is the GPU product as NVML reports it.
 	Product string
 	// Shape is the normalised GPU model ("H100"): the gpuspace.io/gpu.shape
-	// label, else derived from Product.
+	// label, else derived from Product, normalised here once so that the
+	// planner, the inventory and the API compare the same string.
 	Shape string
 	// MemoryMiB is the memory of one GPU in MiB.
 	MemoryMiB int64
@@ -79,22 +83,30 @@ func GPUFacts(n *corev1.Node, defaultCluster string) (GPUNode, bool) {
 	if hasAlloc {
 		healthy = alloc
 	}
-	shape := l[v1alpha1.LabelGPUShape]
+	shape := gpushape.Normalize(l[v1alpha1.LabelGPUShape])
 	if shape == "" {
 		shape = gpushape.Normalize(l[v1alpha1.LabelGPUProduct])
 	}
-	cluster := l[v1alpha1.LabelCluster]
-	if cluster == "" {
-		cluster = defaultCluster
-	}
 	mem, _ := strconv.ParseInt(l[v1alpha1.LabelGPUMemory], 10, 64)
 	return GPUNode{
-		Name: n.Name, Cluster: cluster,
+		Name: n.Name, Cluster: NodeCluster(n, defaultCluster),
 		InstanceType: l[v1alpha1.LabelInstanceType],
 		Product:      l[v1alpha1.LabelGPUProduct], Shape: shape,
 		MemoryMiB: max(mem, 0), GPUs: installed, HealthyGPUs: healthy,
 		Ready: NodeReady(n), Schedulable: !n.Spec.Unschedulable,
 	}, true
+}
+
+// NodeCluster is the cluster a node is planned in: its gpuspace.io/cluster
+// label (set by the worker registry on every worker's node, or by hand on a
+// single-cluster install's label clusters), else defaultCluster. It is the
+// one place a node's cluster is read; the registry's ClusterOf builds on it
+// to tell which Kubernetes cluster to call.
+func NodeCluster(n *corev1.Node, defaultCluster string) string {
+	if c := n.Labels[v1alpha1.LabelCluster]; c != "" {
+		return c
+	}
+	return defaultCluster
 }
 
 // labelInt parses a count label; anything else is 0.
@@ -113,6 +125,23 @@ func gpuQuantity(rl corev1.ResourceList) (int32, bool) {
 		return 0, false
 	}
 	return int32(min(max(q.Value(), 0), 1<<20)), true
+}
+
+// NodeChangeMatters reports whether an update of a node can change a plan,
+// a binding or an idle release: its labels (GPU facts, cluster, binding),
+// taints, cordon, Ready, GPU capacity or allocatable, or its idle signal.
+// Heartbeats and other status churn do not. The GPR controller's node
+// watches filter on it; the event stream's node changes are a subset
+// (GPU facts and health, GPUFacts).
+func NodeChangeMatters(o, n *corev1.Node) bool {
+	gpu := corev1.ResourceName(v1alpha1.ResourceGPU)
+	return !maps.Equal(o.Labels, n.Labels) ||
+		!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
+		o.Spec.Unschedulable != n.Spec.Unschedulable ||
+		idlesignal.IdleChanged(o, n) ||
+		NodeReady(o) != NodeReady(n) ||
+		!o.Status.Capacity[gpu].Equal(n.Status.Capacity[gpu]) ||
+		!o.Status.Allocatable[gpu].Equal(n.Status.Allocatable[gpu])
 }
 
 // NodeReady reports whether a node's Ready condition is True.

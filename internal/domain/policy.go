@@ -34,8 +34,8 @@ func BandRange(b v1alpha1.PriorityBand) (lo, hi int32) {
 	return 1, 100
 }
 
-// BandOf is the band a priority is in.
-func BandOf(priority int32) v1alpha1.PriorityBand {
+// bandOf is the band a priority is in.
+func bandOf(priority int32) v1alpha1.PriorityBand {
 	switch {
 	case priority > 200:
 		return v1alpha1.BandHigh
@@ -300,9 +300,9 @@ func PolicyRanks(gprs []*v1alpha1.GPUProvisionRequest) map[string]int {
 	return ranks
 }
 
-// ActiveGPRs counts a workspace's queued and provisioned GPRs, as maxGPRs
-// does.
-func ActiveGPRs(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
+// CountQueuedOrProvisioned counts a workspace's queued and provisioned
+// GPRs, as maxGPRs does.
+func CountQueuedOrProvisioned(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
 	n := 0
 	for i := range gprs {
 		g := &gprs[i]
@@ -315,3 +315,27 @@ func ActiveGPRs(gprs []v1alpha1.GPUProvisionRequest, workspace string) int {
 
 // ShapeList writes allowed shapes for messages.
 func ShapeList(shapes []string) string { return strings.Join(shapes, ", ") }
+
+// CanEvict reports whether a queued GPR may evict lower-priority GPRs:
+// enableEviction, in a workspace whose policy allows eviction (nil: no
+// policy, allowed).
+func CanEvict(g *v1alpha1.GPUProvisionRequest, policy *v1alpha1.WorkspacePolicy) bool {
+	return g.Spec.EnableEviction && EvictionAllowed(policy)
+}
+
+// Policies are the WorkspacePolicies by workspace: a policy is named after
+// its workspace.
+type Policies map[string]*v1alpha1.WorkspacePolicy
+
+// PolicyIndex indexes policies by workspace; the index points into
+// policies.
+func PolicyIndex(policies []v1alpha1.WorkspacePolicy) Policies {
+	out := make(Policies, len(policies))
+	for i := range policies {
+		out[policies[i].Name] = &policies[i]
+	}
+	return out
+}
+
+// Of is workspace ws's policy, nil when it has none.
+func (p Policies) Of(ws string) *v1alpha1.WorkspacePolicy { return p[ws] }

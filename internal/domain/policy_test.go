@@ -46,10 +46,10 @@ func TestPolicyBands(t *testing.T) {
 		band v1alpha1.PriorityBand
 		lo   int32
 	}{{1, "low", 1}, {100, "low", 1}, {101, "medium", 101}, {200, "medium", 101}, {201, "high", 201}, {300, "high", 201}} {
-		b := BandOf(tt.p)
+		b := bandOf(tt.p)
 		lo, hi := BandRange(b)
 		if b != tt.band || lo != tt.lo || tt.p < lo || tt.p > hi {
-			t.Errorf("BandOf(%d) = %s %d-%d, want %s from %d", tt.p, b, lo, hi, tt.band, tt.lo)
+			t.Errorf("bandOf(%d) = %s %d-%d, want %s from %d", tt.p, b, lo, hi, tt.band, tt.lo)
 		}
 	}
 }

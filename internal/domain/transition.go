@@ -14,9 +14,9 @@ import (
 // cache object) and leaves the spec alone. The controller writes the
 // result with optimistic concurrency; nothing else writes GPR status.
 
-// InternalState is the internalState EGS reports, derived from a phase and
-// a reason so that the two never disagree.
-func InternalState(phase v1alpha1.ProvisioningStatus, _ v1alpha1.GPRReason) v1alpha1.InternalState {
+// InternalState is the internalState EGS reports, derived from the phase
+// alone so that the two never disagree.
+func InternalState(phase v1alpha1.ProvisioningStatus) v1alpha1.InternalState {
 	switch phase {
 	case v1alpha1.GPRProvisioned:
 		return v1alpha1.StateProvisioned
@@ -31,7 +31,7 @@ func InternalState(phase v1alpha1.ProvisioningStatus, _ v1alpha1.GPRReason) v1al
 func setPhase(g *v1alpha1.GPUProvisionRequest, phase v1alpha1.ProvisioningStatus, reason v1alpha1.GPRReason) {
 	g.Status.ProvisioningStatus = phase
 	g.Status.Reason = reason
-	g.Status.InternalState = InternalState(phase, reason)
+	g.Status.InternalState = InternalState(phase)
 	g.Status.ObservedGeneration = g.Generation
 }
 
@@ -80,8 +80,8 @@ func Start(g *v1alpha1.GPUProvisionRequest, nodes []string, now time.Time) {
 	g.Status.FailureReason = ""
 	clearEstimate(g)
 	meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: "NodesReady",
-		Message: "all nodes are Ready", ObservedGeneration: g.Generation,
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionTrue, Reason: ReasonNodesReady,
+		Message: msgNodesReady, ObservedGeneration: g.Generation,
 	})
 }
 

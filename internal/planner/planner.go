@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/gpushape"
 )
 
@@ -145,7 +146,7 @@ func Compute(in Input) Plan {
 		if n.GPUs <= 0 {
 			continue
 		}
-		k := groupKey{n.Cluster, nodeShape(n), strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
+		k := groupKey{n.Cluster, n.Shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
 		g := groups[k]
 		if g == nil {
 			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus}
@@ -165,7 +166,7 @@ func Compute(in Input) Plan {
 			}
 		}
 		switch {
-		case !n.Healthy || !n.Schedulable:
+		case !n.Healthy():
 			// Cannot be planned on until it recovers.
 		case held:
 			ns.freeAt = end
@@ -256,23 +257,10 @@ func Compute(in Input) Plan {
 	return plan
 }
 
-// nodeShape is a node's normalised GPU shape: its shape label, else its
-// product's.
-func nodeShape(n *Node) string {
-	if s := gpushape.Normalize(n.Shape); s != "" {
-		return s
-	}
-	return gpushape.Normalize(n.Product)
-}
-
-// queueOrder is the queue's order: priority (higher first), then creation
-// (older first), then id.
+// queueOrder is the queue's order, domain's (QueueKey.Compare).
 func queueOrder(a, b *Request) int {
-	return cmp.Or(
-		cmp.Compare(b.Priority, a.Priority),
-		a.Created.Compare(b.Created),
-		strings.Compare(a.ID, b.ID),
-	)
+	return domain.QueueKey{Priority: a.Priority, Created: a.Created, Name: a.ID}.
+		Compare(domain.QueueKey{Priority: b.Priority, Created: b.Created, Name: b.ID})
 }
 
 // requestKey is the kind of node a request needs.

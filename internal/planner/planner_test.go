@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"github.com/gpuspace/gpuspace/internal/domain"
+
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -15,14 +17,16 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // h100 returns a free, healthy 8×H100-80GB node in worker-1.
 func h100(name string) Node {
-	return Node{Name: name, Cluster: "worker-1", InstanceType: "p5.48xlarge", Product: "NVIDIA-H100-80GB-HBM3",
-		MemoryMiB: 81559, GPUs: 8, Healthy: true, Schedulable: true}
+	return Node{GPUNode: domain.GPUNode{Name: name, Cluster: "worker-1", InstanceType: "p5.48xlarge",
+		Product: "NVIDIA-H100-80GB-HBM3", Shape: "H100",
+		MemoryMiB: 81559, GPUs: 8, HealthyGPUs: 8, Ready: true, Schedulable: true}}
 }
 
 // t4 returns a free, healthy 4×T4 node in worker-1, with a shape label.
 func t4(name string) Node {
-	return Node{Name: name, Cluster: "worker-1", InstanceType: "g4dn.12xlarge", Product: "Tesla-T4", Shape: "T4",
-		MemoryMiB: 15360, GPUs: 4, Healthy: true, Schedulable: true}
+	return Node{GPUNode: domain.GPUNode{Name: name, Cluster: "worker-1", InstanceType: "g4dn.12xlarge",
+		Product: "Tesla-T4", Shape: "T4",
+		MemoryMiB: 15360, GPUs: 4, HealthyGPUs: 4, Ready: true, Schedulable: true}}
 }
 
 func with(n Node, f func(*Node)) Node { f(&n); return n }
@@ -64,8 +68,8 @@ func TestCompute(t *testing.T) {
 			Queued: []Request{req("g1", "ws", gpus(2))}},
 		want: Plan{Starts: []Start{{"g1", []string{"b"}}}, Estimates: map[string]time.Time{"g1": t0}},
 	}, {
-		name: "shape aliases match case-insensitively",
-		in: Input{Now: t0, Nodes: []Node{h100("a"), with(t4("b"), func(n *Node) { n.Shape = "" })},
+		name: "requested shape aliases match case-insensitively",
+		in: Input{Now: t0, Nodes: []Node{h100("a"), t4("b")},
 			Queued: []Request{req("g1", "w1", shape("h100")), req("g2", "w2", shape("Tesla-T4"), created(time.Second))}},
 		want: Plan{
 			Starts:    []Start{{"g1", []string{"a"}}, {"g2", []string{"b"}}},
@@ -90,7 +94,7 @@ func TestCompute(t *testing.T) {
 		name: "unhealthy, cordoned and bound nodes are never chosen",
 		in: Input{Now: t0,
 			Nodes: []Node{
-				with(t4("a"), func(n *Node) { n.Healthy = false }),
+				with(t4("a"), func(n *Node) { n.Ready = false }),
 				with(t4("b"), func(n *Node) { n.Schedulable = false }),
 				with(t4("c"), func(n *Node) { n.BoundTo = "p1" }),
 				t4("d"),
@@ -205,7 +209,7 @@ func TestCompute(t *testing.T) {
 		},
 	}, {
 		name: "matching nodes all unhealthy: no estimate, no reservation, the workspace waits",
-		in: Input{Now: t0, Nodes: []Node{with(h100("a"), func(n *Node) { n.Healthy = false }), t4("b")},
+		in: Input{Now: t0, Nodes: []Node{with(h100("a"), func(n *Node) { n.Ready = false }), t4("b")},
 			Queued: []Request{
 				req("h", "w1", shape("H100"), prio(250)),
 				req("next", "w1", shape("T4"), created(time.Minute)),
@@ -251,7 +255,7 @@ func TestCompute(t *testing.T) {
 		},
 	}, {
 		name: "unhealthy and bound nodes still count for satisfiability",
-		in: Input{Now: t0, Nodes: []Node{with(t4("a"), func(n *Node) { n.Healthy = false }), with(t4("b"), func(n *Node) { n.BoundTo = "p" })},
+		in: Input{Now: t0, Nodes: []Node{with(t4("a"), func(n *Node) { n.Ready = false }), with(t4("b"), func(n *Node) { n.BoundTo = "p" })},
 			Provisioned: []Provisioned{{ID: "p", Workspace: "w0", Nodes: []string{"b"}, End: at(time.Hour)}},
 			Queued:      []Request{req("g", "w", nodes(2))}},
 		want: Plan{Estimates: map[string]time.Time{}},
@@ -398,7 +402,7 @@ func checkStarts(t *testing.T, in Input, plan Plan) {
 				t.Errorf("node %s given to %s and %s", name, prev, s.ID)
 			}
 			used[name] = s.ID
-			if !n.Healthy || !n.Schedulable || n.BoundTo != "" {
+			if !n.Healthy() || n.BoundTo != "" {
 				t.Errorf("GPR %s starts on unusable node %+v", s.ID, n)
 			}
 			if n.Cluster != r.Cluster || n.GPUs < r.GPUsPerNode || !MemoryFits(n.MemoryMiB, r.MemoryPerGPU) ||
@@ -437,11 +441,11 @@ func randomInput(r *rand.Rand, nNodes, nQueued, nWS int) Input {
 	var prov []Provisioned
 	for i := range nNodes {
 		s := shapes[r.IntN(len(shapes))]
-		n := Node{
+		n := Node{GPUNode: domain.GPUNode{
 			Name: fmt.Sprintf("node-%05d", i), Cluster: clusters[r.IntN(len(clusters))],
 			InstanceType: s.itype, Product: s.product, Shape: s.shape, MemoryMiB: s.mib, GPUs: s.gpus,
-			Healthy: r.IntN(50) != 0, Schedulable: r.IntN(50) != 0,
-		}
+			HealthyGPUs: s.gpus, Ready: r.IntN(50) != 0, Schedulable: r.IntN(50) != 0,
+		}}
 		if r.IntN(3) == 0 {
 			id := fmt.Sprintf("prov-%05d", i)
 			n.BoundTo = id

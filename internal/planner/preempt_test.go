@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"github.com/gpuspace/gpuspace/internal/domain"
+
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -19,8 +21,8 @@ func randomPreemptInput(rng *rand.Rand) Input {
 	shapes := []string{"H100", "T4"}
 	nNodes := 3 + rng.IntN(8)
 	for i := range nNodes {
-		in.Nodes = append(in.Nodes, Node{Name: fmt.Sprintf("n%02d", i), Cluster: "c", Shape: shapes[rng.IntN(2)],
-			MemoryMiB: 81920, GPUs: 8, Healthy: rng.IntN(10) > 0, Schedulable: true})
+		in.Nodes = append(in.Nodes, Node{GPUNode: domain.GPUNode{Name: fmt.Sprintf("n%02d", i), Cluster: "c", Shape: shapes[rng.IntN(2)],
+			MemoryMiB: 81920, GPUs: 8, HealthyGPUs: 8, Ready: rng.IntN(10) > 0, Schedulable: true}})
 	}
 	// Provisioned GPRs hold runs of nodes; some nodes stay free.
 	for i := 0; i < nNodes; {
@@ -160,8 +162,8 @@ func bruteForceVictims(in Input, r *Request) int {
 		}
 		n := 0
 		for _, name := range p.Nodes {
-			if x := byName[name]; x.Healthy && x.Schedulable && x.Cluster == k.cluster &&
-				k.fits(nodeShape(x), strings.ToLower(x.InstanceType), x.MemoryMiB, x.GPUs) {
+			if x := byName[name]; x.Healthy() && x.Cluster == k.cluster &&
+				k.fits(x.Shape, strings.ToLower(x.InstanceType), x.MemoryMiB, x.GPUs) {
 				n++
 			}
 		}
@@ -195,7 +197,7 @@ func TestPreemptionPicks(t *testing.T) {
 	for i, age := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
 		name := fmt.Sprintf("n%d", i)
 		id := fmt.Sprintf("p%d", i)
-		in.Nodes = append(in.Nodes, Node{Name: name, Cluster: "c", Shape: "H100", GPUs: 8, Healthy: true, Schedulable: true, BoundTo: id})
+		in.Nodes = append(in.Nodes, Node{GPUNode: domain.GPUNode{Name: name, Cluster: "c", Shape: "H100", GPUs: 8, HealthyGPUs: 8, Ready: true, Schedulable: true}, BoundTo: id})
 		in.Provisioned = append(in.Provisioned, Provisioned{ID: id, Workspace: "w" + id, Nodes: []string{name},
 			End: now.Add(5 * time.Hour), Priority: 100, Started: now.Add(-age), Evictable: true})
 	}

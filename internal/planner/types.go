@@ -34,30 +34,15 @@ package planner
 
 import (
 	"time"
+
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
-// Node is one GPU node of the inventory.
+// Node is one GPU node of the inventory: its GPU facts as domain.GPUFacts
+// reads them (shape already normalised; Healthy covers Ready, cordon and
+// failed GPUs) and the GPR that holds it.
 type Node struct {
-	// Name is the node name.
-	Name string
-	// Cluster is the cluster the node belongs to.
-	Cluster string
-	// InstanceType is the node's instance type (matched case-insensitively).
-	InstanceType string
-	// Product is the GPU product as NVML reports it,
-	// e.g. "NVIDIA-H100-80GB-HBM3".
-	Product string
-	// Shape is the normalised GPU model label, e.g. "H100". When empty, the
-	// shape is derived from Product.
-	Shape string
-	// MemoryMiB is the memory of each GPU in MiB.
-	MemoryMiB int64
-	// GPUs is the number of GPUs. Nodes with none are ignored.
-	GPUs int32
-	// Healthy is false for a node that is not Ready.
-	Healthy bool
-	// Schedulable is false for a cordoned node.
-	Schedulable bool
+	domain.GPUNode
 	// BoundTo is the id of the GPR the node is bound to, or "".
 	BoundTo string
 }

@@ -144,7 +144,7 @@ func (pl *WorkspaceBinding) classify(pod *v1.Pod) podClass {
 	}
 	return podClass{
 		workspace: pl.state.NamespaceWorkspace(pod.Namespace),
-		gpu:       state.RequestsAny(pod, pl.gpuNames),
+		gpu:       domain.PodUsesGPUs(pod, pl.gpuNames),
 	}
 }
 
@@ -283,7 +283,7 @@ type podSign struct {
 func (pl *WorkspaceBinding) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	exempt := state.IsDaemonSetPod(pod) || state.IsMirrorPod(pod)
 	return []fwk.SignFragment{
-		{Key: signerKey, Value: podSign{Namespace: pod.Namespace, Exempt: exempt, GPU: state.RequestsAny(pod, pl.gpuNames)}},
+		{Key: signerKey, Value: podSign{Namespace: pod.Namespace, Exempt: exempt, GPU: domain.PodUsesGPUs(pod, pl.gpuNames)}},
 		{Key: fwk.TolerationsSignerName, Value: fwk.TolerationsSigner(pod)},
 	}, nil
 }

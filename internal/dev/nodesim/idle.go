@@ -11,18 +11,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
 // IdleFieldManager names the simulator's writes of the idle annotation.
 const IdleFieldManager = "gpuspace-nodesim"
-
-// WithIdleSignal turns the simulated nodes' idle signal on (the default) or
-// off. On, every simulated node publishes the annotation the device plugin
-// publishes on a real node (v1alpha1.AnnotationGPUsIdleSince): its GPUs
-// are busy while a pod that requested GPUs runs on it and idle otherwise,
-// and the annotation is written only when that changes.
-func WithIdleSignal(on bool) Option { return func(s *Simulator) { s.idleSignal = on } }
 
 // WithClock sets the clock of the idle signal's timestamps (time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Simulator) { s.now = now } }
@@ -54,7 +48,7 @@ func gpusOf(pod *corev1.Pod) int64 {
 // GPUs and is running, not finished or being deleted.
 func usesGPUs(pod *corev1.Pod) bool {
 	return pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase == corev1.PodRunning && gpusOf(pod) > 0
+		pod.Status.Phase == corev1.PodRunning && domain.PodUsesGPUs(pod, nil)
 }
 
 // idleState is one simulated node's idle signal.

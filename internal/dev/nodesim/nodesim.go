@@ -73,9 +73,8 @@ type Simulator struct {
 	cs        kubernetes.Interface
 	heartbeat time.Duration
 
-	idleSignal bool
-	now        func() time.Time
-	idleQueue  workqueue.TypedRateLimitingInterface[string]
+	now       func() time.Time
+	idleQueue workqueue.TypedRateLimitingInterface[string]
 
 	mu      sync.Mutex
 	nodes   map[string]bool // name -> ready
@@ -93,7 +92,7 @@ func WithHeartbeat(d time.Duration) Option { return func(s *Simulator) { s.heart
 // New returns a simulator writing through cs. Call Run to start heartbeats
 // and the pod lifecycle.
 func New(cs kubernetes.Interface, opts ...Option) *Simulator {
-	s := &Simulator{cs: cs, heartbeat: 10 * time.Second, nodes: map[string]bool{}, idleSignal: true, now: time.Now,
+	s := &Simulator{cs: cs, heartbeat: 10 * time.Second, nodes: map[string]bool{}, now: time.Now,
 		idle: map[string]*idleState{}, podNode: map[string]string{},
 		idleQueue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	for _, o := range opts {
@@ -206,7 +205,7 @@ func (s *Simulator) AddNode(ctx context.Context, spec Node) (*corev1.Node, error
 		return nil, fmt.Errorf("simulated node %s: gpus and memoryMiB must not be negative", spec.Name)
 	}
 	obj := NodeObject(spec)
-	idle := s.idleSignal && !spec.NoIdleSignal
+	idle := !spec.NoIdleSignal
 	if idle {
 		// A new node has run nothing yet: idle since now, published with
 		// the node rather than by a write of its own.

@@ -74,11 +74,6 @@ func WithControllerManager() Option {
 	}
 }
 
-// WithAPIServerArgs appends kube-apiserver flags.
-func WithAPIServerArgs(args ...string) Option {
-	return func(o *options) { o.cfg.ExtraAPIServerArgs = append(o.cfg.ExtraAPIServerArgs, args...) }
-}
-
 // NewScheme returns the controllers' scheme: the built-in APIs and
 // gpuspace.io/v1alpha1.
 func NewScheme() *runtime.Scheme {

@@ -39,14 +39,3 @@ func Normalize(product string) string {
 	}
 	return ""
 }
-
-// Matches reports whether a requested shape (as a user writes it) names the
-// GPU product a node reports. An empty request matches any product.
-// Comparison is on normalised names, so it is case-insensitive and ignores
-// vendor prefixes and memory/form-factor suffixes.
-func Matches(requested, product string) bool {
-	if strings.TrimSpace(requested) == "" {
-		return true
-	}
-	return Normalize(requested) == Normalize(product)
-}

@@ -36,7 +36,7 @@ func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 		Workspace:       g.Spec.Workspace,
 		Priority:        domain.Priority(g),
 		Phase:           domain.Phase(g),
-		Created:         g.CreationTimestamp.Time,
+		Created:         domain.QueueCreated(g),
 		ResourceVersion: g.ResourceVersion,
 		Nodes:           domain.Claims(g),
 	}
@@ -45,13 +45,6 @@ func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 	}
 	if t := g.Status.EstimatedStartTime; t != nil {
 		out.EstimatedStart = t.Time
-	}
-	// In a worker cluster the GPR is the hub's projection, created when it
-	// was projected: the queue's age is the hub GPR's.
-	if g.Labels[gpuspacev1alpha1.LabelProjectedFrom] != "" {
-		if t, err := time.Parse(time.RFC3339, g.Annotations[gpuspacev1alpha1.AnnotationProjectedCreated]); err == nil {
-			out.Created = t
-		}
 	}
 	return out
 }
@@ -233,16 +226,14 @@ func (x *GPRIndex) resummarise(ws string) {
 	x.summaries[ws] = s
 }
 
-// before orders a workspace's queue: higher priority first, then older,
-// then by name so the order is total.
+// before orders a workspace's queue as the planner does (domain.QueueKey).
 func before(a, b GPR) bool {
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
-	}
-	if !a.Created.Equal(b.Created) {
-		return a.Created.Before(b.Created)
-	}
-	return a.Name < b.Name
+	return a.queueKey().Compare(b.queueKey()) < 0
+}
+
+// queueKey is the GPR's place in the queue.
+func (g GPR) queueKey() domain.QueueKey {
+	return domain.QueueKey{Priority: g.Priority, Created: g.Created, Name: g.Name}
 }
 
 // Workspace returns the summary of ws's GPRs.

@@ -1,7 +1,7 @@
 package v1
 
 import (
-	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
 // DefaultExemptNamespaces are the namespaces of the cluster's own
@@ -9,8 +9,14 @@ import (
 var DefaultExemptNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "gpuspace-system"}
 
 // DefaultGPUResourceNames are the extended resources gpuspace's device
-// plugin (and NVIDIA's) advertise.
-var DefaultGPUResourceNames = []string{gpuspacev1alpha1.ResourceGPU, gpuspacev1alpha1.ResourceGPUMemory}
+// plugin (and NVIDIA's) advertise: domain.DefaultGPUResourceNames.
+var DefaultGPUResourceNames = func() []string {
+	out := make([]string, len(domain.DefaultGPUResourceNames))
+	for i, n := range domain.DefaultGPUResourceNames {
+		out[i] = string(n)
+	}
+	return out
+}()
 
 // SetDefaultsWorkspaceBindingArgs fills in unset fields of a.
 func SetDefaultsWorkspaceBindingArgs(a *WorkspaceBindingArgs) {
