@@ -58,7 +58,7 @@ func eventually(t *testing.T, ctx context.Context, f func() error) {
 	}
 }
 
-func workspace(name string, namespaces ...string) *v1alpha1.Workspace {
+func newWorkspace(name string, namespaces ...string) *v1alpha1.Workspace {
 	ws := &v1alpha1.Workspace{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       v1alpha1.WorkspaceSpec{Username: "user-" + name, Clusters: []string{v1alpha1.DefaultCluster}},
@@ -76,7 +76,7 @@ func workspace(name string, namespaces ...string) *v1alpha1.Workspace {
 // not even its own namespace.
 func TestKubectlWorkspaceWithAnothersNamespaceIsRefused(t *testing.T) {
 	ctx := startControllers(t)
-	a := workspace("val-a", "val-shared")
+	a := newWorkspace("val-a", "val-shared")
 	if err := env.Client.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestKubectlWorkspaceWithAnothersNamespaceIsRefused(t *testing.T) {
 		}
 		return nil
 	})
-	b := workspace("val-b", "val-b-own", "val-shared")
+	b := newWorkspace("val-b", "val-b-own", "val-shared")
 	if err := env.Client.Create(ctx, b); err != nil {
 		t.Fatal(err)
 	}
