@@ -21,6 +21,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // The event stream (GET /api/v1/events): GPR and inventory changes as
@@ -79,7 +80,7 @@ type GPREvent struct {
 	Message   string `json:"message,omitempty" doc:"failureReason, when there is one"`
 	// Plan is the GPR's place on the timeline after the change (start,
 	// end, nodes held or reserved); absent when deleted or finished.
-	Plan *PlanGPR `json:"plan,omitempty" doc:"The GPR on the timeline (as GET /plan shows it); absent once finished or deleted"`
+	Plan *view.PlanGPR `json:"plan,omitempty" doc:"The GPR on the timeline (as GET /plan shows it); absent once finished or deleted"`
 	// GPR is the whole GPR, as GET /gpr answers; absent for estimate and
 	// deleted.
 	GPR *GPR `json:"gpr,omitempty" doc:"The GPR as GET /gpr answers it; absent for estimate and deleted"`
@@ -89,9 +90,9 @@ type GPREvent struct {
 
 // NodeEvent is a change of a GPU node (event node).
 type NodeEvent struct {
-	Change string   `json:"change" enum:"added,bound,released,unhealthy,healthy,removed"`
-	Time   string   `json:"time"`
-	Node   PlanNode `json:"node" doc:"The node after the change, as GET /plan shows it"`
+	Change string        `json:"change" enum:"added,bound,released,unhealthy,healthy,removed"`
+	Time   string        `json:"time"`
+	Node   view.PlanNode `json:"node" doc:"The node after the change, as GET /plan shows it"`
 
 	raw []byte
 }
@@ -176,7 +177,7 @@ type hub struct {
 	gprs  map[string]*v1alpha1.GPUProvisionRequest
 	nodes map[string]domain.GPUNode
 	// sent is the estimate and nodes last sent per queued GPR.
-	sent map[string]PlanGPR
+	sent map[string]view.PlanGPR
 	// workspaces is each workspace's summary as last told.
 	workspaces map[string]WorkspaceSummary
 
@@ -200,7 +201,7 @@ func newHub(s *Server) *hub {
 		s: s, ring: make([]streamEvent, eventRing), base: base, next: base + 1,
 		notify: make(chan struct{}),
 		gprs:   map[string]*v1alpha1.GPUProvisionRequest{}, nodes: map[string]domain.GPUNode{},
-		sent: map[string]PlanGPR{}, workspaces: map[string]WorkspaceSummary{}, kick: make(chan struct{}, 1),
+		sent: map[string]view.PlanGPR{}, workspaces: map[string]WorkspaceSummary{}, kick: make(chan struct{}, 1),
 	}
 }
 
@@ -372,7 +373,7 @@ func (h *hub) gprChanged(g *v1alpha1.GPUProvisionRequest, initial bool) {
 	r := gprOf(g, now, nil)
 	ev.GPR = &r
 	if !domain.IsFinished(g) {
-		pg := planGPROf(g, nil, nil, &auth.Principal{})
+		pg := view.PlanGPROf(g, nil, nil, &auth.Principal{})
 		pg.GPRID, pg.GPRName, pg.Workspace = g.Name, g.Spec.GPRName, g.Spec.Workspace
 		if domain.IsQueued(g) {
 			if prev, ok := h.sent[g.Name]; ok {
@@ -420,7 +421,7 @@ func (h *hub) nodeEventLocked(change, name string, holder *v1alpha1.GPUProvision
 	if !ok {
 		f = domain.GPUNode{Name: name}
 	}
-	full := planNodeOf(f, holder, &auth.Principal{})
+	full := view.PlanNodeOf(f, holder, &auth.Principal{})
 	e := streamEvent{node: &NodeEvent{Change: change, Time: stamp(now), Node: full}}
 	if holder != nil {
 		e.workspace = holder.Spec.Workspace
@@ -491,7 +492,7 @@ func (h *hub) nodeChanged(n *corev1.Node, initial bool) {
 }
 
 func (h *hub) removedLocked(f domain.GPUNode, now time.Time) streamEvent {
-	n := planNodeOf(f, nil, &auth.Principal{})
+	n := view.PlanNodeOf(f, nil, &auth.Principal{})
 	return streamEvent{node: &NodeEvent{Change: nodeRemoved, Time: stamp(now), Node: n}}
 }
 
@@ -539,7 +540,7 @@ func (h *hub) run(ctx context.Context) {
 }
 
 func (h *hub) estimates(ctx context.Context) error {
-	plan, err := h.s.currentPlan(ctx)
+	plan, err := h.s.view.Plan(ctx)
 	if err != nil {
 		return err
 	}
@@ -548,11 +549,11 @@ func (h *hub) estimates(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var evs []streamEvent
-	for _, g := range plan.gprs {
+	for _, g := range plan.GPRs() {
 		if !domain.IsQueued(g) {
 			continue
 		}
-		pg := planGPROf(g, plan.estimates(), plan.placements(), everyone)
+		pg := view.PlanGPROf(g, plan.Estimates(), plan.Placements(), everyone)
 		prev, had := h.sent[g.Name]
 		if had && !estimateMoved(prev, pg, now) && slices.Equal(prev.Nodes, pg.Nodes) {
 			continue
@@ -567,7 +568,7 @@ func (h *hub) estimates(ctx context.Context) error {
 		}})
 	}
 	for name := range h.sent {
-		if !plan.knows(name) {
+		if !plan.Knows(name) {
 			delete(h.sent, name)
 		}
 	}
@@ -578,7 +579,7 @@ func (h *hub) estimates(ctx context.Context) error {
 // estimateMoved reports whether the start of b differs from a's enough to
 // tell (domain.EstimateTolerance of the wait), or one has a start and the
 // other none.
-func estimateMoved(a, b PlanGPR, now time.Time) bool {
+func estimateMoved(a, b view.PlanGPR, now time.Time) bool {
 	if (a.Start == "") != (b.Start == "") {
 		return true
 	}

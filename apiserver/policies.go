@@ -137,19 +137,8 @@ func (s *Server) getPolicy(ctx context.Context, in *policyNameInput) (*envelope.
 // policy is a workspace's policy from the cache, then (one written a
 // moment ago) the apiserver; nil when it has none.
 func (s *Server) policy(ctx context.Context, workspace string) (*v1alpha1.WorkspacePolicy, error) {
-	var pol v1alpha1.WorkspacePolicy
-	key := types.NamespacedName{Name: workspace}
-	err := s.cache.Get(ctx, key, &pol)
-	if apierrors.IsNotFound(err) {
-		err = s.client.Get(ctx, key, &pol)
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, s.kubeErr(err, fmt.Sprintf("workspace policy %q", workspace))
-	}
-	return &pol, nil
+	pol, err := s.view.Policy(ctx, workspace)
+	return pol, s.viewErr(err)
 }
 
 func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.Output[WorkspacePolicy], error) {

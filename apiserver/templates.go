@@ -431,24 +431,11 @@ func templateOut(t *v1alpha1.GPRTemplate) GPRTemplate {
 		Name: t.Name, ClusterName: t.Spec.ClusterName,
 		NumberOfGPUs: t.Spec.NumberOfGPUs, NumberOfGPUNodes: domain.NodeCount(&v1alpha1.GPUProvisionRequest{Spec: v1alpha1.GPUProvisionRequestSpec{NumberOfGPUNodes: t.Spec.NumberOfGPUNodes}}),
 		MemoryPerGpu: t.Spec.MemoryPerGPU, GPUShape: t.Spec.GPUShape, InstanceType: t.Spec.InstanceType,
-		ExitDuration: goDuration(t.Spec.ExitDuration), GPUSharingMode: t.Spec.GPUSharingMode,
+		ExitDuration: duration.ToGo(t.Spec.ExitDuration), GPUSharingMode: t.Spec.GPUSharingMode,
 		Priority: t.Spec.Priority, EnforceIdleTimeOut: t.Spec.EnforceIdleTimeOut,
-		IdleTimeOutDuration: goDuration(t.Spec.IdleTimeOutDuration),
+		IdleTimeOutDuration: duration.ToGo(t.Spec.IdleTimeOutDuration),
 		EnableEviction:      t.Spec.EnableEviction, RequeueOnFailure: t.Spec.RequeueOnFailure,
 	}
-}
-
-// goDuration is an NdNhNm duration as responses write durations (1h0m0s);
-// "" stays "", and what does not parse is returned as it is.
-func goDuration(s string) string {
-	if s == "" {
-		return ""
-	}
-	d, err := duration.Parse(s)
-	if err != nil {
-		return s
-	}
-	return duration.Format(d)
 }
 
 // templateUse is a binding that names a template, and the clusters it

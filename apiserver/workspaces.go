@@ -348,7 +348,7 @@ func (s *Server) getWorkspace(ctx context.Context, in *getWorkspaceInput) (*enve
 		return nil, err
 	}
 	out := detailsOf(ws)
-	if out.TotalCost, err = s.workspaceCost(ctx, ws.Name, s.now()); err != nil {
+	if out.TotalCost, err = s.view.WorkspaceCost(ctx, ws.Name, s.now()); err != nil {
 		return nil, err
 	}
 	return envelope.OK(out), nil
