@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
@@ -269,12 +270,7 @@ func templateFromRequest(r *GPRTemplateRequest) (*v1alpha1.GPRTemplate, error) {
 			RequeueOnFailure: r.RequeueOnFailure, GPUSharingMode: r.GPUSharingMode,
 		},
 	}
-	if t.Spec.NumberOfGPUNodes == 0 {
-		t.Spec.NumberOfGPUNodes = 1
-	}
-	if t.Spec.Priority == 0 {
-		t.Spec.Priority = v1alpha1.DefaultPriority
-	}
+	admission.DefaultTemplate(t)
 	if errs := admission.ValidateTemplate(t); len(errs) > 0 {
 		return nil, envelope.Validation(templateFieldErrors(errs)...)
 	}
@@ -333,22 +329,20 @@ func (s *Server) updateTemplate(ctx context.Context, in *gprTemplateInput) (*env
 	if len(bad) > 0 {
 		return nil, envelope.Validation(bad...)
 	}
-	for attempt := 0; ; attempt++ {
-		var cur v1alpha1.GPRTemplate
+	var cur v1alpha1.GPRTemplate
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cur = v1alpha1.GPRTemplate{}
 		if err := s.client.Get(ctx, types.NamespacedName{Name: want.Name}, &cur); err != nil {
-			return nil, s.kubeErr(err, what)
+			return err
 		}
 		cur.Spec = want.Spec
-		err := s.client.Update(ctx, &cur)
-		if apierrors.IsConflict(err) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return nil, s.kubeErr(err, what)
-		}
-		s.awaitCache(ctx, &cur, false)
-		return envelope.OK(GPRTemplateWritten{GPRTemplateName: cur.Name}), nil
+		return s.client.Update(ctx, &cur)
+	})
+	if err != nil {
+		return nil, s.kubeErr(err, what)
 	}
+	s.awaitCache(ctx, &cur, false)
+	return envelope.OK(GPRTemplateWritten{GPRTemplateName: cur.Name}), nil
 }
 
 func (s *Server) getTemplate(ctx context.Context, in *gprTemplateNameQueryInput) (*envelope.Output[GPRTemplate], error) {
@@ -578,25 +572,23 @@ func (s *Server) updateBinding(ctx context.Context, in *bindingInput) (*envelope
 		return nil, err
 	}
 	what := fmt.Sprintf("GPR template binding %q", want.Name)
-	for attempt := 0; ; attempt++ {
-		var cur v1alpha1.GPRTemplateBinding
+	var cur v1alpha1.GPRTemplateBinding
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cur = v1alpha1.GPRTemplateBinding{}
 		if err := s.client.Get(ctx, types.NamespacedName{Name: want.Name}, &cur); err != nil {
-			return nil, s.kubeErr(err, what)
+			return err
 		}
 		cur.Spec = want.Spec
 		if len(cur.OwnerReferences) == 0 {
 			cur.OwnerReferences = want.OwnerReferences
 		}
-		err := s.client.Update(ctx, &cur)
-		if apierrors.IsConflict(err) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return nil, s.kubeErr(err, what)
-		}
-		s.awaitCache(ctx, &cur, false)
-		return s.bindingWritten(ctx, &cur)
+		return s.client.Update(ctx, &cur)
+	})
+	if err != nil {
+		return nil, s.kubeErr(err, what)
 	}
+	s.awaitCache(ctx, &cur, false)
+	return s.bindingWritten(ctx, &cur)
 }
 
 func (s *Server) bindingWritten(ctx context.Context, b *v1alpha1.GPRTemplateBinding) (*envelope.Output[GPRTemplateBindingWritten], error) {

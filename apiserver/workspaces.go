@@ -298,7 +298,7 @@ func (s *Server) updateWorkspace(ctx context.Context, in *updateWorkspaceInput) 
 		return nil, err
 	}
 	var ws v1alpha1.Workspace
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if err := s.client.Get(ctx, types.NamespacedName{Name: name}, &ws); err != nil {
 			return err
 		}
