@@ -78,9 +78,6 @@ func (o *Op) Idempotent() bool { return o.idempotent }
 // authentication, health.
 func (o *Op) MCPName() string { return o.mcpName }
 
-// AliasOf returns the OperationID this operation is another wire form of.
-func (o *Op) AliasOf() string { return o.aliasOf }
-
 // Guidance returns what an agent needs beyond the description.
 func (o *Op) Guidance() string { return o.guidance }
 
