@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/danielgtaylor/huma/v2"
+
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 )
 
