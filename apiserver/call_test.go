@@ -1,16 +1,24 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 )
 
-// TestCall: operations invoked by id go through the same chain as HTTP
-// (what the MCP layer does).
+// TestCall: operations invoked in memory (Do, what the MCP layer does) go
+// through the same chain as HTTP.
 func TestCall(t *testing.T) {
 	ts := newTestServer(t)
 	ctx := context.Background()
@@ -30,7 +38,7 @@ func TestCall(t *testing.T) {
 		{"healthcheck", "", nil, nil, http.StatusOK, ""},
 	}
 	for _, tt := range tests {
-		code, raw, err := ts.srv.Call(ctx, tt.id, tt.token, tt.params, tt.body)
+		code, raw, err := ts.srv.call(ctx, tt.id, tt.token, tt.params, tt.body)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.id, err)
 		}
@@ -51,8 +59,8 @@ func TestCall(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %s: %s", tt.id, code, key, tt.code, tt.key, raw)
 		}
 	}
-	if _, _, err := ts.srv.Call(ctx, "nope", "", nil, nil); err == nil {
-		t.Error("Call of an unknown operation: no error")
+	if _, _, err := ts.srv.call(ctx, "nope", "", nil, nil); err == nil {
+		t.Error("call of an unknown operation: no error")
 	}
 }
 
@@ -83,4 +91,60 @@ func TestNotStarted(t *testing.T) {
 			t.Errorf("GET %s before Start: %d (envelope %d), want %d", c.path, res.StatusCode, env.StatusCode, c.code)
 		}
 	}
+}
+
+// operation returns the registered operation with this OperationID, or nil.
+func (s *Server) operation(id string) *huma.Operation {
+	for _, op := range Operations(s.api) {
+		if op.OperationID == id {
+			return op
+		}
+	}
+	return nil
+}
+
+// call invokes operation id through the full handler chain (Do), as an
+// HTTP client would, and returns the HTTP status and the envelope it
+// answered. params fill the operation's path parameters ({name}) and, for
+// the rest, its query string; body, if not nil, is sent as JSON. token is
+// the bearer token ("" for none).
+func (s *Server) call(ctx context.Context, id, token string, params map[string]string, body any) (int, json.RawMessage, error) {
+	op := s.operation(id)
+	if op == nil {
+		return 0, nil, fmt.Errorf("apiserver: no operation %q", id)
+	}
+	path := op.Path
+	query := url.Values{}
+	for k, v := range params {
+		if ph := "{" + k + "}"; strings.Contains(path, ph) {
+			path = strings.ReplaceAll(path, ph, url.PathEscape(v))
+			continue
+		}
+		query.Set(k, v)
+	}
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, fmt.Errorf("apiserver: encode body of %s: %w", id, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req := httptest.NewRequestWithContext(ctx, op.Method, path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res := s.Do(req)
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("apiserver: read answer of %s: %w", id, err)
+	}
+	return res.StatusCode, out, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/duration"
 	"github.com/gpuspace/gpuspace/internal/util/index"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // GPRRequest is the body of POST /gpr and POST /gpr/waittime.
@@ -87,7 +88,7 @@ type GPRStatus struct {
 	InternalState       string   `json:"internalState"`
 	RetryCount          int32    `json:"retryCount"`
 	DelayedCount        int32    `json:"delayedCount"`
-	GPRIdleView
+	view.GPRIdleView
 }
 
 // GPR is a GPU provision request as EGS reports it.
@@ -237,7 +238,7 @@ func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.O
 	}
 	now := s.now()
 	g.CreationTimestamp = metav1.NewTime(now)
-	est, err := s.estimate(ctx, g, now)
+	est, err := s.view.Estimate(ctx, g, now)
 	if err != nil {
 		return nil, err
 	}
@@ -368,90 +369,6 @@ func (s *Server) gpr(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequ
 	return &g, nil
 }
 
-func (s *Server) updateGPR(ctx context.Context, in *gprUpdateInput) (*envelope.Output[envelope.Empty], error) {
-	id := string(in.Body.GPRID)
-	for attempt := 0; ; attempt++ {
-		g, err := s.latestGPR(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		changed := false
-		if er := in.Body.EarlyRelease; er != nil && *er && !g.Spec.EarlyRelease {
-			switch ph := domain.Phase(g); ph {
-			case v1alpha1.GPRProvisioned:
-				g.Spec.EarlyRelease = true
-				changed = true
-			default:
-				return nil, envelope.New(http.StatusConflict, envelope.KeyConflict,
-					fmt.Sprintf("Cannot update early release of GPR in %s state", ph), envelope.WithTitle("Unable to Early Release"))
-			}
-		}
-		if pr := in.Body.Priority; pr != nil && *pr != g.Spec.Priority {
-			g.Spec.Priority = *pr
-			changed = true
-			pol, err := s.policy(ctx, g.Spec.Workspace)
-			if err != nil {
-				return nil, err
-			}
-			if errs := admission.ValidatePolicyPriority(g, pol); len(errs) > 0 {
-				return nil, envelope.Validation(requestFieldErrors(errs, nil)...)
-			}
-		}
-		if n := in.Body.GPRName; n != nil && string(*n) != g.Spec.GPRName {
-			g.Spec.GPRName = string(*n)
-			changed = true
-		}
-		if !changed {
-			return envelope.OK(envelope.Empty{}), nil
-		}
-		err = s.client.Update(ctx, g)
-		if apierrors.IsConflict(err) && attempt < 5 {
-			continue // the controller wrote meanwhile: re-read, re-check
-		}
-		if err != nil {
-			return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
-		}
-		s.awaitCache(ctx, g, false)
-		return envelope.OK(envelope.Empty{}), nil
-	}
-}
-
-// latestGPR reads a GPR from the apiserver: the state rules must see its
-// latest version.
-func (s *Server) latestGPR(ctx context.Context, id string) (*v1alpha1.GPUProvisionRequest, error) {
-	var g v1alpha1.GPUProvisionRequest
-	if err := s.client.Get(ctx, types.NamespacedName{Name: id}, &g); err != nil {
-		return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
-	}
-	return &g, nil
-}
-
-func (s *Server) deleteGPR(ctx context.Context, in *gprIDBodyInput) (*envelope.Output[envelope.Empty], error) {
-	id := string(in.Body.GPRID)
-	for attempt := 0; ; attempt++ {
-		g, err := s.latestGPR(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		// Start writes phase and nodes at once: a Queued GPR holds no node.
-		if ph := domain.Phase(g); ph != v1alpha1.GPRQueued && ph != v1alpha1.GPRError {
-			return nil, envelope.New(http.StatusConflict, envelope.KeyConflict,
-				fmt.Sprintf("Cannot delete GPR in %s state", ph), envelope.WithTitle("Cannot delete"))
-		}
-		// Delete exactly the version checked: if the controller provisioned
-		// it meanwhile, the precondition fails and the state is re-checked.
-		err = s.client.Delete(ctx, g, client.Preconditions{UID: &g.UID, ResourceVersion: &g.ResourceVersion})
-		if apierrors.IsConflict(err) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return nil, s.kubeErr(err, fmt.Sprintf("GPR %q", id))
-		}
-		s.awaitCache(ctx, g, true)
-		return envelope.OK(envelope.Empty{}), nil
-	}
-}
-
 func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Output[GPR], error) {
 	g, err := s.gpr(ctx, string(in.GPRID))
 	if err != nil {
@@ -461,14 +378,14 @@ func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Out
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := s.nodeFacts(ctx)
+	nodes, err := s.view.NodeFacts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
 	out := gprOf(g, now, est)
-	out.Status.Cost = s.costOf(g, nodes, now)
-	if out.Status.GPRIdleView, err = s.idleReader().gpr(ctx, g, now); err != nil {
+	out.Status.Cost = s.view.CostOf(g, nodes, now)
+	if out.Status.GPRIdleView, err = s.view.IdleReader().GPR(ctx, g, now); err != nil {
 		return nil, err
 	}
 	return envelope.OK(out), nil
@@ -478,14 +395,14 @@ func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Out
 // the cache's plan does not know yet (created a moment ago) gets its
 // estimate as a would-be GPR of the same age.
 func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionRequest) (domain.Estimates, error) {
-	plan, err := s.currentPlan(ctx)
+	plan, err := s.view.Plan(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !domain.IsQueued(g) || plan.knows(g.Name) {
-		return plan.estimates(), nil
+	if !domain.IsQueued(g) || plan.Knows(g.Name) {
+		return plan.Estimates(), nil
 	}
-	est, err := s.estimate(ctx, g, s.now())
+	est, err := s.view.Estimate(ctx, g, s.now())
 	if err != nil || est.Start.IsZero() {
 		return domain.Estimates{}, err
 	}
@@ -509,21 +426,21 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 	if err := s.cache.List(ctx, &list, opts...); err != nil {
 		return nil, s.kubeErr(err, "GPRs")
 	}
-	plan, err := s.currentPlan(ctx)
+	plan, err := s.view.Plan(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := s.nodeFacts(ctx)
+	nodes, err := s.view.NodeFacts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
 	items := make([]GPR, 0, len(list.Items))
-	idle := s.idleReader()
+	idle := s.view.IdleReader()
 	for i := range list.Items {
-		g := gprOf(&list.Items[i], now, plan.estimates())
-		g.Status.Cost = s.costOf(&list.Items[i], nodes, now)
-		if g.Status.GPRIdleView, err = idle.gpr(ctx, &list.Items[i], now); err != nil {
+		g := gprOf(&list.Items[i], now, plan.Estimates())
+		g.Status.Cost = s.view.CostOf(&list.Items[i], nodes, now)
+		if g.Status.GPRIdleView, err = idle.GPR(ctx, &list.Items[i], now); err != nil {
 			return nil, err
 		}
 		items = append(items, g)
@@ -550,12 +467,12 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates)
 		InstanceType: g.Spec.InstanceType, MemoryPerGPU: g.Spec.MemoryPerGPU,
 		Priority: domain.Priority(g), GPUSharingMode: orDefault(g.Spec.GPUSharingMode, "Virtual Machine"),
 		EstimatedWaitTime: "0h0m0s",
-		ExitDuration:      normalizeEGSDuration(g.Spec.ExitDuration),
+		ExitDuration:      duration.ToGo(g.Spec.ExitDuration),
 		EarlyRelease:      g.Spec.EarlyRelease, GPRName: g.Spec.GPRName, GPUShape: g.Spec.GPUShape,
 		MultiNode: g.Spec.MultiNode, DedicatedNodes: g.Spec.DedicatedNodes, EnableRDMA: g.Spec.EnableRDMA,
 		EnableSecondaryNetwork: g.Spec.EnableSecondaryNetwork,
 		EnforceIdleTimeOut:     g.Spec.EnforceIdleTimeOut,
-		IdleTimeOutDuration:    normalizeEGSDuration(g.Spec.IdleTimeOutDuration),
+		IdleTimeOutDuration:    duration.ToGo(g.Spec.IdleTimeOutDuration),
 		EnableEviction:         g.Spec.EnableEviction, RequeueOnFailure: g.Spec.RequeueOnFailure,
 		PreferredClusters: nonNil(slices.Clone(g.Spec.PreferredClusters)),
 		CreatedAt:         rfc3339(&g.CreationTimestamp),
@@ -581,19 +498,6 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates)
 		out.EstimatedStartTime = rfc3339(g.Status.StartTimestamp)
 	}
 	return out
-}
-
-// normalizeEGSDuration writes an NdNhNm duration in Go form ("0d0h5m" ->
-// "0h5m0s"); anything unreadable is passed through.
-func normalizeEGSDuration(s string) string {
-	if s == "" {
-		return ""
-	}
-	d, err := duration.Parse(s)
-	if err != nil {
-		return s
-	}
-	return duration.Format(d)
 }
 
 // normalizeGoDuration writes a Go duration with hours, minutes and seconds

@@ -12,6 +12,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/apiserver/schema"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // Allocation is a GPR holding a node.
@@ -45,7 +46,7 @@ type InventoryNode struct {
 	GPUNodeState      string       `json:"gpuNodeState" enum:"NODE_RESERVED,NODE_AVAILABLE"`
 	GPRID             string       `json:"gprId" doc:"GPR holding the node, empty if none"`
 	Allocation        []Allocation `json:"allocation"`
-	IdleView
+	view.IdleView
 }
 
 // Inventory is the data of GET /inventory/list. items is the spec's name
@@ -98,7 +99,7 @@ func (s *Server) registerInventory() {
 
 // inventory is the GPU nodes and the provisioned GPR holding each
 // (domain.Holders: from GPR status alone).
-func (s *Server) inventory(ctx context.Context) ([]gpuNode, map[string]*v1alpha1.GPUProvisionRequest, error) {
+func (s *Server) inventory(ctx context.Context) ([]view.Node, map[string]*v1alpha1.GPUProvisionRequest, error) {
 	nodes, err := s.nodes(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -129,7 +130,7 @@ func (s *Server) listInventory(ctx context.Context, _ *noInput) (*envelope.Outpu
 			InstanceType: n.InstanceType, ClusterName: n.Cluster, Memory: n.MemoryGB(),
 			GPUCount: int(n.GPUs), FreeGPUs: int(n.HealthyGPUs), CloudProvider: provider, Cloud: provider,
 			Region: n.Labels[labelRegion], NodeHealth: "Healthy", GPUNodeState: "NODE_AVAILABLE",
-			Allocation: []Allocation{}, IdleView: nodeIdle(n.Node, now),
+			Allocation: []Allocation{}, IdleView: view.NodeIdle(n.Node, now),
 		}
 		if !n.Healthy() {
 			in.NodeHealth = "Unhealthy"

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // Node topology labels the inventory reads.
@@ -16,12 +16,6 @@ const (
 	labelRegion = "topology.kubernetes.io/region"
 	labelZone   = "topology.kubernetes.io/zone"
 )
-
-// gpuNode is a GPU node of the cache with its GPU facts.
-type gpuNode struct {
-	*corev1.Node
-	domain.GPUNode
-}
 
 // Clusters is what the API needs of the worker cluster registry
 // (internal/clusters.Registry).
@@ -42,43 +36,10 @@ type Clusters interface {
 // the registered worker clusters.
 func WithClusters(c Clusters) Option { return func(o *options) { o.clusters = c } }
 
-// allNodes are the nodes of the cache and every worker cluster's. The
-// Node objects are the caches' own: read them, never change them.
-func (s *Server) allNodes(ctx context.Context) ([]*corev1.Node, error) {
-	var list corev1.NodeList
-	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, s.kubeErr(err, "nodes")
-	}
-	out := make([]*corev1.Node, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	if s.opts.clusters != nil {
-		workers, err := s.opts.clusters.Nodes(ctx)
-		if err != nil {
-			return nil, s.kubeErr(err, "nodes")
-		}
-		out = append(out, workers...)
-	}
-	return out, nil
-}
-
-// nodes lists the GPU nodes of every cluster, by name, with their GPU
-// facts (domain.GPUFacts, with the configured default cluster). Read the
-// Node objects, never change them.
-func (s *Server) nodes(ctx context.Context) ([]gpuNode, error) {
-	all, err := s.allNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]gpuNode, 0, len(all))
-	for _, n := range all {
-		if f, ok := domain.GPUFacts(n, s.cfg.DefaultCluster); ok {
-			out = append(out, gpuNode{Node: n, GPUNode: f})
-		}
-	}
-	slices.SortFunc(out, func(a, b gpuNode) int { return strings.Compare(a.GPUNode.Name, b.GPUNode.Name) })
-	return out, nil
+// nodes lists the GPU nodes of every cluster, by name (view.View.Nodes).
+func (s *Server) nodes(ctx context.Context) ([]view.Node, error) {
+	nodes, err := s.view.Nodes(ctx)
+	return nodes, s.viewErr(err)
 }
 
 // knownClusters are the clusters nodes name, the registered clusters, plus

@@ -81,13 +81,13 @@ func TestOperationMetadata(t *testing.T) {
 		if o.ReadOnly() && (op.Method != http.MethodGet && op.OperationID != "estimateGPRWaitTime") {
 			t.Errorf("%s: readOnly but %s", op.OperationID, op.Method)
 		}
-		if o.AliasOf() != "" && o.MCPName() != "" {
+		if o.aliasOf != "" && o.MCPName() != "" {
 			t.Errorf("%s: an alias has no tool of its own", op.OperationID)
 		}
 		if len(o.Roles()) > 0 && len(op.Security) == 0 {
 			t.Errorf("%s: has roles but no security requirement in OpenAPI", op.OperationID)
 		}
-		if needsScope(o.Roles()) && !o.Scope().Declared() {
+		if needsScope(o.Roles()) && o.Scope().kind == scopeUndeclared {
 			t.Errorf("%s: open to %s, which a key may hold for one workspace, but declares no scope", op.OperationID, roleList(o.Roles()))
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // Role sets operations declare.
@@ -76,9 +77,6 @@ func (o *Op) Idempotent() bool { return o.idempotent }
 // are not tools: aliases of another (same handler, other wire form),
 // authentication, health.
 func (o *Op) MCPName() string { return o.mcpName }
-
-// AliasOf returns the OperationID this operation is another wire form of.
-func (o *Op) AliasOf() string { return o.aliasOf }
 
 // Guidance returns what an agent needs beyond the description.
 func (o *Op) Guidance() string { return o.guidance }
@@ -152,7 +150,9 @@ func register[I, O any](s *Server, o Op, h func(context.Context, *I) (*O, error)
 		if err := check(ctx, in); err != nil {
 			return nil, err
 		}
-		return h(ctx, in)
+		// The view's failed reads answer as the handler's own do.
+		out, err := h(ctx, in)
+		return out, s.viewErr(err)
 	})
 }
 
@@ -186,6 +186,17 @@ func forbiddenWorkspace(p *auth.Principal, ws, what string) *envelope.Error {
 
 // kubeErr maps an apiserver error to an envelope error; what names the
 // object ("workspace \"a\"").
+// viewErr is the answer to a failed read of the view (view.ReadError): a
+// failed read of the cluster as kubeErr makes it. Other errors, nil
+// included, are returned as they are.
+func (s *Server) viewErr(err error) error {
+	var re *view.ReadError
+	if errors.As(err, &re) {
+		return s.kubeErr(re.Err, re.What)
+	}
+	return err
+}
+
 func (s *Server) kubeErr(err error, what string) error {
 	var e *envelope.Error
 	if errors.As(err, &e) {

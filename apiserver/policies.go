@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -137,19 +138,8 @@ func (s *Server) getPolicy(ctx context.Context, in *policyNameInput) (*envelope.
 // policy is a workspace's policy from the cache, then (one written a
 // moment ago) the apiserver; nil when it has none.
 func (s *Server) policy(ctx context.Context, workspace string) (*v1alpha1.WorkspacePolicy, error) {
-	var pol v1alpha1.WorkspacePolicy
-	key := types.NamespacedName{Name: workspace}
-	err := s.cache.Get(ctx, key, &pol)
-	if apierrors.IsNotFound(err) {
-		err = s.client.Get(ctx, key, &pol)
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, s.kubeErr(err, fmt.Sprintf("workspace policy %q", workspace))
-	}
-	return &pol, nil
+	pol, err := s.view.Policy(ctx, workspace)
+	return pol, s.viewErr(err)
 }
 
 func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.Output[WorkspacePolicy], error) {
@@ -183,8 +173,11 @@ func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.O
 			GPUConstraints: v1alpha1.GPUConstraints{GPUShapes: c.GPUShapes, MaxGPUPerGPR: c.MaxGPUPerGPR, MaxMemoryPerGPR: c.MaxMemoryPerGPR}})
 	}
 	what := fmt.Sprintf("workspace policy %q", ws.Name)
-	for attempt := 0; ; attempt++ {
-		var pol v1alpha1.WorkspacePolicy
+	var pol v1alpha1.WorkspacePolicy
+	// Conflict: written meanwhile; already exists: created meanwhile.
+	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	err = retry.OnError(retry.DefaultBackoff, retriable, func() error {
+		pol = v1alpha1.WorkspacePolicy{}
 		err := s.client.Get(ctx, types.NamespacedName{Name: ws.Name}, &pol)
 		switch {
 		case apierrors.IsNotFound(err):
@@ -192,20 +185,18 @@ func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.O
 			pol = v1alpha1.WorkspacePolicy{ObjectMeta: metav1.ObjectMeta{Name: ws.Name, OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Workspace", Name: ws.Name, UID: ws.UID, Controller: ptr.To(false),
 			}}}, Spec: spec}
-			err = s.client.Create(ctx, &pol)
+			return s.client.Create(ctx, &pol)
 		case err == nil:
 			pol.Spec = spec
-			err = s.client.Update(ctx, &pol)
+			return s.client.Update(ctx, &pol)
 		}
-		if (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return nil, s.kubeErr(err, what)
-		}
-		s.awaitCache(ctx, &pol, false)
-		return envelope.OK(policyOf(&pol)), nil
+		return err
+	})
+	if err != nil {
+		return nil, s.kubeErr(err, what)
 	}
+	s.awaitCache(ctx, &pol, false)
+	return envelope.OK(policyOf(&pol)), nil
 }
 
 // policyOf renders a policy with its defaults filled in, as the rules

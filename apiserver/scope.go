@@ -76,9 +76,6 @@ func readsGPR(id param) Scope { return Scope{kind: scopeGPR, from: []param{id}} 
 // the GPR whose id is at id.
 func writesGPR(id param) Scope { return Scope{kind: scopeGPR, write: true, from: []param{id}} }
 
-// Declared reports whether the operation declares a scope at all.
-func (sc Scope) Declared() bool { return sc.kind != scopeUndeclared }
-
 // String describes the scope ("writes the workspace in body sliceName").
 func (sc Scope) String() string {
 	verb := "reads"

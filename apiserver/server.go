@@ -41,6 +41,7 @@ import (
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/util/index"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // Config is what the API needs to run.
@@ -135,7 +136,7 @@ type Server struct {
 	auth    atomic.Pointer[auth.Authenticator]
 	ready   atomic.Bool
 	started atomic.Bool
-	plans   planView
+	view    *view.View
 }
 
 // New builds the API. It does not start anything: call Start (or add the
@@ -219,6 +220,11 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		o.registerer, o.gatherer = reg, reg
 		s.opts = o
 	}
+	var workers view.Workers
+	if o.clusters != nil {
+		workers = o.clusters
+	}
+	s.view = view.New(view.Config{Cache: s.cache, Live: s.client, Now: o.now, Prices: cfg.GPUPrices, DefaultCluster: cfg.DefaultCluster, Workers: workers})
 	s.metrics, err = newMetrics(o.registerer)
 	if err != nil {
 		return nil, err
@@ -300,7 +306,7 @@ func (s *Server) Start(ctx context.Context) error {
 			continue
 		}
 		// Any change of these may move the plan reads take estimates from.
-		if _, err := inf.AddEventHandler(s.plans.handler()); err != nil {
+		if _, err := inf.AddEventHandler(s.view.Handler()); err != nil {
 			return fmt.Errorf("apiserver: event handler for %T: %w", obj, err)
 		}
 	}

@@ -41,9 +41,6 @@ func NewAuthenticator(keys KeySource, cache, live client.Reader, namespace strin
 	return &Authenticator{keys: keys, cache: cache, live: live, namespace: namespace, ttl: ttl, now: now}
 }
 
-// TTL is the lifetime of the tokens issued.
-func (a *Authenticator) TTL() time.Duration { return a.ttl }
-
 // Exchange checks an API key and returns a bearer token for it and the
 // token's expiry. It fails with ErrUnknownKey, ErrKeyExpired or
 // ErrKeyRecordInvalid.

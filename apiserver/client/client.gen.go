@@ -210,6 +210,7 @@ func (e KeyInfoRole) Valid() bool {
 const (
 	NodeEventChangeAdded     NodeEventChange = "added"
 	NodeEventChangeBound     NodeEventChange = "bound"
+	NodeEventChangeChanged   NodeEventChange = "changed"
 	NodeEventChangeHealthy   NodeEventChange = "healthy"
 	NodeEventChangeReleased  NodeEventChange = "released"
 	NodeEventChangeRemoved   NodeEventChange = "removed"
@@ -222,6 +223,8 @@ func (e NodeEventChange) Valid() bool {
 	case NodeEventChangeAdded:
 		return true
 	case NodeEventChangeBound:
+		return true
+	case NodeEventChangeChanged:
 		return true
 	case NodeEventChangeHealthy:
 		return true
@@ -1056,12 +1059,13 @@ type NetworkMetricThroughputStruct struct {
 
 // NodeEvent defines model for NodeEvent.
 type NodeEvent struct {
+	// Change added (a new GPU node); changed (its GPU facts: labels, GPU count, shape); bound; released; unhealthy; healthy; removed
 	Change NodeEventChange `json:"change"`
 	Node   PlanNode        `json:"node"`
 	Time   string          `json:"time"`
 }
 
-// NodeEventChange defines model for NodeEvent.Change.
+// NodeEventChange added (a new GPU node); changed (its GPU facts: labels, GPU count, shape); bound; released; unhealthy; healthy; removed
 type NodeEventChange string
 
 // OverlayMetrics defines model for OverlayMetrics.

@@ -74,6 +74,17 @@ func ValidateTemplateUse(t *v1alpha1.GPRTemplate, ws *v1alpha1.Workspace, cluste
 	return append(ValidateGPR(g, ws), ValidateAgainstPolicy(g, p, 0)...)
 }
 
+// DefaultTemplate fills what a template may leave out: one node, and the
+// default priority (v1alpha1.DefaultPriority).
+func DefaultTemplate(t *v1alpha1.GPRTemplate) {
+	if t.Spec.NumberOfGPUNodes == 0 {
+		t.Spec.NumberOfGPUNodes = 1
+	}
+	if t.Spec.Priority == 0 {
+		t.Spec.Priority = v1alpha1.DefaultPriority
+	}
+}
+
 // DefaultBinding fills what a binding may leave out: a cluster's default
 // template is one of its templates, so it is added to them when missing.
 func DefaultBinding(b *v1alpha1.GPRTemplateBinding) {

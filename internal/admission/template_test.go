@@ -78,3 +78,18 @@ func TestTemplates(t *testing.T) {
 		t.Error("AutoGPRTemplate with auto-GPR off")
 	}
 }
+
+// TestDefaultTemplate: what a template leaves out is filled, what it sets
+// is kept.
+func TestDefaultTemplate(t *testing.T) {
+	empty := &v1alpha1.GPRTemplate{}
+	DefaultTemplate(empty)
+	if empty.Spec.NumberOfGPUNodes != 1 || empty.Spec.Priority != v1alpha1.DefaultPriority {
+		t.Errorf("defaults: nodes %d, priority %d", empty.Spec.NumberOfGPUNodes, empty.Spec.Priority)
+	}
+	set := &v1alpha1.GPRTemplate{Spec: v1alpha1.GPRTemplateSpec{NumberOfGPUNodes: 3, Priority: 250}}
+	DefaultTemplate(set)
+	if set.Spec.NumberOfGPUNodes != 3 || set.Spec.Priority != 250 {
+		t.Errorf("set: nodes %d, priority %d", set.Spec.NumberOfGPUNodes, set.Spec.Priority)
+	}
+}

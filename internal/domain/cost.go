@@ -124,7 +124,7 @@ func Cost(g *v1alpha1.GPUProvisionRequest, prices Prices, nodes map[string]GPUNo
 		usd, ok = earlier, true
 	}
 	for _, u := range GPRUsage(g, nodes, now) {
-		price, priced := prices[u.Shape]
+		price, priced := prices.Of(u.Shape)
 		if !priced {
 			return 0, false
 		}

@@ -138,3 +138,17 @@ func Normalize(s string) (string, error) {
 	}
 	return FormatEGS(d), nil
 }
+
+// ToGo writes an NdNhNm duration as responses carry it, in Go form
+// ("0d0h5m" -> "0h5m0s"). "" stays "", and a string Parse refuses is
+// returned as it is: a stored value is shown, never hidden.
+func ToGo(s string) string {
+	if s == "" {
+		return ""
+	}
+	d, err := Parse(s)
+	if err != nil {
+		return s
+	}
+	return Format(d)
+}

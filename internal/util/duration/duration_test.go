@@ -138,3 +138,13 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+func TestToGo(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "0d0h5m": "0h5m0s", "1d2h30m": "26h30m0s", "0d36h0m": "36h0m0s", "x": "x", "0d0h0m": "0d0h0m",
+	} {
+		if got := ToGo(in); got != want {
+			t.Errorf("ToGo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

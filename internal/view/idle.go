@@ -1,4 +1,4 @@
-package apiserver
+package view
 
 import (
 	"context"
@@ -25,8 +25,8 @@ type IdleView struct {
 	IdleSignal             bool   `json:"idleSignal" doc:"Whether the node publishes idleness (gpuspace.io/gpus-idle-since). A node that does not (no gpuspace device plugin, or an old one) is never released for being idle"`
 }
 
-// nodeIdle is the idle view of a node at now.
-func nodeIdle(n *corev1.Node, now time.Time) IdleView {
+// NodeIdle is the idle view of a node at now.
+func NodeIdle(n *corev1.Node, now time.Time) IdleView {
 	var v IdleView
 	if u, ok := idlesignal.ReadUtilization(n); ok {
 		v.GPUUtilization = &u
@@ -46,23 +46,25 @@ type GPRIdleView struct {
 	IdleReleaseAt          string `json:"idleReleaseAt" doc:"Provisioned with idle enforcement on (enforceIdleTimeOut, or its workspace policy's) and idle now: when it is released with reason Idle if its GPUs stay idle (RFC 3339); empty otherwise"`
 }
 
-// idleReader renders GPRs' idle views, reading the nodes once, and only
-// for the first provisioned GPR (nothing else needs them).
-type idleReader struct {
-	s     *Server
+// IdleReader renders GPRs' idle views, reading the nodes once, and only
+// for the first provisioned GPR (nothing else needs them). Make one per
+// answer: it keeps the nodes it read.
+type IdleReader struct {
+	v     *View
 	nodes map[string]*corev1.Node
 }
 
-func (s *Server) idleReader() *idleReader { return &idleReader{s: s} }
+// IdleReader makes an IdleReader for one answer.
+func (v *View) IdleReader() *IdleReader { return &IdleReader{v: v} }
 
-// gpr is the idle view of a GPR at now.
-func (r *idleReader) gpr(ctx context.Context, g *v1alpha1.GPUProvisionRequest, now time.Time) (GPRIdleView, error) {
+// GPR is the idle view of a GPR at now.
+func (r *IdleReader) GPR(ctx context.Context, g *v1alpha1.GPUProvisionRequest, now time.Time) (GPRIdleView, error) {
 	var v GPRIdleView
 	if !domain.IsProvisioned(g) {
 		return v, nil
 	}
 	if r.nodes == nil {
-		nodes, err := r.s.nodes(ctx)
+		nodes, err := r.v.Nodes(ctx)
 		if err != nil {
 			return v, err
 		}
@@ -72,17 +74,7 @@ func (r *idleReader) gpr(ctx context.Context, g *v1alpha1.GPUProvisionRequest, n
 		}
 	}
 	nodes := r.nodes
-	sum, n := 0, 0
-	for _, name := range g.Status.Nodes {
-		if node := nodes[name]; node != nil {
-			if u, ok := idlesignal.ReadUtilization(node); ok {
-				sum += u
-				n++
-			}
-		}
-	}
-	if n > 0 && n == len(g.Status.Nodes) {
-		mean := (sum + n/2) / n
+	if mean, ok := domain.Utilization(g, nodes); ok {
 		v.GPUUtilization = &mean
 	}
 	if _, idle := domain.IdleSince(g, nodes); !idle {
@@ -92,7 +84,7 @@ func (r *idleReader) gpr(ctx context.Context, g *v1alpha1.GPUProvisionRequest, n
 	if _, ok := domain.IdleTimeout(g); !ok {
 		return v, nil
 	}
-	pol, err := r.s.policy(ctx, g.Spec.Workspace)
+	pol, err := r.v.Policy(ctx, g.Spec.Workspace)
 	if err != nil {
 		return v, err
 	}

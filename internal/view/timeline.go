@@ -1,0 +1,151 @@
+package view
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
+)
+
+// Reader is who a view is rendered for: what of a workspace it may read
+// (auth.Principal).
+type Reader interface {
+	CanRead(workspace string) bool
+}
+
+// PlanNode is a GPU node on the timeline: its facts, and who holds it.
+type PlanNode struct {
+	Name         string `json:"name"`
+	Cluster      string `json:"clusterName"`
+	GPUShape     string `json:"gpuShape"`
+	InstanceType string `json:"instanceType"`
+	GPUs         int32  `json:"gpuCount"`
+	MemoryGB     int    `json:"memory" doc:"Memory per GPU in GB"`
+	Healthy      bool   `json:"healthy" doc:"Ready, schedulable and every GPU healthy: GPRs may start on it"`
+	State        string `json:"state" enum:"free,held,unhealthy" doc:"held wins over unhealthy: a held node that turns unhealthy stays its GPR's"`
+	GPRID        string `json:"gprId" doc:"The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read"`
+	Workspace    string `json:"sliceName" doc:"Workspace of the holder, empty as gprId is"`
+	Until        string `json:"until" doc:"When the holder's exitDuration ends (RFC 3339); empty when free"`
+}
+
+// PlanGPR is a provisioned or queued GPR on the timeline.
+type PlanGPR struct {
+	GPRID     string   `json:"gprId" doc:"Empty for a GPR of a workspace the caller may not read (shown, anonymous, so a wait can be explained)"`
+	GPRName   string   `json:"gprName"`
+	Workspace string   `json:"sliceName"`
+	Phase     string   `json:"provisioningStatus" enum:"Queued,Provisioned"`
+	Priority  int32    `json:"priority"`
+	GPUs      int32    `json:"numberOfGPUs" doc:"GPUs per node"`
+	Start     string   `json:"start" doc:"Provisioned: when it started; queued: the plan's estimated start; empty when the plan has none"`
+	End       string   `json:"end" doc:"start + exitDuration; empty without a start"`
+	Nodes     []string `json:"nodes" doc:"Provisioned: the nodes it holds; queued: the nodes the current plan reserves for it (they may change, only the start is an estimate)"`
+	Reason    string   `json:"reason" doc:"A queued GPR's failureReason (why it waits without an estimate), if any"`
+}
+
+// Timeline is the data of GET /plan.
+type Timeline struct {
+	Now   string     `json:"now" doc:"The time the plan was made for (RFC 3339)"`
+	Nodes []PlanNode `json:"nodes"`
+	GPRs  []PlanGPR  `json:"gprs" doc:"Provisioned GPRs, then queued GPRs in queue order"`
+}
+
+// TimelineOf renders a plan and the GPU nodes for p.
+func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
+	out := Timeline{Now: plan.now.UTC().Format(time.RFC3339), Nodes: []PlanNode{}, GPRs: []PlanGPR{}}
+	holders, _ := domain.Holders(plan.gprs)
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, PlanNodeOf(n.GPUNode, holders[n.GPUNode.Name], p))
+	}
+	slices.SortFunc(out.Nodes, func(a, b PlanNode) int {
+		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.GPUShape, b.GPUShape), strings.Compare(a.Name, b.Name))
+	})
+	var queued []PlanGPR
+	place := plan.Placements()
+	for _, g := range plan.gprs {
+		switch {
+		case domain.IsProvisioned(g):
+			out.GPRs = append(out.GPRs, PlanGPROf(g, nil, nil, p))
+		case domain.IsQueued(g):
+			queued = append(queued, PlanGPROf(g, plan.Estimates(), place, p))
+		}
+	}
+	slices.SortFunc(out.GPRs, func(a, b PlanGPR) int {
+		return cmp.Or(strings.Compare(a.Start, b.Start), strings.Compare(a.GPRID, b.GPRID))
+	})
+	// Queue order, as the planner orders (priority, then age): estimates
+	// then make sense read top to bottom.
+	slices.SortStableFunc(queued, func(a, b PlanGPR) int {
+		// Within a priority: by estimated start, those without one last.
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(noStart(a), noStart(b)), strings.Compare(a.Start, b.Start))
+	})
+	out.GPRs = append(out.GPRs, queued...)
+	return out
+}
+
+// PlanNodeOf renders a node and its holder for p.
+func PlanNodeOf(f domain.GPUNode, holder *v1alpha1.GPUProvisionRequest, p Reader) PlanNode {
+	n := PlanNode{Name: f.Name, Cluster: f.Cluster, GPUShape: f.Shape, InstanceType: f.InstanceType,
+		GPUs: f.GPUs, MemoryGB: f.MemoryGB(), Healthy: f.Healthy(), State: "free"}
+	if !n.Healthy {
+		n.State = "unhealthy"
+	}
+	if holder != nil {
+		n.State = "held"
+		if end, ok := domain.End(holder); ok {
+			n.Until = end.UTC().Format(time.RFC3339)
+		}
+		if p.CanRead(holder.Spec.Workspace) {
+			n.GPRID, n.Workspace = holder.Name, holder.Spec.Workspace
+		}
+	}
+	return n
+}
+
+// PlanGPROf renders a GPR for p: a queued one with the plan's estimate and
+// reserved nodes (est, place), anonymous when p may not read its workspace.
+func PlanGPROf(g *v1alpha1.GPUProvisionRequest, est domain.Estimates, place map[string][]string, p Reader) PlanGPR {
+	out := PlanGPR{GPRID: g.Name, GPRName: g.Spec.GPRName, Workspace: g.Spec.Workspace, Phase: string(domain.Phase(g)),
+		Priority: domain.Priority(g), GPUs: g.Spec.NumberOfGPUs, Nodes: []string{}}
+	var start time.Time
+	switch {
+	case domain.IsProvisioned(g):
+		if g.Status.StartTimestamp != nil {
+			start = g.Status.StartTimestamp.Time
+		}
+		out.Nodes = cloneNames(g.Status.Nodes)
+	default:
+		if t, ok := domain.EstimatedStart(g, est); ok {
+			start = t
+			out.Nodes = cloneNames(place[g.Name])
+		}
+		out.Reason = g.Status.FailureReason
+	}
+	if !start.IsZero() {
+		out.Start = start.UTC().Format(time.RFC3339)
+		if d, err := domain.ExitDuration(g); err == nil {
+			out.End = start.Add(d).UTC().Format(time.RFC3339)
+		}
+	}
+	if !p.CanRead(g.Spec.Workspace) {
+		out.GPRID, out.GPRName, out.Workspace, out.Reason = "", "", "", ""
+	}
+	return out
+}
+
+func noStart(g PlanGPR) int {
+	if g.Start == "" {
+		return 1
+	}
+	return 0
+}
+
+// cloneNames copies names for an answer: [] rather than null when none.
+func cloneNames(names []string) []string {
+	if names == nil {
+		return []string{}
+	}
+	return slices.Clone(names)
+}
