@@ -302,7 +302,7 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 		if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy, client.MatchingFields{index.GPRWorkspace: ws.Name}); err != nil {
 			return nil, s.kubeErr(err, "GPRs")
 		}
-		errs = append(errs, admission.ValidateAgainstPolicy(g, pol, domain.ActiveGPRs(list.Items, ws.Name))...)
+		errs = append(errs, admission.ValidateAgainstPolicy(g, pol, domain.CountQueuedOrProvisioned(list.Items, ws.Name))...)
 	}
 	if len(errs) > 0 {
 		return nil, envelope.Validation(requestFieldErrors(errs, ws)...)
@@ -482,7 +482,7 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates)
 			StartTimestamp:      rfc3339(g.Status.StartTimestamp),
 			CompletionTimestamp: rfc3339(g.Status.CompletionTimestamp),
 			Cost:                g.Status.Cost, Nodes: nonNil(slices.Clone(g.Status.Nodes)),
-			InternalState: string(domain.InternalState(domain.Phase(g), g.Status.Reason)),
+			InternalState: string(domain.InternalState(domain.Phase(g))),
 			RetryCount:    g.Status.RetryCount, DelayedCount: g.Status.DelayedCount,
 		},
 	}

@@ -6,76 +6,63 @@ import (
 	"slices"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
+	"github.com/gpuspace/gpuspace/internal/admission"
 )
 
 // Checking and applying the fields a workspace request sets.
 
-// validateWorkspace checks what the CRD schema cannot: namespace names,
-// namespaces another workspace owns, system namespaces, known clusters.
+// validateWorkspace checks what the CRD schema cannot, with the rules the
+// workspace controller applies to kubectl-created Workspaces
+// (admission.ValidateWorkspace, admission.NamespaceTaken), plus the
+// clusters this hub knows.
 func (s *Server) validateWorkspace(ctx context.Context, name string, f *WorkspaceFields) error {
-	var bad []envelope.FieldError
-	bad = append(bad, dnsLabel("workspaceName", name)...)
-	if slices.Contains(reservedWorkspaceNames, name) {
-		bad = append(bad, envelope.FieldError{Field: "workspaceName", Reason: fmt.Sprintf("%q is reserved (it is a path under /slice-workspace/)", name)})
-	}
-	seen := map[string]bool{}
-	for i, ns := range f.Namespaces {
-		field := fmt.Sprintf("namespaces[%d]", i)
-		if errs := dnsLabel(field, ns); errs != nil {
-			bad = append(bad, errs...)
-			continue
-		}
-		if seen[ns] {
-			bad = append(bad, envelope.FieldError{Field: field, Reason: fmt.Sprintf("namespace %q is listed twice", ns)})
-		}
-		seen[ns] = true
-		if strings.HasPrefix(ns, "kube-") || ns == s.cfg.Namespace {
-			bad = append(bad, envelope.FieldError{Field: field, Reason: fmt.Sprintf("namespace %q is a system namespace and cannot belong to a workspace", ns)})
-		}
-	}
 	known, err := s.knownClusters(ctx)
 	if err != nil {
 		return err
 	}
-	cseen := map[string]bool{}
-	for i, c := range f.Clusters {
-		field := fmt.Sprintf("clusters[%d]", i)
-		switch {
-		case cseen[c]:
-			bad = append(bad, envelope.FieldError{Field: field, Reason: fmt.Sprintf("cluster %q is listed twice", c)})
-		case !slices.Contains(known, c):
-			bad = append(bad, envelope.FieldError{Field: field, Reason: fmt.Sprintf("unknown cluster %q; known clusters: %s", c, strings.Join(known, ", "))})
-		}
-		cseen[c] = true
+	ws := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	applyWorkspaceFields(ws, f)
+	ws.Spec.MaxClusters = f.MaxClusters
+	if errs := admission.ValidateWorkspace(ws, admission.WorkspaceRules{SystemNamespace: s.cfg.Namespace, KnownClusters: known}); len(errs) > 0 {
+		return envelope.Validation(workspaceFieldErrors(errs, known)...)
 	}
-	if f.MaxClusters > 0 && int(f.MaxClusters) < len(f.Clusters) {
-		bad = append(bad, envelope.FieldError{Field: "maxClusters", Reason: fmt.Sprintf("%d is fewer than the %d clusters listed", f.MaxClusters, len(f.Clusters))})
-	}
-	if len(bad) > 0 {
-		return envelope.Validation(bad...)
-	}
-	// A namespace belongs to one workspace: its ServiceAccount and node
-	// binding would otherwise be shared.
 	var list v1alpha1.WorkspaceList
 	if err := s.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return s.kubeErr(err, "workspaces")
 	}
-	for i := range list.Items {
-		other := &list.Items[i]
-		if other.Name == name {
-			continue
-		}
-		for _, n := range other.Spec.Namespaces {
-			if seen[n.Namespace] {
-				return envelope.Conflict("namespace %q already belongs to workspace %q", n.Namespace, other.Name)
-			}
-		}
+	if ns, owner, taken := admission.NamespaceTaken(ws, list.Items); taken {
+		return envelope.Conflict("namespace %q already belongs to workspace %q", ns, owner)
 	}
 	return nil
+}
+
+// workspaceFieldErrors names admission's errors as the request body does:
+// spec.namespaces[0].namespace is namespaces[0], metadata.name is
+// workspaceName.
+func workspaceFieldErrors(errs field.ErrorList, known []string) []envelope.FieldError {
+	out := make([]envelope.FieldError, 0, len(errs))
+	for _, e := range errs {
+		name := strings.TrimPrefix(e.Field, "spec.")
+		name = strings.TrimSuffix(name, ".namespace")
+		if name == "metadata.name" {
+			name = "workspaceName"
+		}
+		fe := envelope.FieldError{Field: name, Value: fmt.Sprint(e.BadValue), Reason: e.Detail}
+		switch e.Type {
+		case field.ErrorTypeDuplicate:
+			fe.Reason = fmt.Sprintf("%q is listed twice", fe.Value)
+		case field.ErrorTypeNotSupported:
+			fe.Reason = fmt.Sprintf("unknown cluster %q; known clusters: %s", fe.Value, strings.Join(known, ", "))
+		}
+		out = append(out, fe)
+	}
+	return out
 }
 
 func applyWorkspaceFields(ws *v1alpha1.Workspace, f *WorkspaceFields) {

@@ -208,8 +208,6 @@ type overlayInput struct {
 
 type noInput struct{}
 
-// reservedWorkspaceNames collide with fixed paths under /slice-workspace/.
-var reservedWorkspaceNames = []string{"list", "kube-config"}
 
 func (s *Server) registerWorkspaces() {
 	const tag = "Slice workspaces"

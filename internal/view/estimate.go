@@ -25,32 +25,24 @@ type Estimate struct {
 const wouldBeID = "~waittime"
 
 // Estimate answers POST /gpr/waittime: the plan the GPR controller would
-// make (domain.Input over the cache's nodes and GPRs, the same planner)
+// make (planner.InputOf over the cache's nodes and GPRs, the same planner)
 // with the would-be GPR g (created now, no name) added to the queue.
 func (v *View) Estimate(ctx context.Context, g *v1alpha1.GPUProvisionRequest, now time.Time) (Estimate, error) {
-	gprs, err := v.gprs(ctx)
-	if err != nil {
-		return Estimate{}, err
-	}
 	// Every cluster's nodes, the registered workers' too, as the plan has
 	// them.
-	nodes, err := v.AllNodes(ctx)
+	read, err := v.snapshots().Read(ctx)
 	if err != nil {
-		return Estimate{}, err
+		return Estimate{}, readErr(err, "plan inputs")
 	}
-	policies, err := v.policyLookup(ctx)
-	if err != nil {
-		return Estimate{}, err
-	}
-	in, _ := domain.Input(now, gprs, nodes, v.cfg.DefaultCluster, domain.WithPolicies(policies))
-	r, err := domain.Request(g)
+	in, _ := read.Input(now, v.cfg.DefaultCluster)
+	r, err := planner.RequestOf(g)
 	if err != nil {
 		return Estimate{Reason: err.Error()}, nil
 	}
 	r.ID = wouldBeID
 	// The would-be GPR may evict as a created one would: its estimate
 	// accounts for the eviction.
-	r.CanEvict = domain.CanEvict(g, policies(g.Spec.Workspace))
+	r.CanEvict = domain.CanEvict(g, read.Policies.Of(g.Spec.Workspace))
 	in.Queued = append(in.Queued, r)
 	plan := planner.Compute(in)
 	for _, u := range plan.Unsatisfiable {

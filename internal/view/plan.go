@@ -81,23 +81,15 @@ func (v *View) Plan(ctx context.Context) (*Plan, error) {
 	if c.snapshot != nil && c.at == ver && now.Sub(c.made) < planMaxAge {
 		return c.snapshot, nil
 	}
-	gprs, err := v.gprs(ctx)
+	read, err := v.snapshots().Read(ctx)
 	if err != nil {
-		return nil, err
+		return nil, readErr(err, "plan inputs")
 	}
-	nodes, err := v.AllNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	snap := &Plan{now: now, gprs: gprs, names: make(map[string]bool, len(gprs))}
-	for _, g := range gprs {
+	snap := &Plan{now: now, gprs: read.GPRs, names: make(map[string]bool, len(read.GPRs))}
+	for _, g := range read.GPRs {
 		snap.names[g.Name] = true
 	}
-	policies, err := v.policyLookup(ctx)
-	if err != nil {
-		return nil, err
-	}
-	snap.in, _ = domain.Input(now, snap.gprs, nodes, v.cfg.DefaultCluster, domain.WithPolicies(policies))
+	snap.in, _ = read.Input(now, v.cfg.DefaultCluster)
 	// Placements for the timeline (GET /plan, the event stream); one
 	// slice per queued GPR, small beside the plan itself.
 	snap.in.Placements = true

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
 
 // Workers is what the view needs of the worker cluster registry
@@ -84,25 +85,20 @@ type Node struct {
 	domain.GPUNode
 }
 
+// snapshots reads what a plan is made of from the cache (and the workers'
+// nodes), as the GPR controller's pass does: internal/snapshot.
+func (v *View) snapshots() snapshot.Reader {
+	return snapshot.Reader{Client: v.cfg.Cache, Workers: v.cfg.Workers, ListOptions: []client.ListOption{client.UnsafeDisableDeepCopy}}
+}
+
 // AllNodes are the nodes of the cache and every worker cluster's. The
-// Node objects are the caches' own: read them, never change them.
+// cache's own objects: read them, never change them.
 func (v *View) AllNodes(ctx context.Context) ([]*corev1.Node, error) {
-	var list corev1.NodeList
-	if err := v.cfg.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	nodes, err := v.snapshots().Nodes(ctx)
+	if err != nil {
 		return nil, readErr(err, "nodes")
 	}
-	out := make([]*corev1.Node, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	if v.cfg.Workers != nil {
-		workers, err := v.cfg.Workers.Nodes(ctx)
-		if err != nil {
-			return nil, readErr(err, "nodes")
-		}
-		out = append(out, workers...)
-	}
-	return out, nil
+	return nodes, nil
 }
 
 // Nodes lists the GPU nodes of every cluster, by name, with their GPU
@@ -139,31 +135,4 @@ func (v *View) Policy(ctx context.Context, workspace string) (*v1alpha1.Workspac
 		return nil, readErr(err, fmt.Sprintf("workspace policy %q", workspace))
 	}
 	return &pol, nil
-}
-
-// policyLookup reads the workspaces' policies from the cache: a lookup by
-// workspace, nil for a workspace without one.
-func (v *View) policyLookup(ctx context.Context) (func(string) *v1alpha1.WorkspacePolicy, error) {
-	var list v1alpha1.WorkspacePolicyList
-	if err := v.cfg.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, readErr(err, "workspace policies")
-	}
-	byWS := make(map[string]*v1alpha1.WorkspacePolicy, len(list.Items))
-	for i := range list.Items {
-		byWS[list.Items[i].Name] = &list.Items[i]
-	}
-	return func(ws string) *v1alpha1.WorkspacePolicy { return byWS[ws] }, nil
-}
-
-// gprs lists the cache's GPRs, the cache's own objects.
-func (v *View) gprs(ctx context.Context) ([]*v1alpha1.GPUProvisionRequest, error) {
-	var gl v1alpha1.GPUProvisionRequestList
-	if err := v.cfg.Cache.List(ctx, &gl, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, readErr(err, "GPRs")
-	}
-	out := make([]*v1alpha1.GPUProvisionRequest, len(gl.Items))
-	for i := range gl.Items {
-		out[i] = &gl.Items[i]
-	}
-	return out, nil
 }
