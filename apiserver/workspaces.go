@@ -208,7 +208,6 @@ type overlayInput struct {
 
 type noInput struct{}
 
-
 func (s *Server) registerWorkspaces() {
 	const tag = "Slice workspaces"
 	register(s, opSpec{
