@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver"
@@ -25,6 +26,7 @@ func newServeCommand() *cobra.Command {
 		leaderElect                            bool
 		leaseDuration, renewDeadline, retryPer time.Duration
 		nodeLostGrace                          time.Duration
+		gpuResourceNames                       []string
 		kubeAPIQPS                             float32
 		kubeAPIBurst                           int
 		tokenTTL, kubeconfigTokenTTL           time.Duration
@@ -81,6 +83,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 				MCPDisableDestructive: mcpDisableDestructive,
 				GPUPrices:             prices,
 				NodeLostGrace:         nodeLostGrace,
+				GPUResourceNames:      resourceNames(gpuResourceNames),
 				API: apiserver.Config{
 					TokenTTL:           tokenTTL,
 					KubeconfigTokenTTL: kubeconfigTokenTTL,
@@ -114,7 +117,21 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.BoolVar(&mcpDisableDestructive, "mcp-disable-destructive", false, "hide destructive tools (deletes, early release) at /mcp")
 	f.StringSliceVar(&gpuPrices, "gpu-price", nil, "price of a GPU shape in USD per GPU-hour, SHAPE=USD (e.g. H100=2.49), for GPRs' status.cost and gpuspace_gpr_cost_total; repeat it or separate with commas; none: costs are empty")
 	f.DurationVar(&nodeLostGrace, "node-lost-grace", domain.DefaultNodeLostGrace, "how long a node a provisioned GPR holds may stay NotReady before the GPR loses it (then it is replaced by a free node, requeued, or runs short; a deleted node is lost at once)")
+	f.StringSliceVar(&gpuResourceNames, "gpu-resource-name", nil, "an extended resource that makes a pod a GPU pod (evicted from nodes bound to another workspace); repeat it or separate with commas; set it to the scheduler plugin's gpuResourceNames; none: nvidia.com/gpu")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
+}
+
+// resourceNames are the --gpu-resource-name values as resource names; nil
+// for none, so that the default applies.
+func resourceNames(names []string) []corev1.ResourceName {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]corev1.ResourceName, len(names))
+	for i, n := range names {
+		out[i] = corev1.ResourceName(n)
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -53,6 +54,11 @@ type Options struct {
 	// NodeLostGrace is how long a held node may stay NotReady before the
 	// GPR loses it (--node-lost-grace); zero: the default.
 	NodeLostGrace time.Duration
+	// GPUResourceNames are the extended resources that make a pod a GPU pod
+	// (--gpu-resource-name): the same names as the scheduler plugin's
+	// gpuResourceNames, so eviction and admission agree; none:
+	// domain.DefaultGPUResourceNames.
+	GPUResourceNames []corev1.ResourceName
 	// ClusterHeartbeat is how often each registered worker cluster's API
 	// server is heartbeated; zero is clusters.DefaultHeartbeat (tests
 	// shorten it).
@@ -154,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 		clusters.Options{Local: o.DefaultCluster, Namespace: o.Namespace, QPS: o.KubeAPIQPS, Burst: o.KubeAPIBurst,
 			Heartbeat: o.ClusterHeartbeat})
 	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation, GPUPrices: o.GPUPrices, NodeLostGrace: o.NodeLostGrace,
-		Clusters: workers}); err != nil {
+		GPUResourceNames: o.GPUResourceNames, Clusters: workers}); err != nil {
 		return err
 	}
 	apiCfg := o.API
