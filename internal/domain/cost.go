@@ -64,10 +64,10 @@ func (p Prices) String() string {
 	return strings.Join(parts, ",")
 }
 
-// Held is how long a GPR has held its nodes at now: from its start to its
+// HoldDuration is how long a GPR has held its nodes at now: from its start to its
 // completion, or to now while provisioned. Zero for a GPR that never
 // started.
-func Held(g *v1alpha1.GPUProvisionRequest, now time.Time) time.Duration {
+func HoldDuration(g *v1alpha1.GPUProvisionRequest, now time.Time) time.Duration {
 	if g.Status.StartTimestamp == nil || len(g.Status.Nodes) == 0 {
 		return 0
 	}
@@ -92,7 +92,7 @@ type Usage struct {
 // node × the time held. A node's cluster and shape are its facts (nodes,
 // by name) where it is still known, else the GPR's.
 func GPRUsage(g *v1alpha1.GPUProvisionRequest, nodes map[string]GPUNode, now time.Time) []Usage {
-	held := Held(g, now)
+	held := HoldDuration(g, now)
 	if held <= 0 {
 		return nil
 	}
