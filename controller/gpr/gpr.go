@@ -28,7 +28,6 @@ package gpr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -61,6 +60,11 @@ var planRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "
 // conflictRetry is how soon a pass that lost an optimistic-concurrency race
 // runs again, with fresher caches.
 const conflictRetry = 200 * time.Millisecond
+
+// passErrorRetry is how soon a pass runs again after a step failed for
+// some object (a refused or failed write): soon enough that a passing
+// fault heals quickly, seldom enough that a persistent one costs little.
+const passErrorRetry = 5 * time.Second
 
 // Reconciler runs plan passes. Create it with New.
 type Reconciler struct {
@@ -177,20 +181,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	// writes them between passes.
 	r.estimates.submit(p.estimateWrites())
 	r.observe(p.gprs)
-	if err := errors.Join(p.errs...); err != nil {
-		return reconcile.Result{}, err
-	}
+	res = reconcile.Result{}
 	if next := p.nextWake(); !next.IsZero() {
 		// Wake just after the next expiry, measured on the real clock
 		// reading (now is truncated).
-		return reconcile.Result{RequeueAfter: max(next.Sub(r.clock.Now()), 0) + 100*time.Millisecond}, nil
+		res.RequeueAfter = max(next.Sub(r.clock.Now()), 0) + 100*time.Millisecond
 	}
-	return reconcile.Result{}, nil
+	if len(p.errs) > 0 {
+		// A step failed for some objects; the pass went on for the rest.
+		// Retry soon, but never return the error: controller-runtime
+		// would then drop RequeueAfter for its exponential backoff (up to
+		// 16 minutes) and expiries, idle releases and lost-node deadlines
+		// would fire that late.
+		for _, e := range p.errs {
+			metrics.PassErrors.WithLabelValues(e.step).Inc()
+			log.Error(e.err, "plan pass step failed; the rest of the pass went on", "step", e.step)
+		}
+		if res.RequeueAfter == 0 || res.RequeueAfter > passErrorRetry {
+			res.RequeueAfter = passErrorRetry
+		}
+	}
+	return res, nil
 }
 
 // decide runs the steps that make and write decisions. An error from a
 // step that must not be skipped ends the pass; others are collected in
-// p.errs.
+// p.errs (pass.fail).
 func (r *Reconciler) decide(ctx context.Context) (*pass, error) {
 	p, err := r.load(ctx)
 	if err != nil {

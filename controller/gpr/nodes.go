@@ -23,7 +23,7 @@ func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 	conflicted := map[string]bool{}
 	for _, c := range conflicts {
 		// Never written by this controller; report, do not guess.
-		p.errs = append(p.errs, fmt.Errorf("node %s is in the status of GPRs %s", c.Node, joinNames(c.GPRs)))
+		p.fail("bind", fmt.Errorf("node %s is in the status of GPRs %s", c.Node, joinNames(c.GPRs)))
 		conflicted[c.Node] = true
 	}
 	for _, n := range p.nodes {
@@ -31,7 +31,7 @@ func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 			continue
 		}
 		if err := r.reconcileNode(ctx, n, holders[n.Name]); err != nil {
-			p.errs = append(p.errs, err)
+			p.fail("bind", err)
 		}
 	}
 	return nil

@@ -43,8 +43,12 @@ type pass struct {
 	// idleWake is the next moment an idle GPR falls due for idle
 	// release, if it stays idle (releaseIdle); zero when none.
 	idleWake time.Time
-	// errs are failures of steps that do not end the pass.
-	errs []error
+	// errs are failures of steps that do not end the pass (pass.fail).
+	errs []stepError
+	// unwritable are GPRs admission refused whose refusal could not be
+	// written: this pass neither plans nor admits them (they would
+	// otherwise start, or be admitted, despite being invalid).
+	unwritable map[string]bool
 	// releaseWaits are the GPRs due for release whose cluster is not
 	// reachable (partitioned), by name: they wake no pass, the cluster's
 	// return does.
@@ -102,10 +106,38 @@ func (r *Reconciler) loadNodes(ctx context.Context, p *pass, local client.Reader
 	return nil
 }
 
-// snapshot is the pass's objects, the planner's input (snapshot.Input).
+// snapshot is the pass's objects, the planner's input (snapshot.Input),
+// less the GPRs it could not mark refused.
 func (p *pass) snapshot() snapshot.Snapshot {
-	return snapshot.Snapshot{GPRs: p.gprs, Nodes: p.nodes, Policies: p.policies}
+	gprs := p.gprs
+	if len(p.unwritable) > 0 {
+		gprs = make([]*v1alpha1.GPUProvisionRequest, 0, len(p.gprs))
+		for _, g := range p.gprs {
+			if !p.unwritable[g.Name] {
+				gprs = append(gprs, g)
+			}
+		}
+	}
+	return snapshot.Snapshot{GPRs: gprs, Nodes: p.nodes, Policies: p.policies}
 }
+
+// stepError is a failure of one step for one object: the pass goes on.
+type stepError struct {
+	step string
+	err  error
+}
+
+// leaveOut keeps a GPR whose refusal or hold could not be written out of
+// this pass's plan and admission.
+func (p *pass) leaveOut(name string) {
+	if p.unwritable == nil {
+		p.unwritable = map[string]bool{}
+	}
+	p.unwritable[name] = true
+}
+
+// fail records a failure of step that does not end the pass.
+func (p *pass) fail(step string, err error) { p.errs = append(p.errs, stepError{step: step, err: err}) }
 
 // indexNodes rebuilds nodeByName from nodes.
 func (p *pass) indexNodes() {

@@ -51,7 +51,11 @@ func (r *Reconciler) admitPolicies(ctx context.Context, p *pass) error {
 			continue
 		}
 		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("update GPR %s status: %w", g.Name, err)
+			if domain.PolicyHeld(ng) {
+				p.leaveOut(g.Name) // never start what its policy holds
+			}
+			p.fail("admit", fmt.Errorf("update GPR %s status: %w", g.Name, err))
+			continue
 		}
 		p.set(ng)
 		if domain.PolicyHeld(ng) {

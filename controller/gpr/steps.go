@@ -102,7 +102,13 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 		ng := g.DeepCopy()
 		domain.Fail(ng, v1alpha1.ReasonInvalid, admission.Message(g, live, errs))
 		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("fail GPR %s: %w", g.Name, err)
+			// This GPR's problem, not the queue's: it is left out of
+			// this pass (never planned, never admitted) and tried again
+			// on the next; the others go on.
+			p.leaveOut(g.Name)
+			p.fail("admit", fmt.Errorf("fail GPR %s: %w", g.Name, err))
+			r.event(g, corev1.EventTypeWarning, "RefusalNotRecorded", "Admit", "refused (%s), but the refusal could not be written: %v", ng.Status.FailureReason, err)
+			continue
 		}
 		p.set(ng)
 		r.event(ng, corev1.EventTypeWarning, "Refused", "Admit", "%s", ng.Status.FailureReason)
@@ -164,8 +170,8 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		failed[u.ID] = u.Reason
 	}
 	for _, g := range p.gprs {
-		if !domain.IsQueued(g) || domain.PolicyHeld(g) {
-			continue // a policy's hold is admitPolicies'
+		if !domain.IsQueued(g) || domain.PolicyHeld(g) || p.unwritable[g.Name] {
+			continue // a policy's hold is admitPolicies'; an unwritable refusal is admit's
 		}
 		if failed[g.Name] == "" && !domain.NotAdmitted(g) && g.Status.Reason != v1alpha1.ReasonUnsatisfiable {
 			continue // estimates are the writer's; no copy for the many queued GPRs
@@ -193,7 +199,7 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 			continue
 		}
 		if err := r.write(ctx, ng); err != nil {
-			p.errs = append(p.errs, fmt.Errorf("update GPR %s status: %w", g.Name, err))
+			p.fail("status", fmt.Errorf("update GPR %s status: %w", g.Name, err))
 			continue
 		}
 		p.set(ng)
@@ -222,7 +228,7 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		ng := g.DeepCopy()
 		meta.SetStatusCondition(&ng.Status.Conditions, c)
 		if err := r.write(ctx, ng); err != nil {
-			p.errs = append(p.errs, fmt.Errorf("update GPR %s status: %w", g.Name, err))
+			p.fail("status", fmt.Errorf("update GPR %s status: %w", g.Name, err))
 			continue
 		}
 		p.set(ng)

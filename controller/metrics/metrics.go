@@ -50,6 +50,14 @@ var (
 		Help:      "GPU provision request status writes, by kind (decision or estimate).",
 	}, []string{"kind"})
 
+	// PassErrors counts failures of a GPR pass's steps for one object (a
+	// refused status write, a node that cannot be bound), by step: the
+	// pass goes on for the other objects.
+	PassErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gpuspace",
+		Name:      "pass_errors_total",
+		Help:      "Failures of a GPR plan pass's steps for one object, by step (admit, status, bind); the pass went on for the rest.",
+	}, []string{"step"})
 	// ReconcileErrors counts failed reconciles per controller.
 	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gpuspace",
@@ -59,5 +67,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors)
+	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors, PassErrors)
 }
