@@ -8,8 +8,10 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -18,16 +20,21 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 )
 
-// refuseStatusLabel marks GPRs whose status writes refuseStatusWrites has
-// the kube-apiserver refuse.
-const refuseStatusLabel = "test.gpuspace.io/refuse-status"
+// refuseLabel marks the objects a test's fault policy (harness.refuse)
+// has the kube-apiserver refuse to write.
+const refuseLabel = "test.gpuspace.io/refuse"
 
-// refuseStatusWrites installs a ValidatingAdmissionPolicy that refuses
-// every status write of GPRs labelled refuseStatusLabel, and waits until
-// the apiserver enforces it on probe (a labelled GPR).
-func (h *harness) refuseStatusWrites(probe string) {
+// refuse installs a ValidatingAdmissionPolicy that refuses op on
+// resource (group "" or gpuspace.io, version v1 or v1alpha1) where the CEL
+// expression deny is true, waits until refused() reports it in force, and
+// returns a function that lifts it (also run when the test ends).
+func (h *harness) refuse(resource string, group string, op admissionregistrationv1.OperationType, deny string, refused func(context.Context) bool) (lift func()) {
 	h.t.Helper()
-	name := h.name("refuse-status")
+	name := h.name("refuse-" + strings.NewReplacer("/", "-", ".", "-").Replace(resource))
+	version := "v1"
+	if group != "" {
+		version = "v1alpha1"
+	}
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -35,18 +42,12 @@ func (h *harness) refuseStatusWrites(probe string) {
 			MatchConstraints: &admissionregistrationv1.MatchResources{
 				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups: []string{v1alpha1.GroupName}, APIVersions: []string{"v1alpha1"},
-							Resources: []string{"gpuprovisionrequests/status"},
-						},
+						Operations: []admissionregistrationv1.OperationType{op},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: []string{resource}},
 					},
 				}},
 			},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "!has(object.metadata.labels) || !('" + refuseStatusLabel + "' in object.metadata.labels)",
-				Message:    "status writes of this GPR are refused (test)",
-			}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "!(" + deny + ")", Message: "refused by the test's fault policy"}},
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -63,22 +64,23 @@ func (h *harness) refuseStatusWrites(probe string) {
 	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(h.ctx, binding, metav1.CreateOptions{}); err != nil {
 		h.t.Fatal(err)
 	}
-	h.t.Cleanup(func() {
+	lift = func() {
 		ctx := context.Background()
 		_ = adm.ValidatingAdmissionPolicyBindings().Delete(ctx, name, metav1.DeleteOptions{})
 		_ = adm.ValidatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	// The apiserver loads policies asynchronously: wait until a dry-run
-	// status write of the probe is refused.
-	if err := wait.PollUntilContextTimeout(h.ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		g := h.getGPR(probe)
-		g.Status.FailureReason = "probe"
-		err := env.Client.Status().Update(ctx, g, client.DryRunAll)
-		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), nil
-	}); err != nil {
-		h.t.Fatalf("the policy never refused a status write: %v", err)
 	}
+	h.t.Cleanup(lift)
+	// The apiserver loads policies asynchronously.
+	if err := wait.PollUntilContextTimeout(h.ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return refused(ctx), nil
+	}); err != nil {
+		h.t.Fatalf("the fault policy on %s never took effect: %v", resource, err)
+	}
+	return lift
 }
+
+// denied reports whether err is the apiserver refusing a request by policy.
+func denied(err error) bool { return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) }
 
 // TestUnwritableGPRDoesNotStopTheQueue: a kubectl-created GPR for a
 // workspace that does not exist, whose status the apiserver refuses to
@@ -91,11 +93,17 @@ func TestUnwritableGPRDoesNotStopTheQueue(t *testing.T) {
 	h := newHarness(t)
 	node := h.t4Node("n1")
 	poison := h.gprObject("poison", h.name("no-such-workspace"), priority(300))
-	poison.Labels[refuseStatusLabel] = "true"
+	poison.Labels[refuseLabel] = "true"
 	if err := env.Client.Create(h.ctx, poison); err != nil {
 		t.Fatal(err)
 	}
-	h.refuseStatusWrites(poison.Name)
+	h.refuse("gpuprovisionrequests/status", v1alpha1.GroupName, admissionregistrationv1.Update,
+		"has(object.metadata.labels) && '"+refuseLabel+"' in object.metadata.labels",
+		func(ctx context.Context) bool {
+			g := h.getGPR(poison.Name)
+			g.Status.FailureReason = "probe"
+			return denied(env.Client.Status().Update(ctx, g, client.DryRunAll))
+		})
 	h.start()
 
 	ok := h.gpr("ok", h.workspace("w"), priority(1))
@@ -117,5 +125,54 @@ func TestUnwritableGPRDoesNotStopTheQueue(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("no RefusalNotRecorded event on GPR %s", poison.Name)
+	})
+}
+
+// TestStrayEvictionIsRetried: a GPU pod of no workspace on a free node,
+// then the node bound to a workspace while the apiserver refuses the pod's
+// Delete: once deletes are allowed again, the pod is deleted — the
+// eviction is retried on later passes, not tried once on the pass that
+// changed the node's labels.
+func TestStrayEvictionIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	node := h.t4Node("n1")
+	ns := h.name("nobody")
+	if _, err := env.Kube.CoreV1().Namespaces().Create(h.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	c := corev1.Container{Name: "c", Image: "busybox", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{v1alpha1.ResourceGPU: *resource.NewQuantity(1, resource.DecimalSI)}}}
+	stray, err := env.Kube.CoreV1().Pods(ns).Create(h.ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stray", Labels: map[string]string{refuseLabel: "true"}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{c}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lift := h.refuse("pods", "", admissionregistrationv1.Delete,
+		"has(oldObject.metadata.labels) && '"+refuseLabel+"' in oldObject.metadata.labels",
+		func(ctx context.Context) bool {
+			return denied(env.Kube.CoreV1().Pods(ns).Delete(ctx, stray.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}))
+		})
+
+	id := h.gpr("g", h.workspace("w"), exit("1d0h0m"))
+	h.status(id, v1alpha1.GPRProvisioned)
+	h.nodeBound(node, id)
+	if p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray.Name, metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+		t.Fatalf("stray pod deleted while deletes were refused (err %v): the fault did not hold", err)
+	}
+	lift()
+	h.eventually(func() error {
+		p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case p.DeletionTimestamp != nil:
+			return nil
+		}
+		return fmt.Errorf("GPU pod %s of no workspace still on node %s bound to %s after deletes were allowed again", p.Name, node, id)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
@@ -26,21 +27,65 @@ func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 		p.fail("bind", fmt.Errorf("node %s is in the status of GPRs %s", c.Node, joinNames(c.GPRs)))
 		conflicted[c.Node] = true
 	}
+	sweep := !r.swept
 	for _, n := range p.nodes {
 		if conflicted[n.Name] {
 			continue
 		}
-		if err := r.reconcileNode(ctx, n, holders[n.Name]); err != nil {
+		if err := r.reconcileNode(ctx, n, holders[n.Name], sweep); err != nil {
 			p.fail("bind", err)
 		}
 	}
+	r.swept = true
+	return nil
+}
+
+// eviction is what is owed to a node that changed hands: the pods of
+// workspace was, and every other workspace's GPU pods once it is now's.
+type eviction struct{ was, now string }
+
+// evictOwed retries the eviction a node is owed (a failed Delete, an
+// unreadable namespace), or, on a sweep, checks a bound node for GPU pods
+// of other workspaces. It runs when the node's binding already matches:
+// bindings converge on status, not only when a node changes hands.
+func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, ws string, sweep bool) error {
+	owed, ok := r.evictions[n.Name]
+	if ok && owed.now != ws {
+		owed = eviction{now: ws} // the node moved on: what is owed now
+	}
+	if !ok && (!sweep || ws == "") {
+		return nil
+	}
+	if !ok {
+		owed = eviction{now: ws}
+	}
+	c, reader, reachable := r.nodeClients(n)
+	if !reachable {
+		return nil
+	}
+	return r.evictTracked(ctx, c, reader, n.Name, owed)
+}
+
+// evictTracked evicts what owed says must leave node, and remembers it
+// until that succeeds.
+func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader client.Reader, node string, owed eviction) error {
+	if err := evict(ctx, c, reader, node, owed.was, owed.now, r.gpuResources); err != nil {
+		if r.evictions == nil {
+			r.evictions = map[string]eviction{}
+		}
+		r.evictions[node] = owed
+		return err
+	}
+	delete(r.evictions, node)
 	return nil
 }
 
 // reconcileNode makes a node's binding labels and taint match its holder
 // (nil: none). When the node changes hands, the pods that must leave it
-// are deleted gracefully (evict).
-func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *v1alpha1.GPUProvisionRequest) error {
+// are deleted gracefully (evict); an eviction that failed is retried on
+// every pass until it succeeds, and a sweep checks a bound node even
+// when nothing changed (evictOwed).
+func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *v1alpha1.GPUProvisionRequest, sweep bool) error {
 	curWS, _, _ := binding(n)
 	var ws, id string
 	if holder != nil {
@@ -48,7 +93,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	taints, taintsChanged := withBinding(n.Spec.Taints, ws)
 	if labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged {
-		return nil
+		return r.evictOwed(ctx, n, ws, sweep)
 	}
 	c, reader, ok := r.nodeClients(n)
 	if !ok {
@@ -78,7 +123,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
 	if curWS != ws {
-		return evict(ctx, c, reader, n.Name, curWS, ws, r.gpuResources)
+		return r.evictTracked(ctx, c, reader, n.Name, eviction{was: curWS, now: ws})
 	}
 	return nil
 }
@@ -138,6 +183,9 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, was
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("evict pod %s/%s from node %s: %w", p.Namespace, p.Name, node, err))
 			continue
+		}
+		if now != "" && owner != now {
+			metrics.StrayPodsEvicted.Inc()
 		}
 		logr.FromContextOrDiscard(ctx).Info("evicted pod", "pod", p.Namespace+"/"+p.Name, "node", node, "workspace", owner, "nodeWorkspace", now)
 	}

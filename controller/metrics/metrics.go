@@ -58,6 +58,13 @@ var (
 		Name:      "pass_errors_total",
 		Help:      "Failures of a GPR plan pass's steps for one object, by step (admit, status, bind); the pass went on for the rest.",
 	}, []string{"step"})
+	// StrayPodsEvicted counts GPU pods of another workspace (or of none)
+	// deleted from a bound node.
+	StrayPodsEvicted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "gpuspace",
+		Name:      "stray_pods_evicted_total",
+		Help:      "GPU pods of another workspace, or of none, deleted from nodes bound to a workspace.",
+	})
 	// ReconcileErrors counts failed reconciles per controller.
 	ReconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gpuspace",
@@ -67,5 +74,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors, PassErrors)
+	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors, PassErrors, StrayPodsEvicted)
 }
