@@ -200,12 +200,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 		// would then drop RequeueAfter for its exponential backoff (up to
 		// 16 minutes) and expiries, idle releases and lost-node deadlines
 		// would fire that late.
+		retry := passErrorRetry
 		for _, e := range p.errs {
+			if apierrors.IsConflict(e.err) || apierrors.IsNotFound(e.err) {
+				// A lost race or a stale cache: run again soon, quietly.
+				log.V(1).Info("plan pass step raced, retrying", "step", e.step, "error", e.err.Error())
+				retry = conflictRetry
+				continue
+			}
 			metrics.PassErrors.WithLabelValues(e.step).Inc()
 			log.Error(e.err, "plan pass step failed; the rest of the pass went on", "step", e.step)
 		}
-		if res.RequeueAfter == 0 || res.RequeueAfter > passErrorRetry {
-			res.RequeueAfter = passErrorRetry
+		if res.RequeueAfter == 0 || res.RequeueAfter > retry {
+			res.RequeueAfter = retry
 		}
 	}
 	return res, nil
