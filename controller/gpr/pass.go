@@ -185,6 +185,36 @@ func (p *pass) nextWake() time.Time {
 			next = end
 		}
 	}
+	if at := p.evictableWake(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+		next = at
+	}
+	return next
+}
+
+// evictableWake is the next moment a provisioned GPR leaves its
+// minimum-runtime protection while some queued GPR may evict
+// (domain.CanEvict): preemption then becomes possible without any event,
+// so the pass must wake for it. Zero when there is none.
+func (p *pass) evictableWake() time.Time {
+	evictor := false
+	for _, g := range p.gprs {
+		if domain.IsQueued(g) && !domain.NotAdmitted(g) && domain.CanEvict(g, p.policies.Of(g.Spec.Workspace)) {
+			evictor = true
+			break
+		}
+	}
+	if !evictor {
+		return time.Time{}
+	}
+	var next time.Time
+	for _, g := range p.gprs {
+		if !domain.IsProvisioned(g) {
+			continue
+		}
+		if at, ok := domain.EvictableAt(g, p.policies.Of(g.Spec.Workspace)); ok && at.After(p.now) && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
 	return next
 }
 

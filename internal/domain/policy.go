@@ -229,16 +229,30 @@ func RequeueOnFailure(g *v1alpha1.GPUProvisionRequest, p *v1alpha1.WorkspacePoli
 const DefaultMinRuntimeBeforeEviction = 5 * time.Minute
 
 // MinRuntimeBeforeEviction is how long a GPR of the policy's workspace
-// runs before it may be evicted.
+// runs before it may be evicted. A zero ("0d0h0m") means zero: evictable
+// at once; only an unset (or unreadable) value takes the default.
 func MinRuntimeBeforeEviction(p *v1alpha1.WorkspacePolicy) time.Duration {
 	if p == nil || p.Spec.MinRuntimeBeforeEviction == "" {
 		return DefaultMinRuntimeBeforeEviction
 	}
 	d, err := duration.Parse(p.Spec.MinRuntimeBeforeEviction)
-	if err != nil {
+	switch {
+	case errors.Is(err, duration.ErrZero):
+		return 0
+	case err != nil:
 		return DefaultMinRuntimeBeforeEviction
 	}
 	return d
+}
+
+// EvictableAt is when a provisioned GPR leaves its minimum-runtime
+// protection (its start plus its policy's MinRuntimeBeforeEviction);
+// false for a GPR that has not started.
+func EvictableAt(g *v1alpha1.GPUProvisionRequest, p *v1alpha1.WorkspacePolicy) (time.Time, bool) {
+	if g.Status.StartTimestamp == nil {
+		return time.Time{}, false
+	}
+	return g.Status.StartTimestamp.Add(MinRuntimeBeforeEviction(p)), true
 }
 
 // PolicyHeld reports whether a queued GPR is held by its workspace's

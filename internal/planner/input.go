@@ -80,7 +80,8 @@ func provisionedOf(now time.Time, g *v1alpha1.GPUProvisionRequest, policy *v1alp
 	}
 	if t := g.Status.StartTimestamp; t != nil {
 		p.Started = t.Time
-		p.Evictable = !now.Before(t.Add(domain.MinRuntimeBeforeEviction(policy)))
+		at, _ := domain.EvictableAt(g, policy)
+		p.Evictable = !now.Before(at)
 	}
 	return p
 }
