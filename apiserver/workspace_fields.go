@@ -28,7 +28,7 @@ func (s *Server) validateWorkspace(ctx context.Context, name string, f *Workspac
 	}
 	ws := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	applyWorkspaceFields(ws, f)
-	ws.Spec.MaxClusters = f.MaxClusters
+	ws.Spec.MaxClusters = f.MaxClusters // as asked, not applyWorkspaceFields's default of 16: 0 means unset, not checked
 	if errs := admission.ValidateWorkspace(ws, admission.WorkspaceRules{SystemNamespace: s.cfg.Namespace, KnownClusters: known}); len(errs) > 0 {
 		return envelope.Validation(workspaceFieldErrors(errs, known)...)
 	}

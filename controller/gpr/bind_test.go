@@ -43,18 +43,7 @@ func TestBindEvictsStrayGPUPods(t *testing.T) {
 	id := h.gpr("g", h.workspace("w"), exit("1d0h0m"))
 	h.status(id, v1alpha1.GPRProvisioned)
 	h.nodeBound(node, id)
-	h.eventually(func() error {
-		p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil
-		case err != nil:
-			return err
-		case p.DeletionTimestamp != nil:
-			return nil
-		}
-		return fmt.Errorf("GPU pod %s of no workspace still on node %s bound to %s", p.Name, node, id)
-	})
+	h.podLeaves(ns, stray.Name, fmt.Sprintf("GPU pod of no workspace on node %s bound to %s", node, id))
 	p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, agent.Name, metav1.GetOptions{})
 	if err != nil || p.DeletionTimestamp != nil {
 		t.Errorf("pod %s without GPUs was deleted (err %v)", agent.Name, err)

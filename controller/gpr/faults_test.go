@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,16 +26,12 @@ import (
 const refuseLabel = "test.gpuspace.io/refuse"
 
 // refuse installs a ValidatingAdmissionPolicy that refuses op on
-// resource (group "" or gpuspace.io, version v1 or v1alpha1) where the CEL
+// resource of gv where the CEL
 // expression deny is true, waits until refused() reports it in force, and
 // returns a function that lifts it (also run when the test ends).
-func (h *harness) refuse(resource string, group string, op admissionregistrationv1.OperationType, deny string, refused func(context.Context) bool) (lift func()) {
+func (h *harness) refuse(gv schema.GroupVersion, resource string, op admissionregistrationv1.OperationType, deny string, refused func(context.Context) bool) (lift func()) {
 	h.t.Helper()
 	name := h.name("refuse-" + strings.NewReplacer("/", "-", ".", "-").Replace(resource))
-	version := "v1"
-	if group != "" {
-		version = "v1alpha1"
-	}
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -43,7 +40,7 @@ func (h *harness) refuse(resource string, group string, op admissionregistration
 				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 						Operations: []admissionregistrationv1.OperationType{op},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: []string{resource}},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{gv.Group}, APIVersions: []string{gv.Version}, Resources: []string{resource}},
 					},
 				}},
 			},
@@ -97,7 +94,7 @@ func TestUnwritableGPRDoesNotStopTheQueue(t *testing.T) {
 	if err := env.Client.Create(h.ctx, poison); err != nil {
 		t.Fatal(err)
 	}
-	h.refuse("gpuprovisionrequests/status", v1alpha1.GroupName, admissionregistrationv1.Update,
+	h.refuse(v1alpha1.SchemeGroupVersion, "gpuprovisionrequests/status", admissionregistrationv1.Update,
 		"has(object.metadata.labels) && '"+refuseLabel+"' in object.metadata.labels",
 		func(ctx context.Context) bool {
 			g := h.getGPR(poison.Name)
@@ -150,7 +147,7 @@ func TestStrayEvictionIsRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lift := h.refuse("pods", "", admissionregistrationv1.Delete,
+	lift := h.refuse(corev1.SchemeGroupVersion, "pods", admissionregistrationv1.Delete,
 		"has(oldObject.metadata.labels) && '"+refuseLabel+"' in oldObject.metadata.labels",
 		func(ctx context.Context) bool {
 			return denied(env.Kube.CoreV1().Pods(ns).Delete(ctx, stray.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}))
@@ -163,16 +160,5 @@ func TestStrayEvictionIsRetried(t *testing.T) {
 		t.Fatalf("stray pod deleted while deletes were refused (err %v): the fault did not hold", err)
 	}
 	lift()
-	h.eventually(func() error {
-		p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil
-		case err != nil:
-			return err
-		case p.DeletionTimestamp != nil:
-			return nil
-		}
-		return fmt.Errorf("GPU pod %s of no workspace still on node %s bound to %s after deletes were allowed again", p.Name, node, id)
-	})
+	h.podLeaves(ns, stray.Name, fmt.Sprintf("GPU pod of no workspace on node %s bound to %s after deletes were allowed again", node, id))
 }

@@ -315,3 +315,21 @@ func (h *harness) cleanup() {
 		h.t.Errorf("clean up: %v", err)
 	}
 }
+
+// podLeaves waits until pod ns/name is gone or being deleted (graceful: no
+// kubelet finishes it here); why says what the pod is, for the failure.
+func (h *harness) podLeaves(ns, name, why string) {
+	h.t.Helper()
+	h.eventually(func() error {
+		p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case p.DeletionTimestamp != nil:
+			return nil
+		}
+		return fmt.Errorf("%s: pod %s/%s still there", why, ns, name)
+	})
+}

@@ -50,14 +50,13 @@ type eviction struct{ was, now string }
 // bindings converge on status, not only when a node changes hands.
 func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, ws string, sweep bool) error {
 	owed, ok := r.evictions[n.Name]
-	if ok && owed.now != ws {
-		owed = eviction{now: ws} // the node moved on: what is owed now
-	}
-	if !ok && (!sweep || ws == "") {
+	switch {
+	case ok && owed.now == ws:
+		// Retry what the last change of hands left undone.
+	case ok || (sweep && ws != ""):
+		owed = eviction{now: ws} // the node moved on, or a sweep: other workspaces' GPU pods
+	default:
 		return nil
-	}
-	if !ok {
-		owed = eviction{now: ws}
 	}
 	c, reader, reachable := r.nodeClients(n)
 	if !reachable {
