@@ -3,13 +3,13 @@ package gpr
 import (
 	"context"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
 
 // WithPrices sets the operator's price per GPU-hour by GPU shape: a GPR
@@ -23,27 +23,28 @@ func WithPrices(p domain.Prices) Option {
 func (r *Reconciler) gpuPrices() domain.Prices { return r.prices }
 
 // stampCost sets status.cost of a GPR that this write completes, from its
-// start and completion timestamps and its nodes' shapes (from the cache;
-// the GPR's shape for a node gone): once, in the same write, never a
-// write of its own. Without prices, or for a shape without one, the cost
-// stays empty.
-func (r *Reconciler) stampCost(ctx context.Context, g *v1alpha1.GPUProvisionRequest) {
+// start and completion timestamps and its nodes' shapes as the pass sees
+// them, in every cluster (the GPR's shape for a node gone): once, in the
+// same write, never a write of its own. Without prices, or for a shape
+// without one, the cost stays empty.
+func (r *Reconciler) stampCost(p *pass, g *v1alpha1.GPUProvisionRequest) {
 	prices := r.gpuPrices()
 	if len(prices) == 0 || domain.Phase(g) != v1alpha1.GPRComplete || g.Status.Cost != "" || g.Status.CompletionTimestamp == nil {
 		return
 	}
-	g.Status.Cost = domain.CostString(g, prices, r.nodeFacts(ctx, g.Status.Nodes), g.Status.CompletionTimestamp.Time)
+	g.Status.Cost = domain.CostString(g, prices, p.nodeFacts(g.Status.Nodes, r.defaultCluster), g.Status.CompletionTimestamp.Time)
 }
 
-// nodeFacts are the GPU facts of the named nodes the cache has.
-func (r *Reconciler) nodeFacts(ctx context.Context, names []string) map[string]domain.GPUNode {
+// nodeFacts are the GPU facts of the named nodes the pass sees, of every
+// cluster.
+func (p *pass) nodeFacts(names []string, defaultCluster string) map[string]domain.GPUNode {
 	out := make(map[string]domain.GPUNode, len(names))
 	for _, name := range names {
-		var n corev1.Node
-		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+		n, ok := p.nodeByName[name]
+		if !ok {
 			continue
 		}
-		if f, ok := domain.GPUFacts(&n, r.defaultCluster); ok {
+		if f, ok := domain.GPUFacts(n, defaultCluster); ok {
 			out[name] = f
 		}
 	}
@@ -63,19 +64,24 @@ func (r *Reconciler) usageMetrics() manager.Runnable {
 	})
 }
 
-// usage is what every started GPR has used, per node, by the cache.
+// usage is what every started GPR has used, per node, by the caches: the
+// local cluster's and every worker's nodes.
 func (r *Reconciler) usage(ctx context.Context) []metrics.UsageSample {
 	var gprs v1alpha1.GPUProvisionRequestList
 	if err := r.client.List(ctx, &gprs, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	var nodes corev1.NodeList
-	if err := r.client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+	sr := snapshot.Reader{Client: r.client}
+	if r.clusters != nil {
+		sr.Workers = r.clusters
+	}
+	nodes, err := sr.Nodes(ctx)
+	if err != nil {
 		return nil
 	}
-	facts := make(map[string]domain.GPUNode, len(nodes.Items))
-	for i := range nodes.Items {
-		if f, ok := domain.GPUFacts(&nodes.Items[i], r.defaultCluster); ok {
+	facts := make(map[string]domain.GPUNode, len(nodes))
+	for _, n := range nodes {
+		if f, ok := domain.GPUFacts(n, r.defaultCluster); ok {
 			facts[f.Name] = f
 		}
 	}

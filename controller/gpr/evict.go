@@ -2,7 +2,6 @@ package gpr
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -16,18 +15,29 @@ import (
 // pass that fails between a victim's write and its evictor's start leaves
 // the victim queued and its nodes free in status: nothing is lost and no
 // node is held twice; the next pass plans again. The victim's pods leave
-// its nodes in bindNodes, gracefully, as for any release.
-func (r *Reconciler) evictForPlan(ctx context.Context, p *pass) error {
+// its nodes in bindNodes, gracefully, as for any release. An eviction that
+// cannot be written is the victim's problem (writeFailed): the evictors
+// returned must not start in this pass, since the victim still holds
+// their nodes; every other start goes ahead.
+func (r *Reconciler) evictForPlan(ctx context.Context, p *pass) (blocked map[string]bool) {
 	log := logr.FromContextOrDiscard(ctx)
 	for _, e := range p.plan.Evictions {
+		if blocked[e.By] {
+			continue // it will not start in this pass: leave its other victims be
+		}
 		g := p.gprs[p.byName[e.Victim]]
 		by := p.gprs[p.byName[e.By]]
 		ng := g.DeepCopy()
 		requeue := domain.RequeueOnFailure(g, p.policies[g.Spec.Workspace])
-		earlier := domain.CostString(g, r.gpuPrices(), r.nodeFacts(ctx, g.Status.Nodes), p.now)
+		earlier := domain.CostString(g, r.gpuPrices(), p.nodeFacts(g.Status.Nodes, r.defaultCluster), p.now)
 		domain.Evict(ng, e.By, requeue, earlier, p.now)
-		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("evict GPR %s for %s: %w", g.Name, e.By, err)
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "evict", "Evict", err)
+			if blocked == nil {
+				blocked = map[string]bool{}
+			}
+			blocked[e.By] = true
+			continue
 		}
 		p.set(ng)
 		next := "back in the queue"
@@ -40,5 +50,5 @@ func (r *Reconciler) evictForPlan(ctx context.Context, p *pass) error {
 			g.Name, domain.Priority(g), g.Spec.Workspace)
 		log.Info("evicted GPR", "gpr", g.Name, "by", e.By, "nodes", g.Status.Nodes, "requeued", requeue)
 	}
-	return nil
+	return blocked
 }

@@ -9,9 +9,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -79,6 +77,26 @@ func (h *harness) refuse(gv schema.GroupVersion, resource string, op admissionre
 // denied reports whether err is the apiserver refusing a request by policy.
 func denied(err error) bool { return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) }
 
+// poisonGPR creates a GPR for a workspace that does not exist, as kubectl
+// can, and has the apiserver refuse every write of its status: admission
+// refuses it on every pass and can never record that.
+func (h *harness) poisonGPR() string {
+	h.t.Helper()
+	poison := h.gprObject("poison", h.name("no-such-workspace"), priority(300))
+	poison.Labels[refuseLabel] = "true"
+	if err := env.Client.Create(h.ctx, poison); err != nil {
+		h.t.Fatal(err)
+	}
+	h.refuse(v1alpha1.SchemeGroupVersion, "gpuprovisionrequests/status", admissionregistrationv1.Update,
+		"has(object.metadata.labels) && '"+refuseLabel+"' in object.metadata.labels",
+		func(ctx context.Context) bool {
+			g := h.getGPR(poison.Name)
+			g.Status.FailureReason = "probe"
+			return denied(env.Client.Status().Update(ctx, g, client.DryRunAll))
+		})
+	return poison.Name
+}
+
 // TestUnwritableGPRDoesNotStopTheQueue: a kubectl-created GPR for a
 // workspace that does not exist, whose status the apiserver refuses to
 // write, is that GPR's problem: it is never planned or started, an Event
@@ -89,18 +107,7 @@ func denied(err error) bool { return apierrors.IsInvalid(err) || apierrors.IsFor
 func TestUnwritableGPRDoesNotStopTheQueue(t *testing.T) {
 	h := newHarness(t)
 	node := h.t4Node("n1")
-	poison := h.gprObject("poison", h.name("no-such-workspace"), priority(300))
-	poison.Labels[refuseLabel] = "true"
-	if err := env.Client.Create(h.ctx, poison); err != nil {
-		t.Fatal(err)
-	}
-	h.refuse(v1alpha1.SchemeGroupVersion, "gpuprovisionrequests/status", admissionregistrationv1.Update,
-		"has(object.metadata.labels) && '"+refuseLabel+"' in object.metadata.labels",
-		func(ctx context.Context) bool {
-			g := h.getGPR(poison.Name)
-			g.Status.FailureReason = "probe"
-			return denied(env.Client.Status().Update(ctx, g, client.DryRunAll))
-		})
+	poison := h.poisonGPR()
 	h.start()
 
 	ok := h.gpr("ok", h.workspace("w"), priority(1))
@@ -108,21 +115,10 @@ func TestUnwritableGPRDoesNotStopTheQueue(t *testing.T) {
 	if len(g.Status.Nodes) != 1 || g.Status.Nodes[0] != node {
 		t.Errorf("valid GPR on %v, want [%s]", g.Status.Nodes, node)
 	}
-	if p := h.getGPR(poison.Name); p.Status.ProvisioningStatus != "" || len(p.Status.Nodes) != 0 {
+	if p := h.getGPR(poison); p.Status.ProvisioningStatus != "" || len(p.Status.Nodes) != 0 {
 		t.Errorf("unwritable GPR is %q on %v, want never admitted nor started", p.Status.ProvisioningStatus, p.Status.Nodes)
 	}
-	h.eventually(func() error {
-		var evs eventsv1.EventList
-		if err := env.Client.List(h.ctx, &evs); err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Regarding.Name == poison.Name && e.Reason == "RefusalNotRecorded" && strings.Contains(e.Note, "does not exist") {
-				return nil
-			}
-		}
-		return fmt.Errorf("no RefusalNotRecorded event on GPR %s", poison.Name)
-	})
+	h.waitEvent(poison, "RefusalNotRecorded", "does not exist")
 }
 
 // TestStrayEvictionIsRetried: a GPU pod of no workspace on a free node,
@@ -138,27 +134,21 @@ func TestStrayEvictionIsRetried(t *testing.T) {
 	if _, err := env.Kube.CoreV1().Namespaces().Create(h.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	c := corev1.Container{Name: "c", Image: "busybox", Resources: corev1.ResourceRequirements{
-		Limits: corev1.ResourceList{v1alpha1.ResourceGPU: *resource.NewQuantity(1, resource.DecimalSI)}}}
-	stray, err := env.Kube.CoreV1().Pods(ns).Create(h.ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "stray", Labels: map[string]string{refuseLabel: "true"}},
-		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{c}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stray := gpuPod(t, h, ns, "stray", node, map[string]string{refuseLabel: "true"})
 	lift := h.refuse(corev1.SchemeGroupVersion, "pods", admissionregistrationv1.Delete,
 		"has(oldObject.metadata.labels) && '"+refuseLabel+"' in oldObject.metadata.labels",
 		func(ctx context.Context) bool {
-			return denied(env.Kube.CoreV1().Pods(ns).Delete(ctx, stray.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}))
+			return denied(env.Kube.CoreV1().Pods(ns).Delete(ctx, stray, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}))
 		})
 
 	id := h.gpr("g", h.workspace("w"), exit("1d0h0m"))
 	h.status(id, v1alpha1.GPRProvisioned)
 	h.nodeBound(node, id)
-	if p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray.Name, metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+	h.waitEvent(id, "EvictionFailed", node)
+	if p, err := env.Kube.CoreV1().Pods(ns).Get(h.ctx, stray, metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
 		t.Fatalf("stray pod deleted while deletes were refused (err %v): the fault did not hold", err)
 	}
 	lift()
-	h.podLeaves(ns, stray.Name, fmt.Sprintf("GPU pod of no workspace on node %s bound to %s after deletes were allowed again", node, id))
+	h.podLeaves(ns, stray, fmt.Sprintf("GPU pod of no workspace on node %s bound to %s after deletes were allowed again", node, id))
+	h.waitEvent(stray, "StrayGPUPodEvicted", id)
 }

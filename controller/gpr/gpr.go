@@ -218,9 +218,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	return res, nil
 }
 
-// decide runs the steps that make and write decisions. An error from a
-// step that must not be skipped ends the pass; others are collected in
-// p.errs (pass.fail).
+// decide runs the steps that make and write decisions. Only a failure to
+// read what the pass is made of ends it; a decision that cannot be written
+// is that object's problem, collected in p.errs (pass.fail), and the pass
+// goes on for every other object.
 func (r *Reconciler) decide(ctx context.Context) (*pass, error) {
 	p, err := r.load(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -35,10 +36,34 @@ type harness struct {
 	ctx     context.Context
 	prefix  string
 	cluster string
-	clock   *clocktesting.FakePassiveClock
+	clock   testClock
 	kicks   int
 	// prices are the controllers' GPU prices (set before start).
 	prices domain.Prices
+}
+
+// testClock is the controllers' clock in a test: a fake one frozen until
+// set (newHarness), or one that runs with real time from where it was set
+// (runningClock), for tests about what happens on time by itself.
+type testClock interface {
+	clock.PassiveClock
+	SetTime(time.Time)
+}
+
+// runningClock runs at real time's pace from an offset SetTime chooses:
+// the controllers' timers fire by themselves, and a test can still jump
+// to just before a deadline.
+type runningClock struct{ offset atomic.Int64 }
+
+func (c *runningClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *runningClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *runningClock) SetTime(t time.Time)             { c.offset.Store(int64(time.Until(t))) }
+
+// newRunningHarness is newHarness on a runningClock.
+func newRunningHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.clock = &runningClock{}
+	return h
 }
 
 func newHarness(t *testing.T) *harness {

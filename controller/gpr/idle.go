@@ -20,9 +20,9 @@ import (
 // workspace's pods on those nodes gracefully, in the same pass. A GPR that
 // is idle but not due yet sets the pass's wake-up to the moment it will
 // be. Everything is computed from the nodes' published idle-since and the
-// GPR's start, so a restart releases at the same moment. Any failure ends
-// the pass, as in release.
-func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
+// GPR's start, so a restart releases at the same moment. A failure is
+// that GPR's problem, as in release.
+func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) {
 	for _, g := range p.gprs {
 		if _, ok := domain.IdleTimeout(g); !ok || !domain.IsProvisioned(g) {
 			continue
@@ -34,11 +34,14 @@ func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
 			continue
 		}
 		// Release is final and deletes the workspace's pods: confirm on
-		// live reads of its nodes that the cache did not miss a node
-		// turning busy. This costs reads only when a GPR falls due.
-		live, err := r.liveNodes(ctx, g.Status.Nodes)
+		// live reads of its nodes, each in its own cluster, that the
+		// cache did not miss a node turning busy. This costs reads only
+		// when a GPR falls due.
+		live, err := r.liveNodes(ctx, p, g.Status.Nodes)
 		if err != nil {
-			return err
+			p.fail("release", fmt.Errorf("confirm idle GPR %s: %w", g.Name, err))
+			p.retryWrite(g.Name)
+			continue
 		}
 		if due, at = domain.IdleRelease(g, policy, live, p.now); !due {
 			p.wakeForIdle(at)
@@ -47,8 +50,9 @@ func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
 		idle := domain.IdleFor(g, live, p.now)
 		ng := g.DeepCopy()
 		domain.Release(ng, v1alpha1.ReasonIdle, p.now)
-		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("release idle GPR %s: %w", g.Name, err)
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "release", "Release", err)
+			continue
 		}
 		p.set(ng)
 		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s): GPUs idle for %s, idleTimeOutDuration %s",
@@ -56,7 +60,6 @@ func (r *Reconciler) releaseIdle(ctx context.Context, p *pass) error {
 		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes,
 			"reason", v1alpha1.ReasonIdle, "idleFor", idle.String())
 	}
-	return nil
 }
 
 // wakeForIdle makes the pass wake at at (zero: no need) if that is sooner
@@ -67,18 +70,36 @@ func (p *pass) wakeForIdle(at time.Time) {
 	}
 }
 
-// liveNodes reads the named nodes from the apiserver; a node that does not
-// exist is left out.
-func (r *Reconciler) liveNodes(ctx context.Context, names []string) (map[string]*corev1.Node, error) {
+// liveNodes reads the named nodes from their own clusters' apiservers (a
+// worker's node from the worker, as the pass saw it); a node that does
+// not exist, or that the pass does not see, is left out. A node of a
+// cluster not reachable now is not confirmed: an error.
+func (r *Reconciler) liveNodes(ctx context.Context, p *pass, names []string) (map[string]*corev1.Node, error) {
 	out := make(map[string]*corev1.Node, len(names))
 	for _, name := range names {
+		seen, ok := p.nodeByName[name]
+		if !ok {
+			continue
+		}
+		_, reader, reachable := r.nodeClients(seen)
+		if !reachable {
+			return nil, fmt.Errorf("node %s: its cluster is not reachable", name)
+		}
 		var n corev1.Node
-		err := r.apiReader.Get(ctx, client.ObjectKey{Name: name}, &n)
+		err := reader.Get(ctx, client.ObjectKey{Name: name}, &n)
 		switch {
 		case apierrors.IsNotFound(err):
 			continue
 		case err != nil:
 			return nil, fmt.Errorf("get node %s: %w", name, err)
+		}
+		if c := seen.Labels[v1alpha1.LabelCluster]; c != "" {
+			// Labelled with its cluster as the pass saw it (a worker's
+			// nodes are), for GPUFacts.
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[v1alpha1.LabelCluster] = c
 		}
 		out[name] = &n
 	}

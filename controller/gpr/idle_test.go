@@ -210,6 +210,9 @@ func TestIdlePolicyEnforces(t *testing.T) {
 	h.advance(10*time.Minute, id)
 	h.stays(id)
 
+	// The clock moves first: the policy's own event starts a pass, which
+	// must see the same time as the poke's.
+	h.clock.SetTime(start.Add(10*time.Minute + time.Second))
 	policy := &v1alpha1.WorkspacePolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: ws, Labels: h.labels()},
 		Spec:       v1alpha1.WorkspacePolicySpec{EnforceIdleTimeOut: true},
@@ -218,7 +221,7 @@ func TestIdlePolicyEnforces(t *testing.T) {
 		t.Fatalf("create policy: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(h.ctx, policy) })
-	h.advance(time.Second, id)
+	h.advance(0, id)
 	h.releasedIdle(id, start.Add(10*time.Minute+time.Second))
 }
 

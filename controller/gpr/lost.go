@@ -51,17 +51,17 @@ func (r *Reconciler) recoverNodes(ctx context.Context, p *pass) error {
 		if len(lost) == 0 && domain.Shortfall(g) == 0 {
 			continue
 		}
-		if err := r.recover(ctx, p, g, lost); err != nil {
-			return err
-		}
+		r.recover(ctx, p, g, lost)
 	}
 	return nil
 }
 
 // recover replaces, requeues or shrinks one GPR that lost nodes (see
 // recoverNodes); a GPR short of nodes with nothing free to replace them is
-// left as it is.
-func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvisionRequest, lost []domain.LostNode) error {
+// left as it is. A decision that cannot be written is that GPR's problem
+// (writeFailed): it keeps what it holds in this pass's view, so the
+// replacements it was given stay free, and the next pass decides again.
+func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvisionRequest, lost []domain.LostNode) {
 	need := len(lost) + domain.Shortfall(g)
 	ng := g.DeepCopy()
 	repl := r.replacements(p, g, lost, need)
@@ -72,9 +72,9 @@ func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvis
 		domain.ReplaceNodes(ng, lost, repl)
 		what = fmt.Sprintf("replaced lost nodes with %s", joinNames(repl))
 	case len(lost) == 0:
-		return nil // short, and still nothing free
+		return // short, and still nothing free
 	case requeue:
-		earlier := domain.CostString(g, r.gpuPrices(), r.nodeFacts(ctx, g.Status.Nodes), p.now)
+		earlier := domain.CostString(g, r.gpuPrices(), p.nodeFacts(g.Status.Nodes, r.defaultCluster), p.now)
 		domain.Requeue(ng, v1alpha1.ReasonNodeLost, "lost "+domain.DescribeLost(lost)+"; back in the queue", earlier)
 		what = "back in the queue"
 	default:
@@ -84,8 +84,9 @@ func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvis
 			what = "released: no node left"
 		}
 	}
-	if err := r.write(ctx, ng); err != nil {
-		return fmt.Errorf("recover GPR %s from lost nodes: %w", g.Name, err)
+	if err := r.write(ctx, p, ng); err != nil {
+		r.writeFailed(p, g, "recover", "Recover", err)
+		return
 	}
 	p.set(ng)
 	typ := corev1.EventTypeWarning
@@ -94,7 +95,6 @@ func (r *Reconciler) recover(ctx context.Context, p *pass, g *v1alpha1.GPUProvis
 	}
 	r.event(ng, typ, string(v1alpha1.ReasonNodeLost), "Recover", "Lost nodes %s; %s", domain.DescribeLost(lost), what)
 	logr.FromContextOrDiscard(ctx).Info("GPR lost nodes", "gpr", g.Name, "lost", domain.DescribeLost(lost), "outcome", what)
-	return nil
 }
 
 // replacements are need free nodes that match g, in the cluster of the

@@ -18,13 +18,14 @@ import (
 
 // bindNodes makes node labels and taints follow the provisioned GPRs'
 // status (domain.Holders), right after the starts are written. A node
-// claimed by two GPRs is reported and left as it is.
+// claimed by two GPRs is left as it is and reported on both GPRs and on
+// the node (nodeHealth, domain.ClaimedTwice); it is a state, not a
+// failure of the pass, so it costs no retries and delays nothing else.
 func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 	holders, conflicts := domain.Holders(p.gprs)
+	p.conflicts = conflicts
 	conflicted := map[string]bool{}
 	for _, c := range conflicts {
-		// Never written by this controller; report, do not guess.
-		p.fail("bind", fmt.Errorf("node %s is in the status of GPRs %s", c.Node, joinNames(c.GPRs)))
 		conflicted[c.Node] = true
 	}
 	sweep := !r.swept
@@ -48,7 +49,11 @@ type eviction struct{ was, now string }
 // unreadable namespace), or, on a sweep, checks a bound node for GPU pods
 // of other workspaces. It runs when the node's binding already matches:
 // bindings converge on status, not only when a node changes hands.
-func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, ws string, sweep bool) error {
+func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, holder *v1alpha1.GPUProvisionRequest, sweep bool) error {
+	var ws string
+	if holder != nil {
+		ws = holder.Spec.Workspace
+	}
 	owed, ok := r.evictions[n.Name]
 	switch {
 	case ok && owed.now == ws:
@@ -62,13 +67,22 @@ func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, ws string, s
 	if !reachable {
 		return nil
 	}
-	return r.evictTracked(ctx, c, reader, n.Name, owed)
+	return r.evictTracked(ctx, c, reader, n.Name, holder, owed)
 }
 
 // evictTracked evicts what owed says must leave node, and remembers it
-// until that succeeds.
-func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader client.Reader, node string, owed eviction) error {
-	if err := evict(ctx, c, reader, node, owed.was, owed.now, r.gpuResources); err != nil {
+// until that succeeds. Each stray GPU pod deleted (one of another
+// workspace, or of none, on a node bound to holder's workspace) gets an
+// Event, and so does holder; the first failure for a node is an Event on
+// holder too (the retries are in the pass's errors and metrics).
+func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader client.Reader, node string, holder *v1alpha1.GPUProvisionRequest, owed eviction) error {
+	strays, err := evict(ctx, c, reader, node, owed.was, owed.now, r.gpuResources)
+	r.strayEvents(c, node, holder, strays)
+	if err != nil {
+		if _, again := r.evictions[node]; !again && holder != nil {
+			r.event(holder, corev1.EventTypeWarning, "EvictionFailed", "Evict",
+				"pods that must leave node %s could not all be deleted, retrying: %v", node, err)
+		}
 		if r.evictions == nil {
 			r.evictions = map[string]eviction{}
 		}
@@ -77,6 +91,25 @@ func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader c
 	}
 	delete(r.evictions, node)
 	return nil
+}
+
+// strayEvents records the eviction of stray GPU pods from node, bound to
+// holder's workspace: on each pod (in the controller's own cluster only:
+// an Event is written beside the object it is about) and on holder.
+func (r *Reconciler) strayEvents(c client.Client, node string, holder *v1alpha1.GPUProvisionRequest, strays []*corev1.Pod) {
+	if len(strays) == 0 || r.recorder == nil || holder == nil {
+		return
+	}
+	names := make([]string, len(strays))
+	for i, pod := range strays {
+		names[i] = pod.Namespace + "/" + pod.Name
+		if c == r.client {
+			r.recorder.Eventf(pod, holder, corev1.EventTypeWarning, "StrayGPUPodEvicted", "Evict",
+				"deleted: node %s is bound to workspace %s (GPR %s), where only its GPU pods may run", node, holder.Spec.Workspace, holder.Name)
+		}
+	}
+	r.event(holder, corev1.EventTypeWarning, "StrayGPUPodEvicted", "Evict",
+		"deleted GPU pods of other workspaces from node %s: %s", node, joinNames(names))
 }
 
 // reconcileNode makes a node's binding labels and taint match its holder
@@ -92,7 +125,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	taints, taintsChanged := withBinding(n.Spec.Taints, ws)
 	if labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged {
-		return r.evictOwed(ctx, n, ws, sweep)
+		return r.evictOwed(ctx, n, holder, sweep)
 	}
 	c, reader, ok := r.nodeClients(n)
 	if !ok {
@@ -122,7 +155,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	}
 	logr.FromContextOrDiscard(ctx).Info("node binding", "node", n.Name, "workspace", ws, "gpr", id, "was", curWS)
 	if curWS != ws {
-		return r.evictTracked(ctx, c, reader, n.Name, eviction{was: curWS, now: ws})
+		return r.evictTracked(ctx, c, reader, n.Name, holder, eviction{was: curWS, now: ws})
 	}
 	return nil
 }
@@ -146,13 +179,16 @@ func labelIs(n *corev1.Node, k, v string) bool {
 // node's cluster (c, and reader uncached). Pods and namespaces are read
 // through reader: a worker's client caches Nodes only, and a cached Get
 // of a Namespace there would start an informer the worker credential
-// cannot watch and block the pass.
-func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string, gpuResources []corev1.ResourceName) error {
+// cannot watch and block the pass. strays are the GPU pods it deleted of
+// workspaces other than now and was (or of none); a namespace it cannot read
+// leaves that namespace's pods in place and is an error, retried by the
+// caller.
+func evict(ctx context.Context, c client.Client, reader client.Reader, node, was, now string, gpuResources []corev1.ResourceName) (strays []*corev1.Pod, err error) {
 	var pods corev1.PodList
 	if err := reader.List(ctx, &pods, client.MatchingFieldsSelector{
 		Selector: fields.OneTermEqualSelector("spec.nodeName", node),
 	}); err != nil {
-		return fmt.Errorf("list pods on node %s: %w", node, err)
+		return nil, fmt.Errorf("list pods on node %s: %w", node, err)
 	}
 	nsWS := map[string]string{}
 	var errs []error
@@ -183,12 +219,13 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, was
 			errs = append(errs, fmt.Errorf("evict pod %s/%s from node %s: %w", p.Namespace, p.Name, node, err))
 			continue
 		}
-		if now != "" && owner != now {
+		if now != "" && owner != now && (was == "" || owner != was) { // the previous holder's pods leaving is a release, not a stray
 			metrics.StrayPodsEvicted.Inc()
+			strays = append(strays, p)
 		}
 		logr.FromContextOrDiscard(ctx).Info("evicted pod", "pod", p.Namespace+"/"+p.Name, "node", node, "workspace", owner, "nodeWorkspace", now)
 	}
-	return errors.Join(errs...)
+	return strays, errors.Join(errs...)
 }
 
 // binding returns the workspace and GPR a node's labels name, and whether

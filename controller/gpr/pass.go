@@ -49,6 +49,13 @@ type pass struct {
 	// written: this pass neither plans nor admits them (they would
 	// otherwise start, or be admitted, despite being invalid).
 	unwritable map[string]bool
+	// conflicts are the nodes in the status of more than one provisioned
+	// GPR (bindNodes), reported by nodeHealth.
+	conflicts []domain.Claim
+	// writeRetries are the GPRs a decision could not be written for in
+	// this pass: the pass's error retry, not their due time (past), wakes
+	// the next pass for them.
+	writeRetries map[string]bool
 	// releaseWaits are the GPRs due for release whose cluster is not
 	// reachable (partitioned), by name: they wake no pass, the cluster's
 	// return does.
@@ -136,6 +143,15 @@ func (p *pass) leaveOut(name string) {
 	p.unwritable[name] = true
 }
 
+// retryWrite records that a decision for GPR name could not be written in
+// this pass (see writeRetries).
+func (p *pass) retryWrite(name string) {
+	if p.writeRetries == nil {
+		p.writeRetries = map[string]bool{}
+	}
+	p.writeRetries[name] = true
+}
+
 // fail records a failure of step that does not end the pass.
 func (p *pass) fail(step string, err error) { p.errs = append(p.errs, stepError{step: step, err: err}) }
 
@@ -178,7 +194,7 @@ func (p *pass) nextWake() time.Time {
 		next = p.lostWake
 	}
 	for _, g := range p.gprs {
-		if !domain.IsProvisioned(g) || p.releaseWaits[g.Name] != "" {
+		if !domain.IsProvisioned(g) || p.releaseWaits[g.Name] != "" || p.writeRetries[g.Name] {
 			continue
 		}
 		if end, ok := domain.End(g); ok && (next.IsZero() || end.Before(next)) {
@@ -273,10 +289,11 @@ func (v *versions) writeStatus(ctx context.Context, c client.Client, g *v1alpha1
 	return nil
 }
 
-// write writes a decision: g's status, through the decision client; a
-// GPR it completes gets status.cost in the same write (stampCost).
-func (r *Reconciler) write(ctx context.Context, g *v1alpha1.GPUProvisionRequest) error {
-	r.stampCost(ctx, g) // a GPR this write completes gets its cost with it
+// write writes a decision of pass p: g's status, through the decision
+// client; a GPR it completes gets status.cost in the same write
+// (stampCost).
+func (r *Reconciler) write(ctx context.Context, p *pass, g *v1alpha1.GPUProvisionRequest) error {
+	r.stampCost(p, g) // a GPR this write completes gets its cost with it
 	if err := r.written.writeStatus(ctx, r.client, g); err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func (r *Reconciler) admitPolicies(ctx context.Context, p *pass) error {
 		if equality.Semantic.DeepEqual(g.Status, ng.Status) {
 			continue
 		}
-		if err := r.write(ctx, ng); err != nil {
+		if err := r.write(ctx, p, ng); err != nil {
 			if domain.PolicyHeld(ng) {
 				p.leaveOut(g.Name) // never start what its policy holds
 			}

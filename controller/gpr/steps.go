@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -22,15 +23,18 @@ import (
 
 // release completes provisioned GPRs that are due (early release, expiry)
 // or whose workspace is being deleted or gone, status first, then those
-// whose GPUs stayed idle (releaseIdle). Any failure ends the pass: the
-// planner must not hand out nodes a GPR still holds.
+// whose GPUs stayed idle (releaseIdle). A release that cannot be written
+// is that GPR's problem (writeFailed): it keeps its nodes in this pass's
+// view, so the planner never hands them out, and the next pass tries
+// again; the other GPRs are released on time.
 func (r *Reconciler) release(ctx context.Context, p *pass) error {
 	for _, g := range p.gprs {
 		reason, due := domain.Due(g, p.now)
 		if !due && domain.IsProvisioned(g) {
 			gone, err := r.workspaceGone(ctx, p, g.Spec.Workspace)
 			if err != nil {
-				return err
+				p.fail("release", err)
+				continue
 			}
 			reason, due = v1alpha1.ReasonWorkspaceDeleted, gone
 		}
@@ -43,14 +47,27 @@ func (r *Reconciler) release(ctx context.Context, p *pass) error {
 		}
 		ng := g.DeepCopy()
 		domain.Release(ng, reason, p.now)
-		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("release GPR %s: %w", g.Name, err)
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "release", "Release", err)
+			continue
 		}
 		p.set(ng)
 		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s)", joinNames(g.Status.Nodes), reason)
 		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes, "reason", reason)
 	}
-	return r.releaseIdle(ctx, p)
+	r.releaseIdle(ctx, p)
+	return nil
+}
+
+// writeFailed records that a decision about GPR g could not be written in
+// step: a pass error (log, metric, retry) and a Warning Event on g saying
+// what failed. The GPR stays as the pass read it; the next pass decides
+// again. (A condition cannot say it: it would be a write to the same
+// object.)
+func (r *Reconciler) writeFailed(p *pass, g *v1alpha1.GPUProvisionRequest, step, action string, err error) {
+	p.fail(step, fmt.Errorf("%s GPR %s: %w", step, g.Name, err))
+	p.retryWrite(g.Name)
+	r.event(g, corev1.EventTypeWarning, "WriteFailed", action, "the %s decision could not be written, retrying: %v", step, err)
 }
 
 // workspaceGone reports whether workspace ws is being deleted, or is gone
@@ -94,14 +111,18 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 		}
 		live, err := r.liveWorkspace(ctx, p, g.Spec.Workspace)
 		if err != nil {
-			return err
+			// Invalid by the cache and not confirmed: neither refused
+			// (final) nor planned in this pass.
+			p.leaveOut(g.Name)
+			p.fail("admit", err)
+			continue
 		}
 		if errs = admission.ValidateGPR(g, live); len(errs) == 0 {
 			continue // the cache was behind
 		}
 		ng := g.DeepCopy()
 		domain.Fail(ng, v1alpha1.ReasonInvalid, admission.Message(g, live, errs))
-		if err := r.write(ctx, ng); err != nil {
+		if err := r.write(ctx, p, ng); err != nil {
 			// This GPR's problem, not the queue's: it is left out of
 			// this pass (never planned, never admitted) and tried again
 			// on the next; the others go on.
@@ -118,8 +139,10 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 }
 
 // planAndStart plans over the nodes and the GPRs, then writes the starts
-// one by one; a failed one ends the pass, which is safe: the GPRs written
-// so far hold disjoint nodes. New GPRs are marked Queued with their
+// one by one. A start that cannot be written is that GPR's problem
+// (writeFailed) and the others still start: the plan's starts hold
+// disjoint nodes. A start whose evictions were not all written waits for
+// the next pass (evictForPlan). New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
 func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 	p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
@@ -131,21 +154,27 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		// nodes come from their caches again (a GPR for a worker whose
 		// nodes are out of sight is not failed: clusterWhy).
 		if err := r.loadNodes(ctx, p, r.apiReader); err != nil {
-			return err
+			// Not confirmed: start what the cached plan starts, fail
+			// nothing this pass.
+			p.fail("plan", err)
+			p.plan.Unsatisfiable = nil
+		} else {
+			p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
+			p.plan = planner.Compute(p.in)
 		}
-		p.in, p.invalid = p.snapshot().Input(p.now, r.defaultCluster)
-		p.plan = planner.Compute(p.in)
 	}
-	if err := r.evictForPlan(ctx, p); err != nil {
-		return err
-	}
+	blocked := r.evictForPlan(ctx, p)
 	log := logr.FromContextOrDiscard(ctx)
 	for _, s := range p.plan.Starts {
+		if blocked[s.ID] {
+			continue // a victim still holds some of its nodes
+		}
 		g := p.gprs[p.byName[s.ID]]
 		ng := g.DeepCopy()
 		domain.Start(ng, s.Nodes, p.now)
-		if err := r.write(ctx, ng); err != nil {
-			return fmt.Errorf("start GPR %s: %w", g.Name, err)
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "start", "Bind", err)
+			continue
 		}
 		p.set(ng)
 		p.started[ng.Name] = true
@@ -198,8 +227,8 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		if equality.Semantic.DeepEqual(g.Status, ng.Status) {
 			continue
 		}
-		if err := r.write(ctx, ng); err != nil {
-			p.fail("status", fmt.Errorf("update GPR %s status: %w", g.Name, err))
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "status", "Plan", err)
 			continue
 		}
 		p.set(ng)
@@ -211,13 +240,18 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// nodeHealth sets the NodesHealthy condition of provisioned GPRs.
+// nodeHealth sets the NodesHealthy condition of provisioned GPRs; a GPR
+// that shares a node with another says so (domain.ClaimedTwice), and the
+// node gets an Event when it is first reported.
 func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 	for _, g := range p.gprs {
 		if !domain.IsProvisioned(g) {
 			continue
 		}
-		c := r.outOfSight(p, g, domain.NodesHealthy(g, p.nodeByName))
+		c, twice := domain.ClaimedTwice(g, p.conflicts)
+		if !twice {
+			c = r.outOfSight(p, g, domain.NodesHealthy(g, p.nodeByName))
+		}
 		old := meta.FindStatusCondition(g.Status.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue
@@ -227,14 +261,31 @@ func (r *Reconciler) nodeHealth(ctx context.Context, p *pass) error {
 		}
 		ng := g.DeepCopy()
 		meta.SetStatusCondition(&ng.Status.Conditions, c)
-		if err := r.write(ctx, ng); err != nil {
-			p.fail("status", fmt.Errorf("update GPR %s status: %w", g.Name, err))
+		if err := r.write(ctx, p, ng); err != nil {
+			r.writeFailed(p, g, "status", "Watch", err)
 			continue
 		}
 		p.set(ng)
 		if c.Status == metav1.ConditionFalse {
 			r.event(ng, corev1.EventTypeWarning, c.Reason, "Watch", "%s", c.Message)
 		}
+		if twice {
+			r.claimedTwiceEvents(p, g)
+		}
 	}
 	return nil
+}
+
+// claimedTwiceEvents records a Warning Event on each node GPR g shares
+// with another provisioned GPR.
+func (r *Reconciler) claimedTwiceEvents(p *pass, g *v1alpha1.GPUProvisionRequest) {
+	if r.recorder == nil {
+		return
+	}
+	for _, cl := range p.conflicts {
+		if n := p.nodeByName[cl.Node]; n != nil && slices.Contains(cl.GPRs, g.Name) {
+			r.recorder.Eventf(n, g, corev1.EventTypeWarning, domain.ReasonNodeClaimedTwice, "Bind",
+				"in the status of GPRs %s: its binding is left as it is until one of them is corrected", joinNames(cl.GPRs))
+		}
+	}
 }

@@ -24,7 +24,35 @@ const (
 	// ReasonNodesReplaced: lost nodes were replaced by free ones
 	// (ReplaceNodes); it stands while the rest are Ready.
 	ReasonNodesReplaced = "NodesReplaced"
+	// ReasonNodeClaimedTwice: a node the GPR holds is in the status of
+	// another provisioned GPR too (Holders' conflicts). gpuspace never
+	// writes that and never resolves it by guessing: the node keeps the
+	// binding it has until an operator corrects one GPR's status.
+	ReasonNodeClaimedTwice = "NodeClaimedTwice"
 )
+
+// ClaimedTwice is the NodesHealthy condition of provisioned GPR g when it
+// shares a node with another provisioned GPR (conflicts, from Holders):
+// False, naming each shared node and the other GPRs; ok is false when g
+// shares none. It overrides NodesHealthy: which GPR runs there is the
+// question a reader must see first.
+func ClaimedTwice(g *v1alpha1.GPUProvisionRequest, conflicts []Claim) (c metav1.Condition, ok bool) {
+	var parts []string
+	for _, cl := range conflicts {
+		if !slices.Contains(cl.GPRs, g.Name) {
+			continue
+		}
+		others := slices.DeleteFunc(slices.Clone(cl.GPRs), func(id string) bool { return id == g.Name })
+		parts = append(parts, fmt.Sprintf("node %s is also in the status of GPR %s", cl.Node, joinNames(others)))
+	}
+	if len(parts) == 0 {
+		return metav1.Condition{}, false
+	}
+	return metav1.Condition{
+		Type: v1alpha1.GPRNodesHealthy, Status: metav1.ConditionFalse, Reason: ReasonNodeClaimedTwice, ObservedGeneration: g.Generation,
+		Message: strings.Join(parts, "; ") + ": the node's binding is left as it is until one GPR's status.nodes is corrected",
+	}, true
+}
 
 // msgNodesReady is the message of a NodesHealthy condition that is True
 // because every node is Ready.

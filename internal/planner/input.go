@@ -81,7 +81,7 @@ func provisionedOf(now time.Time, g *v1alpha1.GPUProvisionRequest, policy *v1alp
 	if t := g.Status.StartTimestamp; t != nil {
 		p.Started = t.Time
 		at, _ := domain.EvictableAt(g, policy)
-		p.Evictable = !now.Before(at)
+		p.Evictable, p.EvictableAt = !now.Before(at), at
 	}
 	return p
 }

@@ -224,7 +224,8 @@ func Compute(in Input) Plan {
 		if ready == never {
 			continue // an earlier GPR of the workspace has no estimate
 		}
-		if !wsWaits[r.Workspace] {
+		mayEvict := !wsWaits[r.Workspace]
+		if mayEvict {
 			wsWaits[r.Workspace] = true
 			if picked := st.startNow(m, need, dur); picked != nil {
 				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
@@ -245,11 +246,21 @@ func Compute(in Input) Plan {
 				continue
 			}
 		}
+		evictAt := never
+		if mayEvict {
+			// It may evict, but its victims are still protected: it
+			// starts when enough of them are not, if that is sooner than
+			// free nodes (read before reserve takes nodes).
+			evictAt = st.evictableIn(r, m, need)
+		}
 		st.placeID = r.ID
 		t := st.reserve(m, need, dur, ready)
 		if t == never {
 			wsReady[r.Workspace] = never
 			continue
+		}
+		if evictAt != never {
+			t = min(t, max(evictAt, ready))
 		}
 		plan.Estimates[r.ID] = now.Add(time.Duration(t))
 		wsReady[r.Workspace] = addSat(t, dur)

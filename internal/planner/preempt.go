@@ -31,6 +31,9 @@ type preemptState struct {
 	// matching nodes, with those nodes.
 	byKind  map[reqKey][]candidate
 	evicted map[string]bool
+	// evictAt is, for each provisioned GPR, when it may be evicted, as an
+	// offset from now: 0 when Evictable; absent when unknown.
+	evictAt map[string]int64
 }
 
 // candidate is a provisioned GPR that could be evicted, with the nodes it
@@ -45,9 +48,61 @@ func (st *state) preemption(in Input) {
 	st.byName = make(map[string]*node, len(in.Nodes))
 	st.pre = &preemptState{provisioned: in.Provisioned, ends: make(map[string]int64, len(in.Provisioned)),
 		byKind: map[reqKey][]candidate{}, evicted: map[string]bool{}}
+	st.pre.evictAt = make(map[string]int64, len(in.Provisioned))
 	for _, p := range in.Provisioned {
 		st.pre.ends[p.ID] = max(p.End.Sub(in.Now).Nanoseconds(), 0)
+		switch {
+		case p.Evictable:
+			st.pre.evictAt[p.ID] = 0
+		case !p.EvictableAt.IsZero():
+			st.pre.evictAt[p.ID] = max(p.EvictableAt.Sub(in.Now).Nanoseconds(), 0)
+		}
 	}
+}
+
+// evictableIn is how soon, as an offset from now, r could evict enough
+// lower-priority GPRs for need nodes once their minimum runtimes end, the
+// earliest first; never when it may not evict or they are too few. It is
+// an estimate only: nothing is reserved (the pass that starts r is woken
+// then and evicts as usual), and a victim that ends before its protection
+// does is left to the plain reservation.
+func (st *state) evictableIn(r *Request, m *match, need int) int64 {
+	if !r.CanEvict || st.pre == nil {
+		return never
+	}
+	inMatch := make(map[*group]bool, len(m.groups))
+	for _, g := range m.groups {
+		inMatch[g] = true
+	}
+	type protected struct {
+		at    int64
+		nodes int
+	}
+	var ps []protected
+	for i := range st.pre.provisioned {
+		p := &st.pre.provisioned[i]
+		at, ok := st.pre.evictAt[p.ID]
+		if !ok || p.Priority >= r.Priority || st.pre.evicted[p.ID] || at >= st.pre.ends[p.ID] {
+			continue
+		}
+		n := 0
+		for _, name := range p.Nodes {
+			if nd := st.byName[name]; nd != nil && inMatch[nd.g] && st.free(p.ID, nd) {
+				n++
+			}
+		}
+		if n > 0 {
+			ps = append(ps, protected{at: at, nodes: n})
+		}
+	}
+	slices.SortFunc(ps, func(a, b protected) int { return cmp.Compare(a.at, b.at) })
+	got := 0
+	for _, p := range ps {
+		if got += p.nodes; got >= need {
+			return p.at
+		}
+	}
+	return never
 }
 
 // evictFor evicts for r, if it may and must, and starts it on its victims'

@@ -261,3 +261,52 @@ func BenchmarkPlanWithEviction(b *testing.B) {
 		b.ReportMetric(float64(evictions), "evictions")
 	})
 }
+
+// TestEvictorEstimateAtEndOfProtection: an evictor whose victims are still
+// inside their minimum runtime is estimated to start when enough of them
+// leave it — the later of the two it needs — not at their end; one that
+// may not evict, or needs more than the protected GPRs hold, waits for
+// the ends.
+func TestEvictorEstimateAtEndOfProtection(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	in := Input{Now: now}
+	for i, protectedFor := range []time.Duration{time.Minute, 3 * time.Minute} {
+		name := fmt.Sprintf("n%d", i)
+		id := fmt.Sprintf("p%d", i)
+		in.Nodes = append(in.Nodes, Node{GPUNode: domain.GPUNode{Name: name, Cluster: "c", Shape: "H100", MemoryMiB: 81920, GPUs: 8, HealthyGPUs: 8,
+			Ready: true, Schedulable: true}, BoundTo: id})
+		in.Provisioned = append(in.Provisioned, Provisioned{ID: id, Workspace: "w" + id, Nodes: []string{name}, End: now.Add(5 * time.Hour),
+			Priority: 10, Started: now.Add(-time.Minute), EvictableAt: now.Add(protectedFor)})
+	}
+	for _, tc := range []struct {
+		name     string
+		nodes    int32
+		canEvict bool
+		want     time.Duration
+	}{
+		{"one node: the first protection to end", 1, true, time.Minute},
+		{"two nodes: the later protection", 2, true, 3 * time.Minute},
+		{"may not evict: the end", 1, false, 5 * time.Hour},
+		{"more nodes than exist in time: the end", 3, true, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := in
+			in.Queued = []Request{{ID: "q", Workspace: "wq", Cluster: "c", GPUShape: "H100", GPUsPerNode: 1, Nodes: tc.nodes,
+				Priority: 200, Created: now, Duration: time.Hour, CanEvict: tc.canEvict}}
+			plan := Compute(in)
+			if len(plan.Starts) != 0 || len(plan.Evictions) != 0 {
+				t.Fatalf("started %v, evicted %v while every victim is protected", plan.Starts, plan.Evictions)
+			}
+			got, ok := plan.Estimates["q"]
+			if tc.want < 0 {
+				if ok || len(plan.Unsatisfiable) != 1 {
+					t.Errorf("estimate %v (ok %v), unsatisfiable %v: want unsatisfiable", got, ok, plan.Unsatisfiable)
+				}
+				return
+			}
+			if !ok || !got.Equal(now.Add(tc.want)) {
+				t.Errorf("estimated start %v (ok %v), want %v", got, ok, now.Add(tc.want))
+			}
+		})
+	}
+}

@@ -66,6 +66,10 @@ type Provisioned struct {
 	// Evictable is true when the GPR may be evicted now (past its minimum
 	// runtime). The caller decides; the planner never evicts others.
 	Evictable bool
+	// EvictableAt is when a GPR not Evictable yet will be (the end of its
+	// minimum runtime; zero: unknown, or never): an evictor that waits for
+	// it is estimated to start then, not at the GPR's end.
+	EvictableAt time.Time
 }
 
 // Request is a queued GPR.
