@@ -56,7 +56,7 @@ var (
 	PassErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gpuspace",
 		Name:      "pass_errors_total",
-		Help:      "Failures of a GPR plan pass's steps for one object, by step (admit, status, bind); the pass went on for the rest.",
+		Help:      "Failures of a GPR plan pass's steps for one object, by step (admit, release, start, evict, recover, status, bind, plan); the pass went on for the rest.",
 	}, []string{"step"})
 	// StrayPodsEvicted counts GPU pods of another workspace (or of none)
 	// deleted from a bound node.
