@@ -128,7 +128,7 @@ func (h *broadcaster) gprChanged(g *v1alpha1.GPUProvisionRequest, initial bool) 
 		ev.Reason = string(g.Status.Reason)
 	}
 	// The stored estimate here; the plan pass follows with the current one.
-	r := gprOf(g, now, nil)
+	r := gprOf(g, now, domain.PlanEstimates{})
 	ev.GPR = &r
 	if !domain.IsFinished(g) {
 		pg := view.PlanGPROf(g, nil, nil, &auth.Principal{})
@@ -311,7 +311,7 @@ func (h *broadcaster) estimates(ctx context.Context) error {
 		if !domain.IsQueued(g) {
 			continue
 		}
-		pg := view.PlanGPROf(g, plan.Estimates(), plan.Placements(), everyone)
+		pg := view.PlanGPROf(g, plan.Estimates().Likely, plan.Placements(), everyone)
 		prev, had := h.sent[g.Name]
 		if had && !estimateMoved(prev, pg, now) && slices.Equal(prev.Nodes, pg.Nodes) {
 			continue

@@ -104,6 +104,8 @@ type GPR struct {
 	GPUSharingMode         string    `json:"gpuSharingMode"`
 	EstimatedStartTime     string    `json:"estimatedStartTime"`
 	EstimatedWaitTime      string    `json:"estimatedWaitTime" doc:"Go duration, e.g. 0h2m40s"`
+	LatestStartTime        string    `json:"latestStartTime" doc:"gpuspace: a queued GPR's latest start (RFC 3339), if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives; estimatedStartTime is the likely start"`
+	LatestWaitTime         string    `json:"latestWaitTime" doc:"gpuspace: how long until the latest start, as a Go duration"`
 	ExitDuration           string    `json:"exitDuration" doc:"Go duration, e.g. 0h5m0s"`
 	EarlyRelease           bool      `json:"earlyRelease"`
 	GPRName                string    `json:"gprName"`
@@ -130,6 +132,8 @@ type GPRList struct {
 type WaitTime struct {
 	EstimatedStartTime string `json:"estimatedStartTime" doc:"When the GPR would start if created now (RFC 3339); empty if it never could"`
 	EstimatedWaitTime  string `json:"estimatedWaitTime" doc:"How long until then, as a Go duration (0h2m40s)"`
+	LatestStartTime    string `json:"latestStartTime" doc:"gpuspace: when it would start at the latest, if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives (RFC 3339)"`
+	LatestWaitTime     string `json:"latestWaitTime" doc:"gpuspace: how long until the latest start, as a Go duration"`
 	Satisfiable        bool   `json:"satisfiable" doc:"false if no node in the inventory could ever satisfy the request"`
 	Reason             string `json:"reason" doc:"Why not, when not satisfiable"`
 }
@@ -194,7 +198,7 @@ func (s *Server) registerGPRs() {
 		summary:     "Get a GPU provision request",
 		description: "Returns one GPR: its request, status (Queued, Provisioned, Complete, Error), nodes, and estimated start and wait while queued.",
 		roles:       rolesReaders, scope: readsGPR(inQuery("gprId")), readOnly: true, idempotent: true, mcpName: "gprs_get", units: unitsGPR,
-		guidance: "While Queued, estimatedStartTime and estimatedWaitTime say when it is expected to start; status.nodes lists the nodes once Provisioned.",
+		guidance: "While Queued, estimatedStartTime and estimatedWaitTime say when it is likely to start, latestStartTime and latestWaitTime when it starts at the latest (unless a higher-priority GPR arrives); status.nodes lists the nodes once Provisioned.",
 		errors:   []int{http.StatusNotFound, http.StatusUnprocessableEntity},
 	}, s.getGPR)
 	register(s, opSpec{
@@ -244,12 +248,8 @@ func (s *Server) waitTime(ctx context.Context, in *gprRequestInput) (*envelope.O
 	}
 	out := WaitTime{Satisfiable: est.Satisfiable, Reason: est.Reason}
 	if est.Satisfiable && !est.Start.IsZero() {
-		start := est.Start
-		if start.Before(now) {
-			start = now
-		}
-		out.EstimatedStartTime = start.UTC().Format(time.RFC3339)
-		out.EstimatedWaitTime = duration.Format(domain.WaitAt(start, now))
+		out.EstimatedStartTime, out.EstimatedWaitTime = startAndWait(est.Start, now)
+		out.LatestStartTime, out.LatestWaitTime = startAndWait(est.Latest, now)
 	}
 	return envelope.OK(out), nil
 }
@@ -394,19 +394,19 @@ func (s *Server) getGPR(ctx context.Context, in *gprIDQueryInput) (*envelope.Out
 // estimatesFor are the current plan's estimates, for rendering g. A GPR
 // the cache's plan does not know yet (created a moment ago) gets its
 // estimate as a would-be GPR of the same age.
-func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionRequest) (domain.Estimates, error) {
+func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionRequest) (domain.PlanEstimates, error) {
 	plan, err := s.view.Plan(ctx)
 	if err != nil {
-		return nil, err
+		return domain.PlanEstimates{}, err
 	}
 	if !domain.IsQueued(g) || plan.Knows(g.Name) {
 		return plan.Estimates(), nil
 	}
 	est, err := s.view.Estimate(ctx, g, s.now())
 	if err != nil || est.Start.IsZero() {
-		return domain.Estimates{}, err
+		return domain.PlanEstimates{Likely: domain.Estimates{}, Latest: domain.Estimates{}}, err
 	}
-	return domain.Estimates{g.Name: est.Start}, nil
+	return domain.PlanEstimates{Likely: domain.Estimates{g.Name: est.Start}, Latest: domain.Estimates{g.Name: est.Latest}}, nil
 }
 
 func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
@@ -437,8 +437,9 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 	now := s.now()
 	items := make([]GPR, 0, len(list.Items))
 	idle := s.view.IdleReader()
+	est := plan.Estimates()
 	for i := range list.Items {
-		g := gprOf(&list.Items[i], now, plan.Estimates())
+		g := gprOf(&list.Items[i], now, est)
 		g.Status.Cost = s.view.CostOf(&list.Items[i], nodes, now)
 		if g.Status.GPRIdleView, err = idle.GPR(ctx, &list.Items[i], now); err != nil {
 			return nil, err
@@ -458,9 +459,10 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 }
 
 // gprOf renders a GPR as EGS does: durations as Go durations, times as
-// RFC 3339 or "". A queued GPR's estimate is the plan's (est), so it is as
-// fresh as the cache whatever is stored; a started one shows its start.
-func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates) GPR {
+// RFC 3339 or "". A queued GPR's estimates are the plan's (est: likely in
+// the EGS fields, and the latest start), so they are as fresh as the
+// cache whatever is stored; a started one shows its start.
+func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.PlanEstimates) GPR {
 	out := GPR{
 		GPRID: g.Name, SliceName: g.Spec.Workspace, ClusterName: g.Spec.ClusterName,
 		NumberOfGPUs: g.Spec.NumberOfGPUs, NumberOfGPUNodes: domain.NodeCount(g),
@@ -489,15 +491,26 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.Estimates)
 	switch {
 	case domain.IsQueued(g):
 		out.EstimatedWaitTime = ""
-		if start, ok := domain.EstimatedStart(g, est); ok {
-			start = start.Truncate(time.Second)
-			out.EstimatedStartTime = start.UTC().Format(time.RFC3339)
-			out.EstimatedWaitTime = duration.Format(domain.WaitAt(start, now))
+		if start, ok := domain.EstimatedStart(g, est.Likely); ok {
+			out.EstimatedStartTime, out.EstimatedWaitTime = startAndWait(start, now)
+		}
+		if latest, ok := domain.LatestStart(g, est.Latest); ok {
+			out.LatestStartTime, out.LatestWaitTime = startAndWait(latest, now)
 		}
 	case g.Status.StartTimestamp != nil:
 		out.EstimatedStartTime = rfc3339(g.Status.StartTimestamp)
 	}
 	return out
+}
+
+// startAndWait renders an estimated start seen at now, in whole seconds
+// and never in the past, and the wait until it.
+func startAndWait(start, now time.Time) (string, string) {
+	start = start.Truncate(time.Second)
+	if start.Before(now) {
+		start = now
+	}
+	return start.UTC().Format(time.RFC3339), duration.Format(domain.WaitAt(start, now))
 }
 
 // normalizeGoDuration writes a Go duration with hours, minutes and seconds

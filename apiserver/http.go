@@ -49,6 +49,7 @@ func (s *Server) build() {
 	s.api.UseMiddleware(s.metricsMiddleware, s.authMiddleware)
 	s.registerOperations()
 	s.registerTimeline()
+	s.registerAccuracy()
 	s.registerEvents()
 	s.registerSession()
 

@@ -14,29 +14,29 @@ import (
 )
 
 var (
-	viewerTools = []string{"gpr_templates_get", "gpr_templates_list", "gprs_get", "gprs_list",
+	viewerTools = []string{"gpr_templates_get", "gpr_templates_list", "gprs_estimate_accuracy", "gprs_get", "gprs_list",
 		"gprs_waittime", "inventory_list", "inventory_workspace", "policies_get", "policies_list",
 		"workspaces_get", "workspaces_list", "workspaces_network_metrics"}
 	editorTools = []string{"gpr_templates_get", "gpr_templates_list", "gprs_create", "gprs_delete",
-		"gprs_get", "gprs_list", "gprs_update", "gprs_waittime", "inventory_list", "inventory_workspace",
+		"gprs_estimate_accuracy", "gprs_get", "gprs_list", "gprs_update", "gprs_waittime", "inventory_list", "inventory_workspace",
 		"policies_get", "policies_list", "workspaces_get", "workspaces_kubeconfig", "workspaces_list",
 		"workspaces_network_metrics"}
 	ownerTools = []string{"apikeys_create", "apikeys_delete", "apikeys_list",
 		"gpr_template_bindings_create", "gpr_template_bindings_delete", "gpr_template_bindings_get",
 		"gpr_template_bindings_list", "gpr_template_bindings_update", "gpr_templates_create",
 		"gpr_templates_delete", "gpr_templates_get", "gpr_templates_list", "gpr_templates_update",
-		"gprs_create", "gprs_delete", "gprs_get", "gprs_list", "gprs_update", "gprs_waittime",
+		"gprs_create", "gprs_delete", "gprs_estimate_accuracy", "gprs_get", "gprs_list", "gprs_update", "gprs_waittime",
 		"inventory_list", "inventory_workspace", "policies_get", "policies_list", "policies_update",
 		"workspaces_create", "workspaces_delete", "workspaces_get", "workspaces_kubeconfig", "workspaces_list",
 		"workspaces_network_metrics", "workspaces_update"}
 	readOnlyOwnerTools = []string{"apikeys_list", "gpr_template_bindings_get", "gpr_template_bindings_list",
-		"gpr_templates_get", "gpr_templates_list", "gprs_get", "gprs_list", "gprs_waittime", "inventory_list",
+		"gpr_templates_get", "gpr_templates_list", "gprs_estimate_accuracy", "gprs_get", "gprs_list", "gprs_waittime", "inventory_list",
 		"inventory_workspace", "policies_get", "policies_list", "workspaces_get", "workspaces_list",
 		"workspaces_network_metrics"}
 	nonDestructiveOwnerTools = []string{"apikeys_create", "apikeys_list", "gpr_template_bindings_create",
 		"gpr_template_bindings_get", "gpr_template_bindings_list", "gpr_template_bindings_update",
 		"gpr_templates_create", "gpr_templates_get", "gpr_templates_list", "gpr_templates_update",
-		"gprs_create", "gprs_get", "gprs_list", "gprs_waittime", "inventory_list", "inventory_workspace",
+		"gprs_create", "gprs_estimate_accuracy", "gprs_get", "gprs_list", "gprs_waittime", "inventory_list", "inventory_workspace",
 		"policies_get", "policies_list", "policies_update", "workspaces_create", "workspaces_get",
 		"workspaces_kubeconfig", "workspaces_list", "workspaces_network_metrics", "workspaces_update"}
 )

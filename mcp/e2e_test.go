@@ -142,6 +142,12 @@ func flow(t *testing.T, c mcpClient, ws string) []string {
 	if g := call("gprs_get", map[string]any{"gprId": b}).data(t); status(g) != "Queued" || g["priority"] != 150.0 {
 		t.Errorf("second GPR: status %s priority %v, want Queued 150", status(g), g["priority"])
 	}
+	if g := call("gprs_get", map[string]any{"gprId": b}).data(t); g["latestStartTime"] == "" || g["estimatedStartTime"] == "" {
+		t.Errorf("queued GPR without both estimates: likely %v, latest %v", g["estimatedStartTime"], g["latestStartTime"])
+	}
+	if acc := call("gprs_estimate_accuracy", map[string]any{"sliceName": ws}).data(t); acc["items"] == nil {
+		t.Errorf("gprs_estimate_accuracy: no items in %v", acc)
+	}
 	var ids []string
 	for _, g := range call("gprs_list", map[string]any{"sliceName": ws}).data(t)["items"].([]any) {
 		ids = append(ids, g.(map[string]any)["gprId"].(string))

@@ -214,12 +214,31 @@ type GPUProvisionRequestStatus struct {
 	// CompletionTimestamp is when the nodes were released.
 	// +optional
 	CompletionTimestamp *metav1.Time `json:"completionTimestamp,omitempty"`
-	// EstimatedStartTime of a queued GPR, from the current plan.
+	// EstimatedStartTime of a queued GPR, from the current plan: its
+	// likely start, with the GPRs ahead predicted to hold their nodes as
+	// long as their workspaces' recent GPRs did (never after
+	// latestStartTime).
 	// +optional
 	EstimatedStartTime *metav1.Time `json:"estimatedStartTime,omitempty"`
-	// EstimatedWaitTime of a queued GPR as a Go duration ("0h2m40s").
+	// EstimatedWaitTime of a queued GPR as a Go duration ("0h2m40s"):
+	// until its likely start.
 	// +optional
 	EstimatedWaitTime string `json:"estimatedWaitTime,omitempty"`
+	// LatestStartTime of a queued GPR: when it starts at the latest if
+	// every GPR ahead of it holds its nodes for its whole exitDuration and
+	// no GPR of higher priority arrives — the guarantee, where
+	// estimatedStartTime is the likely start.
+	// +optional
+	LatestStartTime *metav1.Time `json:"latestStartTime,omitempty"`
+	// LatestWaitTime of a queued GPR as a Go duration: until its latest
+	// start.
+	// +optional
+	LatestWaitTime string `json:"latestWaitTime,omitempty"`
+	// FirstEstimatedStartTime is the likely start estimated when the GPR
+	// was admitted, kept once it starts: how far off the estimate a user
+	// saw at submission was (gpuspace_gpr_start_estimate_error_seconds).
+	// +optional
+	FirstEstimatedStartTime *metav1.Time `json:"firstEstimatedStartTime,omitempty"`
 	// Cost is what the GPR cost in USD ("12.45"): GPU-hours × the
 	// operator's price per GPU-hour of its nodes' shape, written once when
 	// it completes (the API computes it live while provisioned). Empty when
@@ -260,7 +279,8 @@ type GPUProvisionRequestStatus struct {
 // +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.status.numGpusAllocated`
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`
 // +kubebuilder:printcolumn:name="Start",type=date,JSONPath=`.status.startTimestamp`
-// +kubebuilder:printcolumn:name="Est. Start",type=string,JSONPath=`.status.estimatedStartTime`
+// +kubebuilder:printcolumn:name="Likely Start",type=string,JSONPath=`.status.estimatedStartTime`
+// +kubebuilder:printcolumn:name="Latest Start",type=string,JSONPath=`.status.latestStartTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Shape",type=string,JSONPath=`.spec.gpuShape`,priority=1
 // +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.spec.exitDuration`,priority=1

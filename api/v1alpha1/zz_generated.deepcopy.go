@@ -422,6 +422,14 @@ func (in *GPUProvisionRequestStatus) DeepCopyInto(out *GPUProvisionRequestStatus
 		in, out := &in.EstimatedStartTime, &out.EstimatedStartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.LatestStartTime != nil {
+		in, out := &in.LatestStartTime, &out.LatestStartTime
+		*out = (*in).DeepCopy()
+	}
+	if in.FirstEstimatedStartTime != nil {
+		in, out := &in.FirstEstimatedStartTime, &out.FirstEstimatedStartTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

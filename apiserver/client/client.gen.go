@@ -615,6 +615,11 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
+// EstimateAccuracy defines model for EstimateAccuracy.
+type EstimateAccuracy struct {
+	Items *[]WorkspaceAccuracy `json:"items"`
+}
+
 // GPR defines model for GPR.
 type GPR struct {
 	ClusterName            string `json:"clusterName"`
@@ -631,22 +636,28 @@ type GPR struct {
 	EstimatedWaitTime string `json:"estimatedWaitTime"`
 
 	// ExitDuration Go duration, e.g. 0h5m0s
-	ExitDuration        string    `json:"exitDuration"`
-	GprId               string    `json:"gprId"`
-	GprName             string    `json:"gprName"`
-	GpuShape            string    `json:"gpuShape"`
-	GpuSharingMode      string    `json:"gpuSharingMode"`
-	IdleTimeOutDuration string    `json:"idleTimeOutDuration"`
-	InstanceType        string    `json:"instanceType"`
-	MemoryPerGPU        int32     `json:"memoryPerGPU"`
-	MultiNode           bool      `json:"multiNode"`
-	NumberOfGPUNodes    int32     `json:"numberOfGPUNodes"`
-	NumberOfGPUs        int32     `json:"numberOfGPUs"`
-	PreferredClusters   *[]string `json:"preferredClusters"`
-	Priority            int32     `json:"priority"`
-	RequeueOnFailure    bool      `json:"requeueOnFailure"`
-	SliceName           string    `json:"sliceName"`
-	Status              GPRStatus `json:"status"`
+	ExitDuration        string `json:"exitDuration"`
+	GprId               string `json:"gprId"`
+	GprName             string `json:"gprName"`
+	GpuShape            string `json:"gpuShape"`
+	GpuSharingMode      string `json:"gpuSharingMode"`
+	IdleTimeOutDuration string `json:"idleTimeOutDuration"`
+	InstanceType        string `json:"instanceType"`
+
+	// LatestStartTime gpuspace: a queued GPR's latest start (RFC 3339), if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives; estimatedStartTime is the likely start
+	LatestStartTime string `json:"latestStartTime"`
+
+	// LatestWaitTime gpuspace: how long until the latest start, as a Go duration
+	LatestWaitTime    string    `json:"latestWaitTime"`
+	MemoryPerGPU      int32     `json:"memoryPerGPU"`
+	MultiNode         bool      `json:"multiNode"`
+	NumberOfGPUNodes  int32     `json:"numberOfGPUNodes"`
+	NumberOfGPUs      int32     `json:"numberOfGPUs"`
+	PreferredClusters *[]string `json:"preferredClusters"`
+	Priority          int32     `json:"priority"`
+	RequeueOnFailure  bool      `json:"requeueOnFailure"`
+	SliceName         string    `json:"sliceName"`
+	Status            GPRStatus `json:"status"`
 }
 
 // GPRCreated defines model for GPRCreated.
@@ -1225,6 +1236,26 @@ type ResponseEmpty struct {
 	StatusCode int64 `json:"statusCode"`
 }
 
+// ResponseEstimateAccuracy defines model for ResponseEstimateAccuracy.
+type ResponseEstimateAccuracy struct {
+	Data EstimateAccuracy `json:"data"`
+
+	// Message Success on success
+	//
+	// Example: Success
+	Message string `json:"message"`
+
+	// Status OK on success
+	//
+	// Example: OK
+	Status string `json:"status"`
+
+	// StatusCode HTTP status code, repeated
+	//
+	// Example: 200
+	StatusCode int64 `json:"statusCode"`
+}
+
 // ResponseGPR defines model for ResponseGPR.
 type ResponseGPR struct {
 	Data GPR `json:"data"`
@@ -1773,11 +1804,36 @@ type WaitTime struct {
 	// EstimatedWaitTime How long until then, as a Go duration (0h2m40s)
 	EstimatedWaitTime string `json:"estimatedWaitTime"`
 
+	// LatestStartTime gpuspace: when it would start at the latest, if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives (RFC 3339)
+	LatestStartTime string `json:"latestStartTime"`
+
+	// LatestWaitTime gpuspace: how long until the latest start, as a Go duration
+	LatestWaitTime string `json:"latestWaitTime"`
+
 	// Reason Why not, when not satisfiable
 	Reason string `json:"reason"`
 
 	// Satisfiable false if no node in the inventory could ever satisfy the request
 	Satisfiable bool `json:"satisfiable"`
+}
+
+// WorkspaceAccuracy defines model for WorkspaceAccuracy.
+type WorkspaceAccuracy struct {
+	// Bias Mean of start minus estimate, as a Go duration; positive: later than estimated
+	Bias string `json:"bias"`
+
+	// MeanAbsoluteError Mean distance between estimate and start, as a Go duration
+	MeanAbsoluteError string `json:"meanAbsoluteError"`
+	SliceName         string `json:"sliceName"`
+
+	// Started GPRs of the workspace that started with an estimate
+	Started int64 `json:"started"`
+
+	// Within10Minutes Share of them (0-1) that started within ten minutes of it
+	Within10Minutes float64 `json:"within10Minutes"`
+
+	// Within1Minute Share of them (0-1) that started within a minute of it
+	Within1Minute float64 `json:"within1Minute"`
 }
 
 // WorkspaceCreated defines model for WorkspaceCreated.
@@ -2042,6 +2098,12 @@ type GetGPRTemplateParams struct {
 type GetGPRTemplateBindingParams struct {
 	// GprTemplateBindingName Name of the binding (its workspace's name)
 	GprTemplateBindingName string `form:"gprTemplateBindingName" json:"gprTemplateBindingName"`
+}
+
+// GetEstimateAccuracyParams defines parameters for GetEstimateAccuracy.
+type GetEstimateAccuracyParams struct {
+	// SliceName Workspace whose GPRs to list; empty for every workspace the caller may read
+	SliceName *string `form:"sliceName,omitempty" json:"sliceName,omitempty"`
 }
 
 // ListGPRsParams defines parameters for ListGPRs.
@@ -4899,6 +4961,15 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
 	ListGPRTemplates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetEstimateAccuracy How good the wait-time estimates were
+	//
+	// For each workspace (sliceName, or every workspace the caller may read): over its GPRs that started, how close the start was to the likely start (estimatedStartTime) given when the GPR was admitted.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Corresponds with GET /api/v1/gpr/estimate-accuracy (the `GetEstimateAccuracy` operationId).
+	GetEstimateAccuracy(ctx context.Context, params *GetEstimateAccuracyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListGPRs List GPU provision requests
 	//
 	// Lists the GPRs of a workspace (sliceName), or of every workspace the caller may read, highest priority first.
@@ -5901,6 +5972,25 @@ func (c *Client) ListGPRTemplateBindings(ctx context.Context, reqEditors ...Requ
 // Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
 func (c *Client) ListGPRTemplates(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListGPRTemplatesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetEstimateAccuracy How good the wait-time estimates were
+//
+// For each workspace (sliceName, or every workspace the caller may read): over its GPRs that started, how close the start was to the likely start (estimatedStartTime) given when the GPR was admitted.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Corresponds with GET /api/v1/gpr/estimate-accuracy (the `GetEstimateAccuracy` operationId).
+func (c *Client) GetEstimateAccuracy(ctx context.Context, params *GetEstimateAccuracyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetEstimateAccuracyRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -7494,6 +7584,60 @@ func NewListGPRTemplatesRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetEstimateAccuracyRequest constructs an http.Request for the GetEstimateAccuracy method
+func NewGetEstimateAccuracyRequest(server string, params *GetEstimateAccuracyParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/gpr/estimate-accuracy")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.SliceName != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "sliceName", *params.SliceName, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListGPRsRequest constructs an http.Request for the ListGPRs method
 func NewListGPRsRequest(server string, params *ListGPRsParams) (*http.Request, error) {
 	var err error
@@ -8840,6 +8984,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/gpr-template/list (the `ListGPRTemplates` operationId).
 	ListGPRTemplatesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListGPRTemplatesResponse, error)
+
+	// GetEstimateAccuracyWithResponse How good the wait-time estimates were
+	//
+	// For each workspace (sliceName, or every workspace the caller may read): over its GPRs that started, how close the start was to the likely start (estimatedStartTime) given when the GPR was admitted.
+	//
+	// Roles: Owner or Editor or Viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/gpr/estimate-accuracy (the `GetEstimateAccuracy` operationId).
+	GetEstimateAccuracyWithResponse(ctx context.Context, params *GetEstimateAccuracyParams, reqEditors ...RequestEditorFn) (*GetEstimateAccuracyResponse, error)
 
 	// ListGPRsWithResponse List GPU provision requests
 	//
@@ -11116,6 +11271,89 @@ func (r ListGPRTemplatesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListGPRTemplatesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetEstimateAccuracyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ResponseEstimateAccuracy
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *Error
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Error
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON200() *ResponseEstimateAccuracy {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON422() *Error {
+	return r.JSON422
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON500() *Error {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetEstimateAccuracyResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetEstimateAccuracyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetEstimateAccuracyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetEstimateAccuracyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetEstimateAccuracyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13582,6 +13820,23 @@ func (c *ClientWithResponses) ListGPRTemplatesWithResponse(ctx context.Context, 
 	return ParseListGPRTemplatesResponse(rsp)
 }
 
+// GetEstimateAccuracyWithResponse How good the wait-time estimates were
+//
+// For each workspace (sliceName, or every workspace the caller may read): over its GPRs that started, how close the start was to the likely start (estimatedStartTime) given when the GPR was admitted.
+//
+// Roles: Owner or Editor or Viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/gpr/estimate-accuracy (the `GetEstimateAccuracy` operationId).
+func (c *ClientWithResponses) GetEstimateAccuracyWithResponse(ctx context.Context, params *GetEstimateAccuracyParams, reqEditors ...RequestEditorFn) (*GetEstimateAccuracyResponse, error) {
+	rsp, err := c.GetEstimateAccuracy(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetEstimateAccuracyResponse(rsp)
+}
+
 // ListGPRsWithResponse List GPU provision requests
 //
 // Lists the GPRs of a workspace (sliceName), or of every workspace the caller may read, highest priority first.
@@ -15710,6 +15965,74 @@ func ParseListGPRTemplatesResponse(rsp *http.Response) (*ListGPRTemplatesRespons
 			return nil, err
 		}
 		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetEstimateAccuracyResponse parses an HTTP response from a GetEstimateAccuracyWithResponse call
+func ParseGetEstimateAccuracyResponse(rsp *http.Response) (*GetEstimateAccuracyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetEstimateAccuracyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ResponseEstimateAccuracy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Error

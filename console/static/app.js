@@ -701,7 +701,8 @@ function newGPRPage(ws) {
       if (my !== seq) return;
       preview.className = "preview" + (w.satisfiable ? "" : " bad");
       preview.textContent = !w.satisfiable ? "No node could ever satisfy this: " + w.reason
-        : w.estimatedStartTime ? "Would start " + fmtTime(w.estimatedStartTime) + " (" + (w.estimatedWaitTime === "0h0m0s" ? "now" : "wait " + w.estimatedWaitTime) + ")"
+        : w.estimatedStartTime ? "Would likely start " + fmtTime(w.estimatedStartTime) + " (" + (w.estimatedWaitTime === "0h0m0s" ? "now" : "wait " + w.estimatedWaitTime) + ")" +
+          (w.latestStartTime && w.latestStartTime !== w.estimatedStartTime ? ", at the latest " + fmtTime(w.latestStartTime) : "")
           : "No estimate now: " + (w.reason || "the matching nodes are unavailable");
     } catch (e) {
       if (my !== seq) return;
@@ -765,7 +766,8 @@ function gprPage(id) {
       h("dt", null, "Request"), h("dd", null, `${g.numberOfGPUNodes} node(s) × ${g.numberOfGPUs} GPU(s), ${g.gpuShape || "any shape"}${g.memoryPerGPU ? ", ≥" + g.memoryPerGPU + " GB/GPU" : ""}, cluster ${g.clusterName || "—"}`),
       h("dt", null, "Priority"), h("dd", null, String(g.priority)),
       h("dt", null, "Duration"), h("dd", null, g.exitDuration),
-      h("dt", null, phase === "Queued" ? "Estimated start" : "Started"), h("dd", null, phase === "Queued" ? fmtTime(g.estimatedStartTime) + " " + fmtIn(g.estimatedStartTime) : fmtTime(g.status.startTimestamp)),
+      h("dt", null, phase === "Queued" ? "Likely start" : "Started"), h("dd", { id: "gpr-likely" }, phase === "Queued" ? fmtTime(g.estimatedStartTime) + " " + fmtIn(g.estimatedStartTime) : fmtTime(g.status.startTimestamp)),
+      phase === "Queued" ? h("dt", null, "Latest start") : null, phase === "Queued" ? h("dd", { id: "gpr-latest" }, g.latestStartTime ? fmtTime(g.latestStartTime) + " " + fmtIn(g.latestStartTime) : "—") : null,
       h("dt", null, "Ends"), h("dd", null, p && p.end ? fmtTime(p.end) : g.status.completionTimestamp ? fmtTime(g.status.completionTimestamp) : "—"),
       h("dt", null, phase === "Queued" ? "Planned nodes" : "Nodes"), h("dd", { id: "gpr-nodes" }, (phase === "Queued" ? (p && p.nodes) || [] : g.status.nodes).join(", ") || "—"),
       h("dt", null, "Reason"), h("dd", null, g.status.failureReason || g.status.internalState || "—"),

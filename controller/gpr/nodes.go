@@ -83,14 +83,19 @@ func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader c
 			r.event(holder, corev1.EventTypeWarning, "EvictionFailed", "Evict",
 				"pods that must leave node %s could not all be deleted, retrying: %v", node, err)
 		}
-		if r.evictions == nil {
-			r.evictions = map[string]eviction{}
-		}
-		r.evictions[node] = owed
+		r.owe(node, owed)
 		return err
 	}
 	delete(r.evictions, node)
 	return nil
+}
+
+// owe remembers that node is owed eviction owed, retried on every pass.
+func (r *Reconciler) owe(node string, owed eviction) {
+	if r.evictions == nil {
+		r.evictions = map[string]eviction{}
+	}
+	r.evictions[node] = owed
 }
 
 // strayEvents records the eviction of stray GPU pods from node, bound to
@@ -150,6 +155,12 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	if err := c.Patch(ctx, nn, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if curWS != ws {
+			// The Patch may have been applied with its answer lost: then
+			// the next pass sees the labels match and must still owe
+			// the eviction.
+			r.owe(n.Name, eviction{was: curWS, now: ws})
 		}
 		return fmt.Errorf("bind node %s to %q: %w", n.Name, ws, err)
 	}

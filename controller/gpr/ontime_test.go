@@ -214,3 +214,45 @@ func gpuPod(t *testing.T, h *harness, ns, name, node string, labels map[string]s
 	}
 	return p.Name
 }
+
+// TestLikelyAndLatestStart: a workspace whose last two GPRs held their
+// node for 10 and 20 minutes of the hour they asked for holds the only
+// node now; the GPR queued behind it is stored with its likely start 15
+// minutes after that start (the mean of the two), its latest start at
+// the running GPR's expiry, and the first estimate kept beside them.
+func TestLikelyAndLatestStart(t *testing.T) {
+	h := newHarness(t)
+	h.t4Node("n1")
+	early := h.workspace("early")
+	for i, held := range []time.Duration{10 * time.Minute, 20 * time.Minute} {
+		id := h.gpr(fmt.Sprintf("done%d", i), early, exit("0d1h0m"))
+		g := h.getGPR(id)
+		start := h.clock.Now().Add(-time.Duration(3-i) * time.Hour)
+		domain.Start(g, []string{"gone"}, start)
+		domain.Release(g, v1alpha1.ReasonEarlyReleased, start.Add(held))
+		if err := env.Client.Status().Update(h.ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	running := h.gpr("running", early, exit("0d1h0m"))
+	started := h.status(running, v1alpha1.GPRProvisioned).Status.StartTimestamp.Time
+	next := h.gpr("next", h.workspace("next"), exit("0d1h0m"))
+	h.eventually(func() error {
+		g := h.getGPR(next)
+		st := g.Status
+		if st.EstimatedStartTime == nil || st.LatestStartTime == nil || st.FirstEstimatedStartTime == nil {
+			return fmt.Errorf("GPR %s stored estimates: likely %v, latest %v, first %v", next, st.EstimatedStartTime, st.LatestStartTime, st.FirstEstimatedStartTime)
+		}
+		if want := started.Add(15 * time.Minute); !st.EstimatedStartTime.Time.Equal(want) {
+			return fmt.Errorf("likely start %s, want %s (the workspace's last two holds, 10 and 20 min)", st.EstimatedStartTime.Time, want)
+		}
+		if want := started.Add(time.Hour); !st.LatestStartTime.Time.Equal(want) {
+			return fmt.Errorf("latest start %s, want the running GPR's expiry %s", st.LatestStartTime.Time, want)
+		}
+		if st.LatestWaitTime == "" || st.EstimatedWaitTime == "" {
+			return fmt.Errorf("waits %q (likely) and %q (latest), want both", st.EstimatedWaitTime, st.LatestWaitTime)
+		}
+		return nil
+	})
+}

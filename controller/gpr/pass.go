@@ -33,6 +33,9 @@ type pass struct {
 	in      planner.Input
 	plan    planner.Plan
 	invalid map[string]string
+	// likely are the plan's likely starts (likelyEstimates): made on first
+	// use; plan's own estimates are the latest starts.
+	likely domain.Estimates
 	// started are the GPRs this pass started.
 	started map[string]bool
 	// policies are the WorkspacePolicies by workspace.
@@ -166,24 +169,35 @@ func (p *pass) indexNodes() {
 // set replaces a GPR of the pass with the version just written.
 func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] = g }
 
-// estimateWrites are the queued GPRs whose stored estimate moved beyond
-// the tolerance in this pass's plan, with the status to write. GPRs the
-// controller has not admitted yet are left out: admit wrote them.
+// estimateWrites are the queued GPRs whose stored estimates (likely or
+// latest) moved beyond the tolerance in this pass's plan, with the status
+// to write. GPRs the controller has not admitted yet are left out: admit
+// wrote them.
 func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	var out []*v1alpha1.GPUProvisionRequest
 	for _, g := range p.gprs {
 		if !domain.IsQueued(g) || domain.NotAdmitted(g) || domain.WaitsOnReason(g) || p.invalid[g.Name] != "" {
 			continue
 		}
-		start, ok := p.plan.Estimates[g.Name]
-		if !domain.EstimateMoved(g, start, ok, p.now) {
+		latest, ok := p.plan.Estimates[g.Name]
+		likely := p.likelyEstimates()[g.Name]
+		if !domain.EstimatesMoved(g, likely, latest, ok, p.now) {
 			continue
 		}
 		ng := g.DeepCopy()
-		domain.SetEstimate(ng, start, ok, p.now)
+		domain.SetEstimates(ng, likely, latest, ok, p.now)
 		out = append(out, ng)
 	}
 	return out
+}
+
+// likelyEstimates are the plan's likely starts (snapshot.Likely), made on
+// first use: one more plan per pass, and only when a GPR waits.
+func (p *pass) likelyEstimates() domain.Estimates {
+	if p.likely == nil {
+		p.likely = p.snapshot().Likely(p.in, p.plan)
+	}
+	return p.likely
 }
 
 // nextWake is the next expiry of a provisioned GPR, or the next idle

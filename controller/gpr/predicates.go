@@ -34,6 +34,7 @@ func gprChanged() predicate.Predicate {
 
 func withoutEstimate(s v1alpha1.GPUProvisionRequestStatus) v1alpha1.GPUProvisionRequestStatus {
 	s.EstimatedStartTime, s.EstimatedWaitTime = nil, ""
+	s.LatestStartTime, s.LatestWaitTime = nil, ""
 	return s
 }
 

@@ -1,6 +1,7 @@
 package gpr
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -179,6 +180,10 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		p.set(ng)
 		p.started[ng.Name] = true
 		metrics.WaitSeconds.Observe(p.now.Sub(g.CreationTimestamp.Time).Seconds())
+		if e, ok := domain.StartEstimateError(ng); ok {
+			metrics.StartEstimateError.WithLabelValues(cmp.Or(g.Spec.ClusterName, r.defaultCluster), cmp.Or(g.Spec.GPUShape, "any")).
+				Observe(e.Seconds())
+		}
 		r.event(ng, corev1.EventTypeNormal, "Provisioned", "Bind", "Provisioned nodes %s", joinNames(s.Nodes))
 		log.Info("provisioned GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", s.Nodes)
 	}
@@ -219,8 +224,8 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 		case domain.NotAdmitted(g) || g.Status.Reason == v1alpha1.ReasonUnsatisfiable:
 			// New, or held and now satisfiable: queued, with its estimate.
 			domain.Admit(ng)
-			start, ok := p.plan.Estimates[g.Name]
-			domain.SetEstimate(ng, start, ok, p.now)
+			latest, ok := p.plan.Estimates[g.Name]
+			domain.SetEstimates(ng, p.likelyEstimates()[g.Name], latest, ok, p.now)
 		default:
 			continue // its cluster is out of sight: it waits as it is
 		}

@@ -27,6 +27,18 @@ var (
 		Buckets: prometheus.ExponentialBuckets(10, 4, 10),
 	})
 
+	// StartEstimateError is, for each GPR that starts, its actual start
+	// minus the likely start estimated when it was admitted
+	// (status.firstEstimatedStartTime): positive when it started later
+	// than its user was told. By cluster and GPU shape ("any" when the
+	// GPR names none).
+	StartEstimateError = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "gpuspace",
+		Name:      "gpr_start_estimate_error_seconds",
+		Help:      "Actual start minus the likely start estimated at admission, per started GPR (positive: later than estimated).",
+		Buckets:   []float64{-86400, -14400, -3600, -600, -60, -1, 1, 60, 600, 3600, 14400, 86400},
+	}, []string{"cluster", "shape"})
+
 	// ProvisionedGPUs is the number of GPUs held by provisioned GPRs.
 	ProvisionedGPUs = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "gpuspace",
@@ -74,5 +86,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors, PassErrors, StrayPodsEvicted)
+	ctrlmetrics.Registry.MustRegister(QueueLength, WaitSeconds, StartEstimateError, ProvisionedGPUs, ProvisionedGPRs, StatusWrites, ReconcileErrors, PassErrors, StrayPodsEvicted)
 }

@@ -74,6 +74,7 @@ func Project(g *v1alpha1.GPUProvisionRequest, hub string) *v1alpha1.GPUProvision
 			Nodes:              slices.Clone(g.Status.Nodes),
 			StartTimestamp:     g.Status.StartTimestamp.DeepCopy(),
 			EstimatedStartTime: g.Status.EstimatedStartTime.DeepCopy(),
+			LatestStartTime:    g.Status.LatestStartTime.DeepCopy(),
 		},
 	}
 	// Auto-GPR's provenance: the plugin names the template in the hold
@@ -87,7 +88,7 @@ func Project(g *v1alpha1.GPUProvisionRequest, hub string) *v1alpha1.GPUProvision
 	if !domain.IsQueued(g) {
 		// An estimate means nothing once started; the hub may still
 		// have the last one stored.
-		p.Status.EstimatedStartTime = nil
+		p.Status.EstimatedStartTime, p.Status.LatestStartTime = nil, nil
 	}
 	return p
 }
@@ -117,18 +118,22 @@ func SpecChanged(have, want *v1alpha1.GPUProvisionRequest) bool {
 // StatusChanged reports whether the worker's projection have needs its
 // status rewritten to be want, at now: a change of phase (as the domain
 // reads it: no phase is Queued), nodes or start, or an estimate gained,
-// lost or moved beyond domain.EstimateTolerance.
+// lost or moved beyond domain.EstimateTolerance (likely or latest).
 func StatusChanged(have, want *v1alpha1.GPUProvisionRequest, now time.Time) bool {
 	if domain.Phase(have) != domain.Phase(want) || !slices.Equal(have.Status.Nodes, want.Status.Nodes) ||
 		!timeEqual(have.Status.StartTimestamp, want.Status.StartTimestamp) {
 		return true
 	}
-	var start time.Time
-	est := want.Status.EstimatedStartTime
-	if est != nil {
-		start = est.Time
+	likely, latest := want.Status.EstimatedStartTime, want.Status.LatestStartTime
+	return domain.EstimateMoved(have, timeOf(likely), likely != nil, now) || domain.LatestMoved(have, timeOf(latest), latest != nil, now)
+}
+
+// timeOf is t's time; zero for nil.
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
 	}
-	return domain.EstimateMoved(have, start, est != nil, now)
+	return t.Time
 }
 
 // NeedsStatus reports whether a projection just created (the API server

@@ -110,6 +110,7 @@ func TestChanged(t *testing.T) {
 		}, want{}},
 		{"estimate moved", func(g *v1alpha1.GPUProvisionRequest) { g.Status.EstimatedStartTime = mt(t0.Add(20 * time.Minute)) }, want{status: true}},
 		{"estimate lost", func(g *v1alpha1.GPUProvisionRequest) { g.Status.EstimatedStartTime = nil }, want{status: true}},
+		{"latest start gained", func(g *v1alpha1.GPUProvisionRequest) { g.Status.LatestStartTime = mt(t0.Add(3 * time.Hour)) }, want{status: true}},
 		{"provisioned", func(g *v1alpha1.GPUProvisionRequest) {
 			g.Status.ProvisioningStatus, g.Status.Nodes, g.Status.StartTimestamp = v1alpha1.GPRProvisioned, []string{"n1"}, mt(t0)
 		}, want{status: true}},

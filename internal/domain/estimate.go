@@ -3,6 +3,8 @@ package domain
 import (
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 )
 
@@ -23,7 +25,22 @@ func EstimateTolerance(wait time.Duration) time.Duration {
 // always counts; a move counts when it exceeds EstimateTolerance of the new
 // wait.
 func EstimateMoved(g *v1alpha1.GPUProvisionRequest, start time.Time, ok bool, now time.Time) bool {
-	old := g.Status.EstimatedStartTime
+	return moved(g.Status.EstimatedStartTime, start, ok, now)
+}
+
+// LatestMoved is EstimateMoved for the latest start (latestStartTime).
+func LatestMoved(g *v1alpha1.GPUProvisionRequest, latest time.Time, ok bool, now time.Time) bool {
+	return moved(g.Status.LatestStartTime, latest, ok, now)
+}
+
+// EstimatesMoved reports whether either of a queued GPR's estimated
+// starts moved (SetEstimates would write).
+func EstimatesMoved(g *v1alpha1.GPUProvisionRequest, likely, latest time.Time, ok bool, now time.Time) bool {
+	return EstimateMoved(g, likely, ok, now) || LatestMoved(g, latest, ok, now)
+}
+
+// moved reports whether start (ok false: none) should replace old.
+func moved(old *metav1.Time, start time.Time, ok bool, now time.Time) bool {
 	if old == nil || !ok {
 		return (old != nil) != ok // gained or lost one
 	}
@@ -44,6 +61,29 @@ func WaitAt(start, now time.Time) time.Duration {
 // plan gives them.
 type Estimates map[string]time.Time
 
+// PlanEstimates are both estimated starts a plan gives queued GPRs: the
+// likely one (the EGS fields, estimatedStartTime) and the latest one
+// (latestStartTime). A nil map reads the stored ones.
+type PlanEstimates struct {
+	Likely, Latest Estimates
+}
+
+// LatestStart is a queued GPR's latest start, as EstimatedStart reads the
+// likely one: the plan's latest when given (fresh), else the stored one.
+func LatestStart(g *v1alpha1.GPUProvisionRequest, plan Estimates) (time.Time, bool) {
+	if !IsQueued(g) {
+		return time.Time{}, false
+	}
+	if plan != nil {
+		t, ok := plan[g.Name]
+		return t, ok
+	}
+	if t := g.Status.LatestStartTime; t != nil {
+		return t.Time, true
+	}
+	return time.Time{}, false
+}
+
 // EstimatedStart is a queued GPR's estimated start: the plan's when the
 // plan has one (fresh), else the stored one. It reports false for a GPR
 // that is not queued or has no estimate.
@@ -59,4 +99,16 @@ func EstimatedStart(g *v1alpha1.GPUProvisionRequest, plan Estimates) (time.Time,
 		return t.Time, true
 	}
 	return time.Time{}, false
+}
+
+// StartEstimateError is how far a started GPR's actual start was from the
+// likely start it was given at admission (status.firstEstimatedStartTime):
+// positive when it started later than its user was told. ok is false for a
+// GPR that has not started or was never estimated.
+func StartEstimateError(g *v1alpha1.GPUProvisionRequest) (time.Duration, bool) {
+	first, start := g.Status.FirstEstimatedStartTime, g.Status.StartTimestamp
+	if first == nil || start == nil {
+		return 0, false
+	}
+	return start.Sub(first.Time), true
 }

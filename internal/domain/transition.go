@@ -35,9 +35,13 @@ func setPhase(g *v1alpha1.GPUProvisionRequest, phase v1alpha1.ProvisioningStatus
 	g.Status.ObservedGeneration = g.Generation
 }
 
+// clearEstimate drops a GPR's estimates (it started, or has none now);
+// the first one stays, for the accuracy metric.
 func clearEstimate(g *v1alpha1.GPUProvisionRequest) {
 	g.Status.EstimatedStartTime = nil
 	g.Status.EstimatedWaitTime = ""
+	g.Status.LatestStartTime = nil
+	g.Status.LatestWaitTime = ""
 }
 
 // Admit marks a GPR the controller sees for the first time (or one a
@@ -66,6 +70,28 @@ func SetEstimate(g *v1alpha1.GPUProvisionRequest, start time.Time, ok bool, now 
 	}
 	g.Status.EstimatedStartTime = &metav1.Time{Time: start}
 	g.Status.EstimatedWaitTime = duration.Format(WaitAt(start, now))
+	if g.Status.FirstEstimatedStartTime == nil {
+		g.Status.FirstEstimatedStartTime = g.Status.EstimatedStartTime.DeepCopy()
+	}
+	return true
+}
+
+// SetEstimates records both estimated starts of a queued GPR at now: the
+// likely one in the EGS fields (SetEstimate) and the latest one in
+// latestStartTime, each if it moved beyond EstimateTolerance; it reports
+// whether either did. ok false: it has neither.
+func SetEstimates(g *v1alpha1.GPUProvisionRequest, likely, latest time.Time, ok bool, now time.Time) bool {
+	moved := SetEstimate(g, likely, ok, now)
+	if !LatestMoved(g, latest, ok, now) {
+		return moved
+	}
+	if !ok {
+		g.Status.LatestStartTime, g.Status.LatestWaitTime = nil, ""
+		return true
+	}
+	latest = latest.Truncate(time.Second)
+	g.Status.LatestStartTime = &metav1.Time{Time: latest}
+	g.Status.LatestWaitTime = duration.Format(WaitAt(latest, now))
 	return true
 }
 

@@ -115,6 +115,10 @@ type Predictor interface {
 	Predict(ws string, requested time.Duration) time.Duration
 }
 
+// Default is the predictor gpuspace estimates likely starts with, over
+// history h: the one the trace replay (internal/dev/tracesim) scores best.
+func Default(h *History) Predictor { return LastTwo{History: h} }
+
 // LastTwo is Tsafrir, Etsion and Feitelson's predictor (IEEE TPDS 2007):
 // the mean of the workspace's last two holds, capped at the request; the
 // request without history. It is the baseline the benchmark compares with.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/holdtime"
 	"github.com/gpuspace/gpuspace/internal/planner"
 )
 
@@ -106,4 +107,14 @@ func (r Reader) Policies(ctx context.Context) (domain.Policies, error) {
 // cluster of nodes without a gpuspace.io/cluster label.
 func (s Snapshot) Input(now time.Time, defaultCluster string) (planner.Input, map[string]string) {
 	return planner.InputOf(now, s.GPRs, s.Nodes, defaultCluster, planner.WithPolicies(s.Policies.Of))
+}
+
+// Likely is the likely start of every queued GPR of in, the input of this
+// snapshot: planner.LikelyEstimates with the GPRs ahead predicted from
+// their workspaces' finished GPRs in the snapshot (holdtime.Default). plan
+// is planner.Compute(in): its estimates are the latest starts, and the
+// only decisions ever acted on.
+func (s Snapshot) Likely(in planner.Input, plan planner.Plan) domain.Estimates {
+	h := holdtime.FromGPRs(s.GPRs, holdtime.Keep)
+	return planner.LikelyEstimates(in, plan, holdtime.ForPlan{Predictor: holdtime.Default(h)})
 }

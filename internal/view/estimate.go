@@ -16,8 +16,11 @@ type Estimate struct {
 	// Reason says why not, or why there is no estimate (matching nodes
 	// exist but are unhealthy or cordoned).
 	Reason string
-	// Start is the estimated start; zero when there is none.
+	// Start is the likely start; zero when there is none.
 	Start time.Time
+	// Latest is the latest start (every GPR ahead holds its nodes for
+	// its whole request); zero when there is none.
+	Latest time.Time
 }
 
 // wouldBeID is the id the would-be GPR has in the plan: no real GPR can
@@ -50,9 +53,9 @@ func (v *View) Estimate(ctx context.Context, g *v1alpha1.GPUProvisionRequest, no
 			return Estimate{Reason: u.Reason}, nil
 		}
 	}
-	start, ok := plan.Estimates[wouldBeID]
+	latest, ok := plan.Estimates[wouldBeID]
 	if !ok {
 		return Estimate{Satisfiable: true, Reason: "the nodes that match are unhealthy or cordoned; no estimate until they recover"}, nil
 	}
-	return Estimate{Satisfiable: true, Start: start}, nil
+	return Estimate{Satisfiable: true, Start: read.Likely(in, plan)[wouldBeID], Latest: latest}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/planner"
+	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
 
 // planMaxAge bounds how long a plan is reused when nothing changed: the
@@ -43,6 +44,9 @@ type Plan struct {
 	names map[string]bool
 	in    planner.Input
 	plan  planner.Plan
+
+	likelyOnce sync.Once
+	likely     domain.Estimates
 }
 
 // Invalidate makes the next read plan again.
@@ -101,8 +105,13 @@ func (v *View) Plan(ctx context.Context) (*Plan, error) {
 // Knows reports whether the plan was made with GPR name in it.
 func (p *Plan) Knows(name string) bool { return p.names[name] }
 
-// Estimates are the plan's estimated starts of queued GPRs.
-func (p *Plan) Estimates() domain.Estimates { return p.plan.Estimates }
+// Estimates are the plan's estimated starts of queued GPRs: the latest
+// (the plan's own) and the likely ones, made on first use
+// (snapshot.Likely: one more plan, shared by every reader of this one).
+func (p *Plan) Estimates() domain.PlanEstimates {
+	p.likelyOnce.Do(func() { p.likely = snapshot.Snapshot{GPRs: p.gprs}.Likely(p.in, p.plan) })
+	return domain.PlanEstimates{Likely: p.likely, Latest: p.plan.Estimates}
+}
 
 // GPRs are the GPRs the plan was made from.
 func (p *Plan) GPRs() []*v1alpha1.GPUProvisionRequest { return p.gprs }

@@ -69,7 +69,7 @@ func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
 		case domain.IsProvisioned(g):
 			out.GPRs = append(out.GPRs, PlanGPROf(g, nil, nil, p))
 		case domain.IsQueued(g):
-			queued = append(queued, PlanGPROf(g, plan.Estimates(), place, p))
+			queued = append(queued, PlanGPROf(g, plan.Estimates().Likely, place, p))
 		}
 	}
 	slices.SortFunc(out.GPRs, func(a, b PlanGPR) int {
