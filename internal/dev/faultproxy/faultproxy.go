@@ -135,9 +135,17 @@ type Proxy struct {
 	enabled atomic.Bool
 	rates   atomic.Pointer[Rates]
 
-	mu     sync.Mutex
-	seen   map[string]uint64 // method and path -> requests so far
-	counts map[Kind]int64
+	mu      sync.Mutex
+	seen    map[string]uint64 // method and path -> requests so far
+	counts  map[Kind]int64
+	records []Record
+}
+
+// Record is one injected fault: when, what, and to which request.
+type Record struct {
+	At           time.Time
+	Kind         Kind
+	Method, Path string
 }
 
 // Start listens on a loopback port and serves until Close. Faults are on
@@ -249,6 +257,13 @@ func (p *Proxy) Counts() map[Kind]int64 {
 	return out
 }
 
+// Records returns every fault injected so far, in the order injected.
+func (p *Proxy) Records() []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Record(nil), p.records...)
+}
+
 // Close stops serving; open streams are cut.
 func (p *Proxy) Close() error {
 	err := p.srv.Close()
@@ -346,6 +361,7 @@ func isWatch(r *http.Request) bool {
 func (p *Proxy) count(k Kind, r *http.Request) {
 	p.mu.Lock()
 	p.counts[k]++
+	p.records = append(p.records, Record{At: time.Now(), Kind: k, Method: r.Method, Path: r.URL.Path})
 	p.mu.Unlock()
 	p.log.Debug("fault injected", zap.String("kind", string(k)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 }

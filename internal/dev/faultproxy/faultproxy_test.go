@@ -134,6 +134,9 @@ func TestWriteFaults(t *testing.T) {
 		}
 	}
 	got := p.Counts()
+	if recs := p.Records(); int64(len(recs)) != got[Error500]+got[Timeout]+got[LostResponse] || recs[0].Method != http.MethodPost {
+		t.Errorf("%d records of faults on writes, want one per fault counted (%v)", len(recs), got)
+	}
 	if int64(internal) != got[Error500] || int64(timeouts) != got[Timeout]+got[LostResponse] {
 		t.Errorf("clients saw %d internal errors and %d timeouts; counts are %v", internal, timeouts, got)
 	}
