@@ -117,6 +117,9 @@ type Config struct {
 	Seed int64
 	// Rates of each fault.
 	Rates Rates
+	// Only, if set, limits the faults to the requests it accepts; the
+	// others are forwarded unharmed. Nil: every request.
+	Only func(*http.Request) bool
 	// Logger logs each fault at debug level; default no-op.
 	Logger *zap.Logger
 }
@@ -130,6 +133,7 @@ type Proxy struct {
 	rp     *httputil.ReverseProxy
 	seed   uint64
 	log    *zap.Logger
+	only   func(*http.Request) bool
 	served chan error
 
 	enabled atomic.Bool
@@ -183,6 +187,7 @@ func Start(cfg Config) (*Proxy, error) {
 		ln:     ln,
 		seed:   uint64(cfg.Seed),
 		log:    cfg.Logger,
+		only:   cfg.Only,
 		served: make(chan error, 1),
 		seen:   map[string]uint64{},
 		counts: map[Kind]int64{},
@@ -368,7 +373,7 @@ func (p *Proxy) count(k Kind, r *http.Request) {
 
 // serve handles one request: forwards it, or injects its fault.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
-	if !p.enabled.Load() {
+	if !p.enabled.Load() || (p.only != nil && !p.only(r)) {
 		p.rp.ServeHTTP(w, r)
 		return
 	}

@@ -60,15 +60,20 @@ func (u *upstream) streamWatch(w http.ResponseWriter, r *http.Request) {
 
 func startProxy(t *testing.T, u *upstream, seed int64, rates Rates) (*Proxy, kubernetes.Interface) {
 	t.Helper()
-	p, err := Start(Config{Upstream: &rest.Config{Host: u.URL}, Seed: seed, Rates: rates})
+	return startProxyWith(t, Config{Upstream: &rest.Config{Host: u.URL}, Seed: seed, Rates: rates})
+}
+
+func startProxyWith(t *testing.T, cfg Config) (*Proxy, kubernetes.Interface) {
+	t.Helper()
+	p, err := Start(cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	cfg := p.RESTConfig()
-	cfg.QPS, cfg.Burst = 1000, 1000
-	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json" // the stand-in speaks JSON only
-	cs, err := kubernetes.NewForConfig(cfg)
+	rc := p.RESTConfig()
+	rc.QPS, rc.Burst = 1000, 1000
+	rc.ContentType, rc.AcceptContentTypes = "application/json", "application/json" // the stand-in speaks JSON only
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
@@ -163,6 +168,24 @@ func TestWriteFaults(t *testing.T) {
 	}
 	if after := p.Counts(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("with faults off the counts moved from %v to %v", before, after)
+	}
+}
+
+// TestOnly: with Only set, faults hit only the requests it accepts.
+func TestOnly(t *testing.T) {
+	u := newUpstream(t)
+	p, cs := startProxyWith(t, Config{Upstream: &rest.Config{Host: u.URL}, Rates: Rates{Error500: 1},
+		Only: func(r *http.Request) bool {
+			return strings.HasSuffix(r.URL.Path, "/configmaps") && r.Method == http.MethodPost
+		}})
+	if err := createConfigMap(context.Background(), cs, "c"); !apierrors.IsInternalError(err) {
+		t.Errorf("create = %v, want the injected 500", err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("ns").Update(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"}}, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("update, which Only does not accept: %v", err)
+	}
+	if got := p.Counts()[Error500]; got != 1 {
+		t.Errorf("%d faults, want 1", got)
 	}
 }
 
