@@ -135,7 +135,14 @@ func shortForm(seed int64) config {
 		warmup: 12 * time.Second, faultFor: 55 * time.Second, processEvery: 13 * time.Second,
 		rates: faultproxy.Rates{Error500: 0.06, Throttle429: 0.03, Timeout: 0.03, LostResponse: 0.03,
 			Delay: 0.1, MaxDelay: 200 * time.Millisecond, TimeoutHold: time.Second,
-			WatchCut: 0.3, MaxWatchLife: 10 * time.Second},
+			// A share of watch requests, not of time: an uncut watch lives
+			// for minutes, so this cuts each informer's watch once or
+			// twice a run. Cut much more often, client-go's
+			// reflector backoff (0.8 s doubling, reset after 2 min without
+			// an error) grows to 10 s and more, and a spec change such as
+			// an early release waits that long for the controller to see
+			// it.
+			WatchCut: 0.2, MaxWatchLife: 10 * time.Second},
 	}
 }
 
@@ -213,7 +220,7 @@ func run(t *testing.T, s *system, cfg config) *result {
 	sleep(ctx, cfg.warmup)
 	s.proxy.SetEnabled(true)
 	faultsBegin := time.Now()
-	t.Logf("faults start at +%s", faultsBegin.Sub(begin).Round(time.Millisecond))
+	t.Logf("load began at %s; faults start at +%s", begin.UTC().Format("15:04:05.000"), faultsBegin.Sub(begin).Round(time.Millisecond))
 	in := &injector{s: s, done: map[string]int{}, begin: begin}
 	plan := planProcessFaults(cfg.seed, cfg.faultFor, cfg.processEvery)
 	injectCtx, stopInjecting := context.WithTimeout(ctx, cfg.faultFor)

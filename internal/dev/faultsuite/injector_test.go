@@ -66,6 +66,7 @@ func (in *injector) run(ctx context.Context, t *testing.T, faultsBegin time.Time
 			return
 		case <-time.After(time.Until(faultsBegin.Add(f.at))):
 		}
+		killed := time.Now()
 		err := in.inject(ctx, f)
 		in.mu.Lock()
 		if err != nil {
@@ -74,7 +75,8 @@ func (in *injector) run(ctx context.Context, t *testing.T, faultsBegin time.Time
 			in.done[f.kind]++
 		}
 		in.mu.Unlock()
-		t.Logf("process fault %s at +%s (down %s): %v", f.kind, time.Since(in.begin).Round(time.Millisecond), f.down.Round(time.Millisecond), err)
+		t.Logf("process fault %s at +%s (%s), down %s, back after %s: %v", f.kind, killed.Sub(in.begin).Round(time.Millisecond),
+			killed.UTC().Format("15:04:05.000"), f.down.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), err)
 	}
 }
 

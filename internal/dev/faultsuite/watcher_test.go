@@ -3,12 +3,15 @@ package faultsuite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -50,7 +53,7 @@ type violation struct {
 }
 
 func (v violation) String() string {
-	return fmt.Sprintf("%s at +%s: %s: %s", v.invariant, v.at.Round(time.Millisecond), v.object, v.detail)
+	return fmt.Sprintf("%s at +%s (%s): %s: %s", v.invariant, v.at.Round(time.Millisecond), v.when.UTC().Format("15:04:05.000"), v.object, v.detail)
 }
 
 // dueTrack follows a provisioned GPR until it completes.
@@ -172,8 +175,8 @@ func (w *watcher) evaluate(ctx context.Context, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.checkExclusive(gprs, now)
-	w.checkDue(gprs, now)
-	w.checkStrays(gprs, pl.Items, now)
+	w.checkDue(ctx, gprs, now)
+	w.checkStrays(ctx, gprs, pl.Items, now)
 	w.checkLost(gprs, now)
 }
 
@@ -206,7 +209,7 @@ func (w *watcher) checkExclusive(gprs []*v1alpha1.GPUProvisionRequest, now time.
 // when the watcher saw it, or one second after its completionTimestamp
 // (written truncated to the second) if that is earlier: the watcher's own
 // informer may be slow to come back after an apiserver outage.
-func (w *watcher) checkDue(gprs []*v1alpha1.GPUProvisionRequest, now time.Time) {
+func (w *watcher) checkDue(ctx context.Context, gprs []*v1alpha1.GPUProvisionRequest, now time.Time) {
 	w.checks[invDue]++
 	for _, g := range gprs {
 		tr := w.dues[g.Name]
@@ -221,9 +224,9 @@ func (w *watcher) checkDue(gprs []*v1alpha1.GPUProvisionRequest, now time.Time) 
 				w.dues[g.Name] = tr
 			}
 			tr.due, tr.why = due, why
-			if late := w.late(due, now); late > dueDeadline {
-				w.flag(invDue, g.Name, now, "GPR "+g.Name, "still Provisioned %s after it was due (%s at +%s), outages excluded; nodes %v",
-					late.Round(time.Millisecond), why, due.Sub(w.begin).Round(time.Millisecond), g.Status.Nodes)
+			if late := w.late(due, now); late > dueDeadline && !tr.flagged && w.stillProvisioned(ctx, g.Name) {
+				w.flag(invDue, g.Name, now, "GPR "+g.Name, "still Provisioned %s after it was due (%s at +%s), %s of outages excluded; nodes %v",
+					late.Round(time.Millisecond), why, due.Sub(w.begin).Round(time.Millisecond), w.s.outages.within(due, now).Round(time.Millisecond), g.Status.Nodes)
 				tr.flagged = true
 			}
 		case tr != nil && !tr.done && g.Status.ProvisioningStatus == v1alpha1.GPRComplete:
@@ -238,8 +241,8 @@ func (w *watcher) checkDue(gprs []*v1alpha1.GPUProvisionRequest, now time.Time) 
 				w.worstLate, w.worstLateG = late, fmt.Sprintf("%s (%s, reason %s)", g.Name, tr.why, g.Status.Reason)
 			}
 			if late > dueDeadline {
-				w.flag(invDue, g.Name, now, "GPR "+g.Name, "Complete (%s) %s after it was due (%s at +%s), outages excluded",
-					g.Status.Reason, late.Round(time.Millisecond), tr.why, tr.due.Sub(w.begin).Round(time.Millisecond))
+				w.flag(invDue, g.Name, now, "GPR "+g.Name, "Complete (%s) %s after it was due (%s at +%s), %s of outages excluded",
+					g.Status.Reason, late.Round(time.Millisecond), tr.why, tr.due.Sub(w.begin).Round(time.Millisecond), w.s.outages.within(tr.due, at).Round(time.Millisecond))
 			}
 		}
 	}
@@ -268,7 +271,7 @@ func (w *watcher) late(due, t time.Time) time.Duration {
 // checkStrays finds GPU pods of another workspace on nodes bound by GPR
 // status, and how long each has been there since the binding (or since
 // it appeared, if later), less the outages.
-func (w *watcher) checkStrays(gprs []*v1alpha1.GPUProvisionRequest, pods []corev1.Pod, now time.Time) {
+func (w *watcher) checkStrays(ctx context.Context, gprs []*v1alpha1.GPUProvisionRequest, pods []corev1.Pod, now time.Time) {
 	w.checks[invStray]++
 	holders, _ := domain.Holders(gprs)
 	for node, h := range holders {
@@ -306,7 +309,8 @@ func (w *watcher) checkStrays(gprs []*v1alpha1.GPUProvisionRequest, pods []corev
 		if w.worstStray == nil || st.age > w.worstStray.age {
 			w.worstStray = st
 		}
-		if st.age > strayDeadline {
+		if st.age > strayDeadline && !st.flagged && w.stillRunning(ctx, p) && w.stillHolds(ctx, st.gpr, st.node) {
+			st.flagged = true
 			w.flagViolation(key, violation{invariant: invStray, when: now, object: "pod " + st.pod, detail: st.describe(w.begin),
 				node: st.node, podSeen: w.podSeen[p.UID]})
 		}
@@ -325,6 +329,31 @@ func (st *strayTrack) describe(begin time.Time) string {
 	}
 	return fmt.Sprintf("GPU pod of workspace %s on node %s (bound to %s by %s since +%s) for %s, outages excluded; it %s",
 		st.podWS, st.node, st.ws, st.gpr, st.since.Sub(begin).Round(time.Millisecond), st.age.Round(time.Millisecond), arrived)
+}
+
+// stillProvisioned confirms on a live read that a GPR the cache shows
+// Provisioned past its deadline still is: the watcher's informer may be
+// slow to catch up after an apiserver outage. A failed read confirms.
+func (w *watcher) stillProvisioned(ctx context.Context, name string) bool {
+	var g v1alpha1.GPUProvisionRequest
+	err := w.s.client.Get(ctx, client.ObjectKey{Name: name}, &g)
+	return err != nil && !apierrors.IsNotFound(err) || err == nil && domain.IsProvisioned(&g)
+}
+
+// stillRunning confirms on a live read that a pod the cache shows running
+// still is, as stillProvisioned does for GPRs.
+func (w *watcher) stillRunning(ctx context.Context, p *corev1.Pod) bool {
+	live, err := w.s.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	return err != nil && !apierrors.IsNotFound(err) || err == nil && live.UID == p.UID && running(live)
+}
+
+// stillHolds confirms on a live read that GPR name still holds node: the
+// watcher's GPR and pod informers may lag each other after an outage, and
+// a pod of the node's next holder is no stray of its last.
+func (w *watcher) stillHolds(ctx context.Context, name, node string) bool {
+	var g v1alpha1.GPUProvisionRequest
+	err := w.s.client.Get(ctx, client.ObjectKey{Name: name}, &g)
+	return err != nil && !apierrors.IsNotFound(err) || err == nil && domain.IsProvisioned(&g) && slices.Contains(g.Status.Nodes, node)
 }
 
 // running is a pod that is not being deleted and has not finished.
