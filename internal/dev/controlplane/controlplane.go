@@ -77,8 +77,12 @@ type ControlPlane struct {
 	// PKI and etcd); apiServer is its process.
 	restartAPIServer func(ctx context.Context) error
 	apiServer        *process
-	stopOnce         sync.Once
-	stopErr          error
+	// restartEtcd starts etcd again on its data (same ports); etcd is its
+	// process.
+	restartEtcd func(ctx context.Context) error
+	etcd        *process
+	stopOnce    sync.Once
+	stopErr     error
 }
 
 // Start boots etcd, kube-apiserver (and kube-controller-manager if asked),
@@ -140,8 +144,14 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 
 	progress("starting etcd")
 	etcdURL := "http://127.0.0.1:" + itoa(etcdPort)
-	if err := cp.startEtcd(ctx, cfg, etcdURL, "http://127.0.0.1:"+itoa(peerPort)); err != nil {
+	peerURL := "http://127.0.0.1:" + itoa(peerPort)
+	if err := cp.startEtcd(ctx, cfg, etcdURL, peerURL); err != nil {
 		return nil, err
+	}
+	cp.restartEtcd = func(ctx context.Context) error {
+		again := cfg
+		again.KeepData = true // a restart keeps what etcd stored
+		return cp.startEtcd(ctx, again, etcdURL, peerURL)
 	}
 
 	progress("starting kube-apiserver")
@@ -209,6 +219,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, cfg Config, clientURL, pe
 		args = append(args, "--unsafe-no-fsync")
 	}
 	p, err := cp.spawn("etcd", filepath.Join(cfg.BinDir, EtcdBinary.Name), args)
+	cp.etcd = p
 	if err != nil {
 		return err
 	}
@@ -260,17 +271,56 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, cfg Config, p *pki, 
 // StopAPIServer stops the kube-apiserver (etcd keeps running), as an
 // outage of the cluster's API server: tests of partitions use it.
 func (cp *ControlPlane) StopAPIServer() error {
+	return cp.endAPIServer(func(p *process) error { return p.stop(10 * time.Second) })
+}
+
+// endAPIServer ends the kube-apiserver with end; stopped when asked, it is
+// no longer one of the processes Err watches.
+func (cp *ControlPlane) endAPIServer(end func(*process) error) error {
 	if cp.apiServer == nil {
 		return errors.New("controlplane: no kube-apiserver running")
 	}
-	err := cp.apiServer.stop(10 * time.Second)
-	// Stopped when asked: no longer one of the processes Err watches.
-	cp.procs = slices.DeleteFunc(cp.procs, func(p *process) bool { return p == cp.apiServer })
+	err := end(cp.apiServer)
+	cp.forget(cp.apiServer)
 	cp.apiServer = nil
 	return err
 }
 
-// StartAPIServer starts the kube-apiserver StopAPIServer stopped, on the
+// KillAPIServer kills the kube-apiserver with SIGKILL, as a crash: no
+// graceful shutdown, watches cut mid-stream. StartAPIServer brings it
+// back.
+func (cp *ControlPlane) KillAPIServer() error { return cp.endAPIServer((*process).kill) }
+
+// KillEtcd kills etcd with SIGKILL, as a crash; the kube-apiserver keeps
+// running and fails its requests until StartEtcd brings etcd back on the
+// same data and ports.
+func (cp *ControlPlane) KillEtcd() error {
+	if cp.etcd == nil {
+		return errors.New("controlplane: no etcd running")
+	}
+	err := cp.etcd.kill()
+	cp.forget(cp.etcd)
+	cp.etcd = nil
+	return err
+}
+
+// StartEtcd starts the etcd KillEtcd killed, on the same data and ports,
+// and waits until it is healthy.
+func (cp *ControlPlane) StartEtcd(ctx context.Context) error {
+	if cp.etcd != nil {
+		return errors.New("controlplane: etcd is running")
+	}
+	return cp.restartEtcd(ctx)
+}
+
+// forget drops a process stopped or killed when asked from those Err
+// watches.
+func (cp *ControlPlane) forget(p *process) {
+	cp.procs = slices.DeleteFunc(cp.procs, func(q *process) bool { return q == p })
+}
+
+// StartAPIServer starts the kube-apiserver StopAPIServer or KillAPIServer
+// ended, on the
 // same port, and waits until it is ready.
 func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	if cp.apiServer != nil {

@@ -65,7 +65,18 @@ func (p *process) stop(grace time.Duration) error {
 		return nil
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	return p.kill()
+}
+
+// kill sends SIGKILL to the process group at once, as a crash would, and
+// waits until the process is gone.
+func (p *process) kill() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-p.done:
 		return nil
