@@ -93,6 +93,7 @@ func (h *broadcaster) gprChanged(g *v1alpha1.GPUProvisionRequest, initial bool) 
 	defer h.mu.Unlock()
 	old := h.gprs[g.Name]
 	h.gprs[g.Name] = g
+	h.reclaimLocked(old, g)
 	if initial {
 		return
 	}
@@ -162,24 +163,61 @@ func (h *broadcaster) bindingsLocked(old, g *v1alpha1.GPUProvisionRequest, now t
 	var evs []streamEvent
 	for _, n := range after {
 		if !slices.Contains(before, n) {
-			evs = append(evs, h.nodeEventLocked(nodeBound, n, g, now))
+			evs = append(evs, h.nodeEventLocked(nodeBound, n, now))
 		}
 	}
 	for _, n := range before {
 		if !slices.Contains(after, n) {
-			evs = append(evs, h.nodeEventLocked(nodeReleased, n, nil, now))
+			evs = append(evs, h.nodeEventLocked(nodeReleased, n, now))
 		}
 	}
 	return evs
 }
 
-// nodeEventLocked renders a node event; holder is the GPR holding it now.
-func (h *broadcaster) nodeEventLocked(change, name string, holder *v1alpha1.GPUProvisionRequest, now time.Time) streamEvent {
+// reclaimLocked moves the node claims of a GPR from its old copy to its
+// new one (nil: none, deleted).
+func (h *broadcaster) reclaimLocked(old, g *v1alpha1.GPUProvisionRequest) {
+	if old != nil {
+		for _, n := range domain.Claims(old) {
+			c := slices.DeleteFunc(h.claims[n], func(name string) bool { return name == old.Name })
+			if len(c) == 0 {
+				delete(h.claims, n)
+			} else {
+				h.claims[n] = c
+			}
+		}
+	}
+	if g != nil {
+		for _, n := range domain.Claims(g) {
+			h.claims[n] = append(h.claims[n], g.Name)
+		}
+	}
+}
+
+// holderLocked is the provisioned GPR whose status names node (nil when
+// none), and whether several do: then there is no holder, as for
+// domain.Holders — the stream shows the node conflicted, never one of
+// them picked at random.
+func (h *broadcaster) holderLocked(node string) (holder *v1alpha1.GPUProvisionRequest, conflicted bool) {
+	switch c := h.claims[node]; len(c) {
+	case 0:
+		return nil, false
+	case 1:
+		return h.gprs[c[0]], false
+	default:
+		return nil, true
+	}
+}
+
+// nodeEventLocked renders a node event, with the node's holder (or its
+// conflict) as the stream knows it now.
+func (h *broadcaster) nodeEventLocked(change, name string, now time.Time) streamEvent {
 	f, ok := h.nodes[name]
 	if !ok {
 		f = domain.GPUNode{Name: name}
 	}
-	full := view.PlanNodeOf(f, holder, &auth.Principal{})
+	holder, conflicted := h.holderLocked(name)
+	full := view.PlanNodeOf(f, holder, conflicted, &auth.Principal{})
 	e := streamEvent{node: &NodeEvent{Change: change, Time: stamp(now), Node: full}}
 	if holder != nil {
 		e.workspace = holder.Spec.Workspace
@@ -199,21 +237,11 @@ func (h *broadcaster) gprDeleted(g *v1alpha1.GPUProvisionRequest) {
 		old = g
 	}
 	delete(h.gprs, g.Name)
+	h.reclaimLocked(old, nil)
 	delete(h.sent, g.Name)
 	evs := []streamEvent{{workspace: g.Spec.Workspace, gpr: &GPREvent{Change: changeDeleted, Time: stamp(now), GPRID: g.Name, Workspace: g.Spec.Workspace}}}
 	evs = append(evs, h.bindingsLocked(old, nil, now)...)
 	h.publishLocked(evs...)
-}
-
-// holderLocked is the provisioned GPR whose status names node (the first,
-// should two: the conflict is the controller's to report).
-func (h *broadcaster) holderLocked(node string) *v1alpha1.GPUProvisionRequest {
-	for _, g := range h.gprs {
-		if domain.IsProvisioned(g) && slices.Contains(g.Status.Nodes, node) {
-			return g
-		}
-	}
-	return nil
 }
 
 func (h *broadcaster) nodeChanged(n *corev1.Node, initial bool) {
@@ -246,11 +274,11 @@ func (h *broadcaster) nodeChanged(n *corev1.Node, initial bool) {
 	default:
 		return // heartbeats, idle signals: nothing the stream tells
 	}
-	h.publishLocked(h.nodeEventLocked(change, n.Name, h.holderLocked(n.Name), now))
+	h.publishLocked(h.nodeEventLocked(change, n.Name, now))
 }
 
 func (h *broadcaster) removedLocked(f domain.GPUNode, now time.Time) streamEvent {
-	n := view.PlanNodeOf(f, nil, &auth.Principal{})
+	n := view.PlanNodeOf(f, nil, false, &auth.Principal{})
 	return streamEvent{node: &NodeEvent{Change: nodeRemoved, Time: stamp(now), Node: n}}
 }
 

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -48,6 +49,7 @@ func (s *Server) registerEvents() {
 		Metadata:    map[string]any{metaOp: &o},
 	}
 	h := newBroadcaster(s)
+	s.events = h
 	sse.Register(s.api, op, map[string]any{
 		"ready": ReadyEvent{}, "gpr": &GPREvent{}, "node": &NodeEvent{}, "workspace": &WorkspaceEvent{}, "reset": ResetEvent{},
 	}, func(ctx context.Context, in *eventsInput, send sse.Sender) { s.streamEvents(ctx, h, in, send) })
@@ -60,7 +62,11 @@ func (s *Server) streamEvents(ctx context.Context, h *broadcaster, in *eventsInp
 		return
 	}
 	done, err := h.subscribe(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, errStreamsClosed):
+		_ = send.Data(ResetEvent{Reason: "the server is shutting down; reconnect shortly"})
+		return
+	case err != nil:
 		s.log.Warn("event stream: subscribe", zap.Error(err))
 		_ = send.Data(ResetEvent{Reason: "the server cannot stream now; reconnect shortly"})
 		return
@@ -145,12 +151,15 @@ func (s *Server) streamEvents(ctx context.Context, h *broadcaster, in *eventsInp
 			default:
 				continue
 			}
+			e.render()
 			if err := send(sse.Message{ID: int(e.id), Data: data}); err != nil {
 				return
 			}
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-h.closed:
 			return
 		case <-wake:
 		case <-beat.C:
@@ -168,23 +177,13 @@ func (s *Server) streamEvents(ctx context.Context, h *broadcaster, in *eventsInp
 func (h *broadcaster) subscribe(ctx context.Context) (func(), error) {
 	h.life.Lock()
 	defer h.life.Unlock()
-	if !h.attached {
-		for obj, handler := range map[client.Object]toolscache.ResourceEventHandler{
-			&v1alpha1.GPUProvisionRequest{}: h.gprHandler(),
-			&corev1.Node{}:                  h.nodeHandler(),
-			&v1alpha1.Workspace{}:           h.workspaceHandler(),
-		} {
-			inf, err := h.s.cache.GetInformer(ctx, obj)
-			if err != nil {
-				return nil, err
-			}
-			reg, err := inf.AddEventHandler(handler)
-			if err != nil {
-				return nil, err
-			}
-			h.regs = append(h.regs, reg)
-		}
-		h.attached = true
+	select {
+	case <-h.closed:
+		return nil, errStreamsClosed
+	default:
+	}
+	if err := h.attachLocked(ctx); err != nil {
+		return nil, err
 	}
 	for _, r := range h.regs {
 		// The informer replays what it holds to a new handler first; a
@@ -193,6 +192,8 @@ func (h *broadcaster) subscribe(ctx context.Context) (func(), error) {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
+			case <-h.closed:
+				return nil, errStreamsClosed
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
@@ -211,4 +212,37 @@ func (h *broadcaster) subscribe(ctx context.Context) (func(), error) {
 			h.stopPlans()
 		}
 	}, nil
+}
+
+// errStreamsClosed refuses a stream during shutdown.
+var errStreamsClosed = errors.New("the server is shutting down")
+
+// attachLocked adds the broadcaster's handler to each informer that does
+// not have it yet (h.life held). A failure leaves the handlers attached so
+// far in place, and the next subscribe attaches only the rest: a handler
+// attached twice would double every event for the life of the process.
+func (h *broadcaster) attachLocked(ctx context.Context) error {
+	for _, k := range []struct {
+		name    string
+		obj     client.Object
+		handler func() toolscache.ResourceEventHandler
+	}{
+		{"gpr", &v1alpha1.GPUProvisionRequest{}, h.gprHandler},
+		{"node", &corev1.Node{}, h.nodeHandler},
+		{"workspace", &v1alpha1.Workspace{}, h.workspaceHandler},
+	} {
+		if _, ok := h.regs[k.name]; ok {
+			continue
+		}
+		inf, err := h.s.cache.GetInformer(ctx, k.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %s: %w", k.name, err)
+		}
+		reg, err := inf.AddEventHandler(k.handler())
+		if err != nil {
+			return fmt.Errorf("handler on the %s informer: %w", k.name, err)
+		}
+		h.regs[k.name] = reg
+	}
+	return nil
 }

@@ -15,10 +15,12 @@ import (
 
 // The event stream (GET /api/v1/events): GPR and inventory changes as
 // server-sent events, from the informer handlers of the cache the API
-// reads (it never writes). Each change is rendered to JSON once, kept in a
-// bounded ring with increasing ids, and sent to every connected client
-// that may read it; a client that reconnects with Last-Event-ID gets what
-// it missed from the ring, or a reset event when that is gone.
+// reads (it never writes). Each change is kept in a bounded ring with
+// increasing ids and sent to every connected client that may read it,
+// rendered to JSON once, when the first client sends it (so changes nobody
+// is connected for cost no rendering); a client that reconnects with
+// Last-Event-ID gets what it missed from the ring, or a reset event when
+// that is gone.
 
 // Stream tuning.
 const (
@@ -151,6 +153,28 @@ type streamEvent struct {
 	// anon is the node event without its holder, for callers who may not
 	// read the holder's workspace.
 	anon *NodeEvent
+	// rendered guards the one rendering of the event's JSON (render),
+	// shared by every copy of the event.
+	rendered *sync.Once
+}
+
+// render renders the event's JSON, once for every client: the first
+// client that sends it pays, the others (and resuming ones) reuse it.
+func (e streamEvent) render() {
+	e.rendered.Do(func() {
+		if e.gpr != nil {
+			e.gpr.raw, _ = json.Marshal(*e.gpr)
+		}
+		if e.node != nil {
+			e.node.raw, _ = json.Marshal(*e.node)
+		}
+		if e.anon != nil {
+			e.anon.raw, _ = json.Marshal(*e.anon)
+		}
+		if e.ws != nil {
+			e.ws.raw, _ = json.Marshal(*e.ws)
+		}
+	})
 }
 
 // broadcaster is the event stream's state: what it saw last of each
@@ -168,6 +192,9 @@ type broadcaster struct {
 	// Derived state, for telling changes apart (under mu).
 	gprs  map[string]*v1alpha1.GPUProvisionRequest
 	nodes map[string]domain.GPUNode
+	// claims is, per node, the provisioned GPRs whose status names it
+	// (domain.Claims): its holder, or a conflict when there are several.
+	claims map[string][]string
 	// sent is the estimate and nodes last sent per queued GPR.
 	sent map[string]view.PlanGPR
 	// workspaces is each workspace's summary as last told.
@@ -175,11 +202,17 @@ type broadcaster struct {
 
 	kick chan struct{}
 
+	// closed is closed by close (a shutdown): every stream ends and new
+	// ones are refused, so a graceful HTTP shutdown need not wait for them.
+	closed    chan struct{}
+	closeOnce sync.Once
+
 	// life guards attaching to the informers and the plan pass, which
 	// runs while clients are connected.
-	life      sync.Mutex
-	attached  bool
-	regs      []toolscache.ResourceEventHandlerRegistration
+	life sync.Mutex
+	// regs are the handlers attached, by informer (attach): each is
+	// attached once for the life of the process, whatever failed before.
+	regs      map[string]toolscache.ResourceEventHandlerRegistration
 	clients   int
 	stopPlans context.CancelFunc
 }
@@ -192,14 +225,19 @@ func newBroadcaster(s *Server) *broadcaster {
 	return &broadcaster{
 		s: s, ring: make([]streamEvent, eventRing), base: base, next: base + 1,
 		notify: make(chan struct{}),
-		gprs:   map[string]*v1alpha1.GPUProvisionRequest{}, nodes: map[string]domain.GPUNode{},
+		gprs:   map[string]*v1alpha1.GPUProvisionRequest{}, nodes: map[string]domain.GPUNode{}, claims: map[string][]string{},
 		sent: map[string]view.PlanGPR{}, workspaces: map[string]WorkspaceSummary{}, kick: make(chan struct{}, 1),
+		closed: make(chan struct{}), regs: map[string]toolscache.ResourceEventHandlerRegistration{},
 	}
 }
 
+// close ends every stream and refuses new ones.
+func (h *broadcaster) close() { h.closeOnce.Do(func() { close(h.closed) }) }
+
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
-// publish appends events under h.mu (held) and wakes every client.
+// publishLocked appends events under h.mu (held) and wakes every
+// client; rendering waits for the first client that sends them.
 func (h *broadcaster) publishLocked(evs ...streamEvent) {
 	if len(evs) == 0 {
 		return
@@ -207,18 +245,7 @@ func (h *broadcaster) publishLocked(evs ...streamEvent) {
 	for _, e := range evs {
 		e.id = h.next
 		h.next++
-		if e.gpr != nil {
-			e.gpr.raw, _ = json.Marshal(*e.gpr)
-		}
-		if e.node != nil {
-			e.node.raw, _ = json.Marshal(*e.node)
-		}
-		if e.anon != nil {
-			e.anon.raw, _ = json.Marshal(*e.anon)
-		}
-		if e.ws != nil {
-			e.ws.raw, _ = json.Marshal(*e.ws)
-		}
+		e.rendered = new(sync.Once)
 		h.ring[e.id%eventRing] = e
 	}
 	close(h.notify)

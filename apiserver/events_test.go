@@ -4,21 +4,30 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver/apiservertest"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
+	"github.com/gpuspace/gpuspace/internal/view"
 )
 
 // sseEvent is one server-sent event as a client reads it.
@@ -33,6 +42,8 @@ type sseClient struct {
 	t      testing.TB
 	resp   *http.Response
 	events chan sseEvent
+	// close disconnects the client.
+	close context.CancelFunc
 }
 
 func openEvents(t testing.TB, base, token, lastID string) *sseClient {
@@ -51,7 +62,7 @@ func openEvents(t testing.TB, base, token, lastID string) *sseClient {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		t.Fatalf("GET /events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	c := &sseClient{t: t, resp: resp, events: make(chan sseEvent, 1024)}
+	c := &sseClient{t: t, resp: resp, events: make(chan sseEvent, 1024), close: cancel}
 	go func() {
 		defer close(c.events)
 		defer resp.Body.Close()
@@ -366,5 +377,203 @@ func TestPlanTimeline(t *testing.T) {
 	}
 	if anon < 1 || find(r, a.Name) == nil {
 		t.Errorf("a Viewer of %s: want its GPR and the other one anonymous: %v", wsA, r.data()["gprs"])
+	}
+}
+
+// nodeChange matches a node event of node with change.
+func nodeChange(node, change string) func(sseEvent) bool {
+	return func(e sseEvent) bool {
+		n, _ := e.data["node"].(map[string]any)
+		return e.event == "node" && e.data["change"] == change && n["name"] == node
+	}
+}
+
+// TestEventStreamConflictedNode: a node two provisioned GPRs name in their
+// status is shown conflicted, with no holder — never one of them picked —
+// on the stream and in GET /plan; once one lets go, the other holds it.
+func TestEventStreamConflictedNode(t *testing.T) {
+	ts := newTestServer(t)
+	sfx := suffix()
+	node := "cf-h100-" + sfx
+	addNode(t, testenv.GPUNode{Name: node, InstanceType: "p5.48xlarge", Product: "NVIDIA-H100-80GB-HBM3", MemoryMiB: 81559, GPUs: 8})
+	owner := openEvents(t, ts.http.URL, ts.owner, "")
+	owner.next(10*time.Second, func(e sseEvent) bool { return e.event == "ready" })
+
+	a := newStreamGPR(t, "cf-a-"+sfx, "gpr-00000001-conf")
+	b := newStreamGPR(t, "cf-b-"+sfx, "gpr-00000002-conf")
+	provision(t, a.Name, node)
+	e := owner.next(10*time.Second, nodeChange(node, nodeBound))
+	if n := e.data["node"].(map[string]any); n["state"] != view.NodeHeld || n["gprId"] != a.Name {
+		t.Errorf("bound to %s alone: %v, want held by it", a.Name, n)
+	}
+	provision(t, b.Name, node)
+	e = owner.next(10*time.Second, nodeChange(node, nodeBound))
+	if n := e.data["node"].(map[string]any); n["state"] != view.NodeConflicted || n["gprId"] != "" || n["sliceName"] != "" {
+		t.Errorf("named by %s and %s: %v, want conflicted with no holder", a.Name, b.Name, n)
+	}
+	waitFor(t, "GET /plan to show the node conflicted", func() bool {
+		r := ts.do(http.MethodGet, "/api/v1/plan", ts.owner, nil)
+		for _, n := range r.data()["nodes"].([]any) {
+			if m := n.(map[string]any); m["name"] == node {
+				return m["state"] == view.NodeConflicted && m["gprId"] == ""
+			}
+		}
+		return false
+	})
+
+	setGPRStatus(t, a.Name, func(s *v1alpha1.GPUProvisionRequestStatus) {
+		s.ProvisioningStatus, s.Reason = v1alpha1.GPRComplete, v1alpha1.ReasonExpired
+	})
+	e = owner.next(10*time.Second, nodeChange(node, nodeReleased))
+	if n := e.data["node"].(map[string]any); n["state"] != view.NodeHeld || n["gprId"] != b.Name {
+		t.Errorf("released by %s: %v, want held by %s", a.Name, n, b.Name)
+	}
+}
+
+// failingInformers is the API's real cache with one fault: the nth
+// GetInformer call after arm fails, once.
+type failingInformers struct {
+	cache.Cache
+	calls, failAt atomic.Int32
+}
+
+func (c *failingInformers) arm(n int32) { c.calls.Store(0); c.failAt.Store(n) }
+
+func (c *failingInformers) GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error) {
+	if n := c.failAt.Load(); n > 0 && c.calls.Add(1) == n {
+		c.failAt.Store(0)
+		return nil, errors.New("injected: informer unavailable")
+	}
+	return c.Cache.GetInformer(ctx, obj, opts...)
+}
+
+// TestEventStreamAttachesOnce: a first subscription that fails half-way
+// through attaching to the informers (the third informer fails) leaves no
+// handler attached twice: once a later client subscribes, each change is
+// told once, for GPRs and workspaces alike. (Deletes show a second handler
+// at once; other changes it may tell late, out of order.)
+func TestEventStreamAttachesOnce(t *testing.T) {
+	ns := "gs-test-" + suffix()
+	scheme := kruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCache(env.Config, scheme, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiservertest.RunUntilCleanup(t, "cache", c.Start)
+	fc := &failingInformers{Cache: c}
+	ts := newTestServerIn(t, ns, WithCache(fc))
+
+	fc.arm(3)
+	failed := openEvents(t, ts.http.URL, ts.owner, "")
+	failed.next(10*time.Second, func(e sseEvent) bool { return e.event == "reset" })
+	owner := openEvents(t, ts.http.URL, ts.owner, "")
+	owner.next(10*time.Second, func(e sseEvent) bool { return e.event == "ready" })
+
+	sfx := suffix()
+	ctx := context.Background()
+	g := newStreamGPR(t, "at-"+sfx, "gpr-00000001-once")
+	lastGPR := newStreamGPR(t, "at-"+sfx, "gpr-00000002-once")
+	owner.next(10*time.Second, gprChange(lastGPR.Name, changeCreated))
+	ws, lastWS := "at-ws-"+sfx, "at-ws2-"+sfx
+	for _, name := range []string{ws, lastWS} {
+		w := &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.WorkspaceSpec{
+			Username: "u", Clusters: []string{"worker-1"}, Namespaces: []v1alpha1.WorkspaceNamespace{{Namespace: name}}}}
+		if err := env.Client.Create(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		owner.next(10*time.Second, workspaceChange(name, "created"))
+	}
+	// Delete each, then a sentinel of each kind: once both sentinels are
+	// told, so are the deletes before them, by every handler that tells
+	// them.
+	for _, obj := range []client.Object{g, &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: ws}},
+		lastGPR, &v1alpha1.Workspace{ObjectMeta: metav1.ObjectMeta{Name: lastWS}}} {
+		if err := env.Client.Delete(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gprDeleted, wsDeleted := 0, 0
+	count := func(e sseEvent) {
+		switch {
+		case gprChange(g.Name, changeDeleted)(e):
+			gprDeleted++
+		case workspaceChange(ws, "deleted")(e):
+			wsDeleted++
+		}
+	}
+	for sawGPR, sawWS := false, false; !sawGPR || !sawWS; {
+		e := owner.next(10*time.Second, func(sseEvent) bool { return true })
+		count(e)
+		sawGPR = sawGPR || gprChange(lastGPR.Name, changeDeleted)(e)
+		sawWS = sawWS || workspaceChange(lastWS, "deleted")(e)
+	}
+	// A second handler delivers from a goroutine of its own, so its copies
+	// may trail the sentinels: give them a second.
+	for trail := time.After(time.Second); ; {
+		select {
+		case e := <-owner.events:
+			count(e)
+			continue
+		case <-trail:
+		}
+		break
+	}
+	if gprDeleted != 1 || wsDeleted != 1 {
+		t.Errorf("GPR %s told deleted %d times, workspace %s %d times; want once each", g.Name, gprDeleted, ws, wsDeleted)
+	}
+}
+
+// workspaceChange matches a workspace event of name with change.
+func workspaceChange(name, change string) func(sseEvent) bool {
+	return func(e sseEvent) bool {
+		return e.event == "workspace" && e.data["name"] == name && e.data["change"] == change
+	}
+}
+
+// TestEventStreamRendersForClientsOnly: with no client connected, changes
+// still go into the ring (for clients that come back) but are not rendered
+// to JSON; a client resuming with Last-Event-ID gets them rendered.
+func TestEventStreamRendersForClientsOnly(t *testing.T) {
+	ts := newTestServer(t)
+	h := ts.srv.events
+	first := openEvents(t, ts.http.URL, ts.owner, "")
+	ready := first.next(10*time.Second, func(e sseEvent) bool { return e.event == "ready" })
+	first.close()
+	waitFor(t, "the client gone", func() bool {
+		h.life.Lock()
+		defer h.life.Unlock()
+		return h.clients == 0
+	})
+
+	g := newStreamGPR(t, "rd-"+suffix(), "gpr-00000001-rndr")
+	cursor, err := strconv.ParseUint(ready.id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created streamEvent
+	waitFor(t, "the GPR's creation in the ring", func() bool {
+		evs, _, _ := h.after(cursor, nil)
+		for _, e := range evs {
+			if e.gpr != nil && e.gpr.GPRID == g.Name && e.gpr.Change == changeCreated {
+				created = e
+				return true
+			}
+		}
+		return false
+	})
+	if created.gpr.raw != nil {
+		t.Errorf("an event no client was sent was rendered: %s", created.gpr.raw)
+	}
+
+	again := openEvents(t, ts.http.URL, ts.owner, ready.id)
+	e := again.next(10*time.Second, gprChange(g.Name, changeCreated))
+	if e.id != strconv.FormatUint(created.id, 10) || e.data["gpr"] == nil {
+		t.Errorf("resumed: %+v, want event %d with the GPR", e, created.id)
 	}
 }

@@ -137,6 +137,8 @@ type Server struct {
 	ready   atomic.Bool
 	started atomic.Bool
 	view    *view.View
+	// events is GET /events's broadcaster (registerEvents).
+	events *broadcaster
 }
 
 // New builds the API. It does not start anything: call Start (or add the
@@ -355,6 +357,13 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 // Handler is the whole HTTP surface: /api/v1, health, metrics, OpenAPI and
 // docs, wrapped in panic recovery and the envelope 404/405.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// CloseStreams ends every open event stream (GET /api/v1/events) and
+// refuses new ones. A stream never goes idle by itself, so a graceful HTTP
+// shutdown would wait for it until its deadline: register this with
+// http.Server.RegisterOnShutdown. EventSource clients reconnect, to another
+// replica or the next process, and resume from their Last-Event-ID.
+func (s *Server) CloseStreams() { s.events.close() }
 
 // Mux is the ServeMux behind Handler, for mounting more routes (e.g. /mcp)
 // under the same listener and middleware.

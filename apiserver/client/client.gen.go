@@ -259,14 +259,17 @@ func (e PlanGPRProvisioningStatus) Valid() bool {
 
 // Defines values for PlanNodeState.
 const (
-	PlanNodeStateFree      PlanNodeState = "free"
-	PlanNodeStateHeld      PlanNodeState = "held"
-	PlanNodeStateUnhealthy PlanNodeState = "unhealthy"
+	PlanNodeStateConflicted PlanNodeState = "conflicted"
+	PlanNodeStateFree       PlanNodeState = "free"
+	PlanNodeStateHeld       PlanNodeState = "held"
+	PlanNodeStateUnhealthy  PlanNodeState = "unhealthy"
 )
 
 // Valid indicates whether the value is a known member of the PlanNodeState enum.
 func (e PlanNodeState) Valid() bool {
 	switch e {
+	case PlanNodeStateConflicted:
+		return true
 	case PlanNodeStateFree:
 		return true
 	case PlanNodeStateHeld:
@@ -1136,14 +1139,14 @@ type PlanNode struct {
 	// SliceName Workspace of the holder, empty as gprId is
 	SliceName string `json:"sliceName"`
 
-	// State held wins over unhealthy: a held node that turns unhealthy stays its GPR's
+	// State held wins over unhealthy: a held node that turns unhealthy stays its GPR's. conflicted: more than one provisioned GPR names the node in its status; it counts as held, by no one gpuspace picks, until a person resolves it (gprId and sliceName are empty)
 	State PlanNodeState `json:"state"`
 
 	// Until When the holder's exitDuration ends (RFC 3339); empty when free
 	Until string `json:"until"`
 }
 
-// PlanNodeState held wins over unhealthy: a held node that turns unhealthy stays its GPR's
+// PlanNodeState held wins over unhealthy: a held node that turns unhealthy stays its GPR's. conflicted: more than one provisioned GPR names the node in its status; it counts as held, by no one gpuspace picks, until a person resolves it (gprId and sliceName are empty)
 type PlanNodeState string
 
 // PolicyClusterConstraints defines model for PolicyClusterConstraints.

@@ -14,6 +14,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/util/draclaims"
 )
 
 // bindNodes makes node labels and taints follow the provisioned GPRs'
@@ -221,7 +222,17 @@ func evict(ctx context.Context, c client.Client, reader client.Reader, node, was
 			owner = ns.Labels[v1alpha1.LabelWorkspace]
 			nsWS[p.Namespace] = owner
 		}
-		leaves := (was != "" && owner == was) || (now != "" && owner != now && domain.PodUsesGPUs(p, gpuResources))
+		leaves := was != "" && owner == was
+		if !leaves && now != "" && owner != now {
+			// A GPU pod by its resources or its DRA claims.
+			claims, err := draclaims.FromReader(ctx, reader, p)
+			if err != nil {
+				// Unknown claims: never evict on a guess.
+				errs = append(errs, fmt.Errorf("read resource claims of pod %s/%s on node %s: %w", p.Namespace, p.Name, node, err))
+				continue
+			}
+			leaves = domain.PodUsesGPUs(p, domain.GPUPodRule{ResourceNames: gpuResources}, claims)
+		}
 		if !leaves {
 			continue
 		}

@@ -202,6 +202,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
 	srv := newHTTPServer(api.Handler(), defaultTimeouts, log)
+	// Event streams never go idle: end them when the shutdown starts, or
+	// it waits its whole timeout for them.
+	srv.RegisterOnShutdown(api.CloseStreams)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +48,23 @@ func watches(t *testing.T, resource string) int {
 	return n
 }
 
+// ownerToken creates an Owner key in the server's namespace ns and logs in
+// with it at url, once the server knows the key.
+func ownerToken(t *testing.T, url, ns string) string {
+	t.Helper()
+	ctx := context.Background()
+	key, _, err := auth.CreateKey(ctx, env.Client, ns, auth.KeyRequest{Name: "owner", Role: auth.RoleOwner}, time.Now())
+	if err != nil {
+		t.Fatalf("create key: %v", err)
+	}
+	var tok string
+	servertest.WaitFor(t, "the key to authenticate", 45*time.Second, func() bool {
+		tok, err = servertest.Login(ctx, url, key)
+		return err == nil
+	})
+	return tok
+}
+
 // TestFollowerServesFromSharedCache runs a replica that is not the leader
 // (another holder has the Lease): the API is ready and answers from the
 // manager's cache, which runs without leadership, while the controllers
@@ -78,17 +97,9 @@ func TestFollowerServesFromSharedCache(t *testing.T) {
 	}
 
 	url := servertest.Start(t, env.Config, server.Options{Namespace: ns, LeaderElect: true})
-	key, _, err := auth.CreateKey(ctx, env.Client, ns, auth.KeyRequest{Name: "owner", Role: auth.RoleOwner}, time.Now())
-	if err != nil {
-		t.Fatalf("create key: %v", err)
-	}
-	// The key was created after the cache synced: the follower sees it
+	// The key is created after the cache synced: the follower sees it
 	// through the cache's watch.
-	var tok string
-	servertest.WaitFor(t, "the key to authenticate", 45*time.Second, func() bool {
-		tok, err = servertest.Login(ctx, url, key)
-		return err == nil
-	})
+	tok := ownerToken(t, url, ns)
 	c := servertest.Client(t, url, tok)
 	if r, err := c.CreateWorkspaceWithResponse(ctx, client.CreateWorkspaceBody{WorkspaceName: ws, Username: "u",
 		Clusters: &[]string{"worker-1"}, Namespaces: &[]string{wsNS}}); err != nil || r.JSON200 == nil {
@@ -120,5 +131,58 @@ func TestFollowerServesFromSharedCache(t *testing.T) {
 		if got := watches(t, res) - before[res]; got != 1 {
 			t.Errorf("watches on %s: %d, want 1 (controllers and API share one cache)", res, got)
 		}
+	}
+}
+
+// TestShutdownEndsEventStreams: a graceful shutdown with a console's event
+// stream open ends the stream and returns in well under a second, instead
+// of waiting its whole timeout for a connection that never goes idle.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	ctx := context.Background()
+	ns := "gpuspace-shutdown-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	url, stop := servertest.Launch(t, env.Config, server.Options{Namespace: ns})
+	t.Cleanup(func() {
+		_ = stop()
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	})
+	tok := ownerToken(t, url, ns)
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(ended)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() == "event: ready" {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no ready event")
+	}
+
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("server: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("graceful shutdown with an open event stream: %v", took)
+	if took >= time.Second {
+		t.Errorf("shutdown took %v with a stream open, want under 1s", took)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the stream is still open after shutdown")
 	}
 }

@@ -25,7 +25,7 @@ type PlanNode struct {
 	GPUs         int32  `json:"gpuCount"`
 	MemoryGB     int    `json:"memory" doc:"Memory per GPU in GB"`
 	Healthy      bool   `json:"healthy" doc:"Ready, schedulable and every GPU healthy: GPRs may start on it"`
-	State        string `json:"state" enum:"free,held,unhealthy" doc:"held wins over unhealthy: a held node that turns unhealthy stays its GPR's"`
+	State        string `json:"state" enum:"free,held,unhealthy,conflicted" doc:"held wins over unhealthy: a held node that turns unhealthy stays its GPR's. conflicted: more than one provisioned GPR names the node in its status; it counts as held, by no one gpuspace picks, until a person resolves it (gprId and sliceName are empty)"`
 	GPRID        string `json:"gprId" doc:"The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read"`
 	Workspace    string `json:"sliceName" doc:"Workspace of the holder, empty as gprId is"`
 	Until        string `json:"until" doc:"When the holder's exitDuration ends (RFC 3339); empty when free"`
@@ -55,9 +55,13 @@ type Timeline struct {
 // TimelineOf renders a plan and the GPU nodes for p.
 func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
 	out := Timeline{Now: plan.now.UTC().Format(time.RFC3339), Nodes: []PlanNode{}, GPRs: []PlanGPR{}}
-	holders, _ := domain.Holders(plan.gprs)
+	holders, conflicts := domain.Holders(plan.gprs)
+	conflicted := make(map[string]bool, len(conflicts))
+	for _, c := range conflicts {
+		conflicted[c.Node] = true
+	}
 	for _, n := range nodes {
-		out.Nodes = append(out.Nodes, PlanNodeOf(n.GPUNode, holders[n.GPUNode.Name], p))
+		out.Nodes = append(out.Nodes, PlanNodeOf(n.GPUNode, holders[n.GPUNode.Name], conflicted[n.GPUNode.Name], p))
 	}
 	slices.SortFunc(out.Nodes, func(a, b PlanNode) int {
 		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.GPUShape, b.GPUShape), strings.Compare(a.Name, b.Name))
@@ -85,15 +89,29 @@ func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
 	return out
 }
 
-// PlanNodeOf renders a node and its holder for p.
-func PlanNodeOf(f domain.GPUNode, holder *v1alpha1.GPUProvisionRequest, p Reader) PlanNode {
+// Node states (PlanNode.State).
+const (
+	NodeFree       = "free"
+	NodeHeld       = "held"
+	NodeUnhealthy  = "unhealthy"
+	NodeConflicted = "conflicted"
+)
+
+// PlanNodeOf renders a node and its holder for p. A conflicted node (named
+// by more than one provisioned GPR, domain.Holders) is shown as such, with
+// no holder: the conflict is reported, never resolved by picking one.
+func PlanNodeOf(f domain.GPUNode, holder *v1alpha1.GPUProvisionRequest, conflicted bool, p Reader) PlanNode {
 	n := PlanNode{Name: f.Name, Cluster: f.Cluster, GPUShape: f.Shape, InstanceType: f.InstanceType,
-		GPUs: f.GPUs, MemoryGB: f.MemoryGB(), Healthy: f.Healthy(), State: "free"}
-	if !n.Healthy {
-		n.State = "unhealthy"
+		GPUs: f.GPUs, MemoryGB: f.MemoryGB(), Healthy: f.Healthy(), State: NodeFree}
+	switch {
+	case conflicted:
+		n.State = NodeConflicted
+		return n
+	case !n.Healthy:
+		n.State = NodeUnhealthy
 	}
 	if holder != nil {
-		n.State = "held"
+		n.State = NodeHeld
 		if end, ok := domain.End(holder); ok {
 			n.Until = end.UTC().Format(time.RFC3339)
 		}

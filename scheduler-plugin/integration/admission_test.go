@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 )
 
 // applyAdmissionPolicy creates the objects of manifests/admission.
@@ -105,6 +106,19 @@ func TestAdmissionPolicyRejectsNodeNameBypass(t *testing.T) {
 			}
 		})
 	}
+
+	// The policy refuses every pod of another workspace, whatever it asks
+	// for: one that gets its GPU through a DRA claim too.
+	t.Run("another workspace's DRA GPU pod onto a bound node", func(t *testing.T) {
+		p := cpuPod("adm-beta", "dra-bypass")
+		p.Spec.NodeName = "adm-a1"
+		p.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: ptr.To("one-gpu")}}
+		p.Spec.Containers[0].Resources.Claims = []v1.ResourceClaim{{Name: "gpu"}}
+		_, err := env.Kube.CoreV1().Pods("adm-beta").Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "node adm-a1 is bound to workspace adm-alpha") {
+			t.Errorf("create: err = %v, want a rejection naming the workspace", err)
+		}
+	})
 
 	t.Run("binding a stranger's pod to a bound node", func(t *testing.T) {
 		createPod(ctx, t, cpuPod("adm-beta", "to-bind"))

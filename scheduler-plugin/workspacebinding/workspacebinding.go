@@ -24,8 +24,10 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	resourcelisters "k8s.io/client-go/listers/resource/v1"
 	v1helper "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -33,6 +35,7 @@ import (
 
 	gpuspacev1alpha1 "github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/util/draclaims"
 	configv1 "github.com/gpuspace/gpuspace/scheduler-plugin/apis/config/v1"
 	"github.com/gpuspace/gpuspace/scheduler-plugin/internal/state"
 )
@@ -62,11 +65,15 @@ const (
 
 // WorkspaceBinding is the plugin.
 type WorkspaceBinding struct {
-	handle     fwk.Handle
-	state      *state.Shared
-	exempt     map[string]struct{}
-	gpuNames   []v1.ResourceName
-	conditions *conditionWriter
+	handle fwk.Handle
+	state  *state.Shared
+	exempt map[string]struct{}
+	// gpu is what makes a pod a GPU pod (args gpuResourceNames and
+	// gpuDeviceClasses); claims and claimTemplates read its DRA claims.
+	gpu            domain.GPUPodRule
+	claims         resourcelisters.ResourceClaimLister
+	claimTemplates resourcelisters.ResourceClaimTemplateLister
+	conditions     *conditionWriter
 	// cmpOps mirrors the TaintTolerationComparisonOperators gate the
 	// in-tree TaintToleration plugin honours, as this plugin replaces its
 	// Filter.
@@ -114,7 +121,14 @@ func newPlugin(ctx context.Context, obj runtime.Object, h fwk.Handle, newClient 
 		pl.exempt[ns] = struct{}{}
 	}
 	for _, n := range args.GPUResourceNames {
-		pl.gpuNames = append(pl.gpuNames, v1.ResourceName(n))
+		pl.gpu.ResourceNames = append(pl.gpu.ResourceNames, v1.ResourceName(n))
+	}
+	pl.gpu.DeviceClasses = append([]string{}, args.GPUDeviceClasses...)
+	if f := h.SharedInformerFactory(); f != nil {
+		// The scheduler's own informers: its DRA plugin watches claims
+		// already; templates are read for a claim not made yet.
+		pl.claims = f.Resource().V1().ResourceClaims().Lister()
+		pl.claimTemplates = f.Resource().V1().ResourceClaimTemplates().Lister()
 	}
 	if *args.UpdatePodCondition && h.ClientSet() != nil {
 		pl.conditions = newConditionWriter(h.ClientSet())
@@ -144,8 +158,20 @@ func (pl *WorkspaceBinding) classify(pod *v1.Pod) podClass {
 	}
 	return podClass{
 		workspace: pl.state.NamespaceWorkspace(pod.Namespace),
-		gpu:       domain.PodUsesGPUs(pod, pl.gpuNames),
+		gpu:       pl.usesGPUs(pod),
 	}
+}
+
+// usesGPUs reports whether pod is a GPU pod (domain.PodUsesGPUs), by its
+// resources or its DRA claims. A claim that cannot be read yet counts for
+// nothing: the DRA plugin holds such a pod itself until the claim exists,
+// and the claim's arrival runs PreEnqueue again.
+func (pl *WorkspaceBinding) usesGPUs(pod *v1.Pod) bool {
+	var claims []*resourcev1.ResourceClaimSpec
+	if pl.claims != nil {
+		claims, _ = draclaims.FromListers(pl.claims, pl.claimTemplates, pod)
+	}
+	return domain.PodUsesGPUs(pod, pl.gpu, claims)
 }
 
 // holdMessage says why a pod of class c must wait, or "" when it need not:
@@ -283,7 +309,7 @@ type podSign struct {
 func (pl *WorkspaceBinding) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	exempt := state.IsDaemonSetPod(pod) || state.IsMirrorPod(pod)
 	return []fwk.SignFragment{
-		{Key: signerKey, Value: podSign{Namespace: pod.Namespace, Exempt: exempt, GPU: domain.PodUsesGPUs(pod, pl.gpuNames)}},
+		{Key: signerKey, Value: podSign{Namespace: pod.Namespace, Exempt: exempt, GPU: pl.usesGPUs(pod)}},
 		{Key: fwk.TolerationsSignerName, Value: fwk.TolerationsSigner(pod)},
 	}, nil
 }

@@ -45,7 +45,7 @@ func (r Right) String() string {
 
 // WorkerRights are the rights gpuspace needs in a worker cluster, all
 // cluster-wide: bind nodes (labels and a taint), evict a workspace's pods
-// from the nodes it leaves, give workspaces their namespaces,
+// from the nodes it leaves (and read pods' DRA claims, to tell GPU pods), give workspaces their namespaces,
 // ServiceAccount, RoleBindings and kubeconfig tokens, and keep the
 // projections of the hub's GPRs there that the worker's scheduler reads
 // (controller/projection: watched from a cache, so no get).
@@ -59,6 +59,9 @@ var WorkerRights = func() []Right {
 	}
 	add("", "nodes", "", "get", "list", "watch", "patch")
 	add("", "pods", "", "list", "delete")
+	// Whether a pod's DRA claims ask for GPUs (domain.PodUsesGPUs).
+	add("resource.k8s.io", "resourceclaims", "", "get")
+	add("resource.k8s.io", "resourceclaimtemplates", "", "get")
 	add("", "namespaces", "", "get", "list", "create", "patch")
 	add("", "serviceaccounts", "", "get", "create", "delete")
 	add("", "serviceaccounts", "token", "create")

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/util/draclaims"
 	"github.com/gpuspace/gpuspace/internal/util/idlesignal"
 )
 
@@ -44,11 +46,51 @@ func gpusOf(pod *corev1.Pod) int64 {
 	return gpus
 }
 
-// usesGPUs reports whether a pod keeps its node's GPUs busy: it requested
-// GPUs and is running, not finished or being deleted.
-func usesGPUs(pod *corev1.Pod) bool {
-	return pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase == corev1.PodRunning && domain.PodUsesGPUs(pod, nil)
+// allDevices counts a DRA request for every matching device: more GPUs
+// than any node has (utilization caps at 100%).
+const allDevices = 1 << 20
+
+// claimGPUs is how many GPU devices claims ask for (domain's default
+// DeviceClasses): each GPU request's count, 1 by default; a request with
+// alternatives counts 1.
+func claimGPUs(claims []*resourcev1.ResourceClaimSpec) int64 {
+	var gpus int64
+	var rule domain.GPUPodRule
+	for _, c := range claims {
+		for _, req := range c.Devices.Requests {
+			one := &resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{req}}}
+			switch {
+			case !rule.ClaimRequestsGPUs(one):
+			case req.Exactly != nil && req.Exactly.AllocationMode == resourcev1.DeviceAllocationModeAll:
+				gpus += allDevices
+			case req.Exactly != nil && req.Exactly.Count > 0:
+				gpus += req.Exactly.Count
+			default:
+				gpus++
+			}
+		}
+	}
+	return gpus
+}
+
+// gpusInUse is how many GPUs a pod keeps busy on its node: those its
+// containers ask for and its DRA claims' GPU devices, while it is running,
+// not finished or being deleted; 0 for a pod that is not a GPU pod
+// (domain.PodUsesGPUs, the default rule).
+func (s *Simulator) gpusInUse(pod *corev1.Pod) int64 {
+	if pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+		return 0
+	}
+	var claims []*resourcev1.ResourceClaimSpec
+	if s.claims != nil {
+		// A claim not readable yet counts for nothing until the pod's next
+		// change (it goes Running after it is scheduled, claims allocated).
+		claims, _ = draclaims.FromListers(s.claims, s.claimTemplates, pod)
+	}
+	if !domain.PodUsesGPUs(pod, domain.GPUPodRule{}, claims) {
+		return 0
+	}
+	return max(1, gpusOf(pod)+claimGPUs(claims))
 }
 
 // idleState is one simulated node's idle signal.
@@ -86,7 +128,11 @@ func (s *Simulator) idleStateLocked(node string) *idleState {
 // use changed.
 func (s *Simulator) notePod(pod *corev1.Pod, gone bool) []string {
 	key := pod.Namespace + "/" + pod.Name
-	uses := !gone && usesGPUs(pod)
+	var gpus int64
+	if !gone {
+		gpus = s.gpusInUse(pod)
+	}
+	uses := gpus > 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var changed []string
@@ -98,7 +144,7 @@ func (s *Simulator) notePod(pod *corev1.Pod, gone bool) []string {
 	if uses {
 		if _, ok := s.podNode[key]; !ok {
 			s.podNode[key] = pod.Spec.NodeName
-			s.idleStateLocked(pod.Spec.NodeName).pods[key] = gpusOf(pod)
+			s.idleStateLocked(pod.Spec.NodeName).pods[key] = gpus
 			changed = append(changed, pod.Spec.NodeName)
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
@@ -217,4 +219,52 @@ func TestSetIdleSince(t *testing.T) {
 	if err := env.Nodes.SetIdleSince(ctx, "no-such-node", at); err == nil {
 		t.Error("SetIdleSince of an unknown node succeeded")
 	}
+}
+
+// TestIdleFollowsDRAGPUPods: a pod that gets GPUs through a DRA claim of a
+// GPU DeviceClass keeps its simulated node busy, its claim's device count
+// in use; one whose claim asks for another class does not.
+func TestIdleFollowsDRAGPUPods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const node = "sim-idle-dra"
+	if _, err := env.AddGPUNode(ctx, testenv.GPUNode{Name: node, Product: "Tesla-T4", MemoryMiB: 15360, GPUs: 4}); err != nil {
+		t.Fatal(err)
+	}
+	pods := env.Kube.CoreV1().Pods("default")
+	draPod := func(name, class string, count int64) {
+		t.Helper()
+		claim := &resourcev1.ResourceClaim{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{Name: "dev",
+				Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: class, AllocationMode: resourcev1.DeviceAllocationModeExactCount, Count: count}}}}}}
+		if _, err := env.Kube.ResourceV1().ResourceClaims("default").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p := gpuPod(name, node, 0)
+		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "dev", ResourceClaimName: ptr.To(name)}}
+		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "dev"}}
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" running", func() bool {
+			got, err := pods.Get(ctx, name, metav1.GetOptions{})
+			return err == nil && got.Status.Phase == corev1.PodRunning
+		})
+	}
+	busy := func() bool { s, ok := idleOf(t, ctx, node); return ok && s.IsZero() }
+
+	draPod("dra-nic", "nic.example.com", 1)
+	time.Sleep(300 * time.Millisecond)
+	if busy() {
+		t.Fatal("a pod whose claim is no GPU made the node busy")
+	}
+	draPod("dra-train", "gpu.nvidia.com", 2)
+	waitFor(t, "node busy", busy)
+	if u := utilOf(t, ctx, node); u != 50 {
+		t.Errorf("2 of 4 GPUs claimed: utilisation %d %%, want 50", u)
+	}
+	if err := pods.Delete(ctx, "dra-train", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node idle", func() bool { return !busy() })
 }

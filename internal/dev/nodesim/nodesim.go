@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	resourcelisters "k8s.io/client-go/listers/resource/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
@@ -81,6 +82,11 @@ type Simulator struct {
 	nextIP  int
 	idle    map[string]*idleState // node -> its GPU pods and idle signal
 	podNode map[string]string     // GPU pod running -> its node
+
+	// claims and claimTemplates read pods' DRA claims (runPods sets them
+	// before any pod is seen): a pod with a GPU claim is a GPU pod.
+	claims         resourcelisters.ResourceClaimLister
+	claimTemplates resourcelisters.ResourceClaimTemplateLister
 }
 
 // Option configures a Simulator.
@@ -378,6 +384,8 @@ func (s *Simulator) heartbeats(ctx context.Context) {
 func (s *Simulator) runPods(ctx context.Context) {
 	factory := informers.NewSharedInformerFactoryWithOptions(s.cs, 0)
 	podInformer := factory.Core().V1().Pods()
+	claimInformer, templateInformer := factory.Resource().V1().ResourceClaims(), factory.Resource().V1().ResourceClaimTemplates()
+	s.claims, s.claimTemplates = claimInformer.Lister(), templateInformer.Lister()
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer queue.ShutDown()
 	enqueue := func(obj any) {
@@ -393,7 +401,8 @@ func (s *Simulator) runPods(ctx context.Context) {
 	lister := podInformer.Lister()
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced,
+		claimInformer.Informer().HasSynced, templateInformer.Informer().HasSynced) {
 		return
 	}
 	go func() {

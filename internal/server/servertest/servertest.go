@@ -6,6 +6,7 @@ package servertest
 import (
 	"context"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,20 @@ import (
 // SkipControllerNameValidation are set here.
 func Start(t *testing.T, cfg *rest.Config, o server.Options) string {
 	t.Helper()
+	url, stop := Launch(t, cfg, o)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return url
+}
+
+// Launch is Start for tests that stop the server themselves: stop cancels
+// Run's context and returns what Run returned, once it has (it may be
+// called again, and is not called at the test's end).
+func Launch(t *testing.T, cfg *rest.Config, o server.Options) (url string, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
@@ -31,22 +46,26 @@ func Start(t *testing.T, cfg *rest.Config, o server.Options) string {
 	o.SkipControllerNameValidation = true // tests may start several
 	o.OnReady = func(a string, _ *apiserver.Server) { addr <- a }
 	go func() { done <- server.Run(ctx, o) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
 	select {
 	case a := <-addr:
-		return "http://" + a
+		return "http://" + a, stop
 	case err := <-done:
-		done <- err // for the cleanup above
+		cancel()
 		t.Fatalf("server stopped before it was ready: %v", err)
 	case <-time.After(time.Minute):
+		_ = stop()
 		t.Fatal("server not ready after a minute")
 	}
-	return ""
+	return "", stop
 }
 
 // Client returns a generated client for url that sends token as its

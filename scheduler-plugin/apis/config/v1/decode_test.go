@@ -16,6 +16,7 @@ func TestDecodeWorkspaceBindingArgs(t *testing.T) {
 		TypeMeta:           tm,
 		ExemptNamespaces:   []string{"kube-system", "kube-public", "kube-node-lease", "gpuspace-system"},
 		GPUResourceNames:   []string{"nvidia.com/gpu", "gpuspace.io/gpu-memory"},
+		GPUDeviceClasses:   []string{"gpu.nvidia.com", "mig.nvidia.com"},
 		UpdatePodCondition: &yes,
 	}
 	tests := []struct {
@@ -27,15 +28,19 @@ func TestDecodeWorkspaceBindingArgs(t *testing.T) {
 		{name: "nil: defaults", in: nil, want: defaults},
 		{name: "empty raw: defaults", in: &runtime.Unknown{}, want: defaults},
 		{name: "raw JSON", in: &runtime.Unknown{Raw: []byte(`{"apiVersion":"kubescheduler.config.k8s.io/v1","kind":"WorkspaceBindingArgs","exemptNamespaces":["infra"],"gpuResourceNames":["amd.com/gpu"],"updatePodCondition":false}`)},
-			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: []string{"infra"}, GPUResourceNames: []string{"amd.com/gpu"}, UpdatePodCondition: &no}},
+			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: []string{"infra"}, GPUResourceNames: []string{"amd.com/gpu"}, GPUDeviceClasses: defaults.GPUDeviceClasses, UpdatePodCondition: &no}},
 		{name: "explicit empty exempt list is kept", in: &runtime.Unknown{Raw: []byte(`{"exemptNamespaces":[]}`)},
-			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: []string{}, GPUResourceNames: defaults.GPUResourceNames, UpdatePodCondition: &yes}},
-		{name: "typed", in: &WorkspaceBindingArgs{GPUResourceNames: []string{"x.io/gpu"}},
-			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: defaults.ExemptNamespaces, GPUResourceNames: []string{"x.io/gpu"}, UpdatePodCondition: &yes}},
+			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: []string{}, GPUResourceNames: defaults.GPUResourceNames, GPUDeviceClasses: defaults.GPUDeviceClasses, UpdatePodCondition: &yes}},
+		{name: "device classes, and an explicit empty list kept", in: &runtime.Unknown{Raw: []byte(`{"gpuDeviceClasses":[]}`)},
+			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: defaults.ExemptNamespaces, GPUResourceNames: defaults.GPUResourceNames, GPUDeviceClasses: []string{}, UpdatePodCondition: &yes}},
+		{name: "typed", in: &WorkspaceBindingArgs{GPUResourceNames: []string{"x.io/gpu"}, GPUDeviceClasses: []string{"gpu.amd.com"}},
+			want: &WorkspaceBindingArgs{TypeMeta: tm, ExemptNamespaces: defaults.ExemptNamespaces, GPUResourceNames: []string{"x.io/gpu"}, GPUDeviceClasses: []string{"gpu.amd.com"}, UpdatePodCondition: &yes}},
 		{name: "unknown field", in: &runtime.Unknown{Raw: []byte(`{"exemptNamespace":["x"]}`)}, wantErr: `unknown field "exemptNamespace"`},
 		{name: "bad namespace", in: &WorkspaceBindingArgs{ExemptNamespaces: []string{"Not_A_Namespace"}}, wantErr: "args.exemptNamespaces[0]: Invalid value"},
 		{name: "duplicate resource", in: &WorkspaceBindingArgs{GPUResourceNames: []string{"a.io/gpu", "a.io/gpu"}}, wantErr: "args.gpuResourceNames[1]: Duplicate value"},
 		{name: "bad resource", in: &WorkspaceBindingArgs{GPUResourceNames: []string{"a b"}}, wantErr: "args.gpuResourceNames[0]: Invalid value"},
+		{name: "bad device class", in: &WorkspaceBindingArgs{GPUDeviceClasses: []string{"GPU class"}}, wantErr: "args.gpuDeviceClasses[0]: Invalid value"},
+		{name: "duplicate device class", in: &WorkspaceBindingArgs{GPUDeviceClasses: []string{"gpu.nvidia.com", "gpu.nvidia.com"}}, wantErr: "args.gpuDeviceClasses[1]: Duplicate value"},
 		{name: "wrong type", in: &GPRPriorityArgs{}, wantErr: "want *v1.WorkspaceBindingArgs"},
 	}
 	for _, tt := range tests {

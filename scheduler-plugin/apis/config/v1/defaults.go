@@ -18,6 +18,10 @@ var DefaultGPUResourceNames = func() []string {
 	return out
 }()
 
+// DefaultGPUDeviceClasses are the DRA DeviceClasses of NVIDIA's DRA
+// driver for GPUs and MIG slices: domain.DefaultGPUDeviceClasses.
+var DefaultGPUDeviceClasses = append([]string(nil), domain.DefaultGPUDeviceClasses...)
+
 // SetDefaultsWorkspaceBindingArgs fills in unset fields of a.
 func SetDefaultsWorkspaceBindingArgs(a *WorkspaceBindingArgs) {
 	if a.APIVersion == "" {
@@ -32,6 +36,10 @@ func SetDefaultsWorkspaceBindingArgs(a *WorkspaceBindingArgs) {
 	}
 	if len(a.GPUResourceNames) == 0 {
 		a.GPUResourceNames = append([]string(nil), DefaultGPUResourceNames...)
+	}
+	// nil means unset; an explicit empty list means "no DRA GPUs".
+	if a.GPUDeviceClasses == nil {
+		a.GPUDeviceClasses = append([]string(nil), DefaultGPUDeviceClasses...)
 	}
 	if a.UpdatePodCondition == nil {
 		v := true

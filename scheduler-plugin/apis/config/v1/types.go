@@ -25,6 +25,13 @@ type WorkspaceBindingArgs struct {
 	// nvidia.com/gpu, gpuspace.io/gpu-memory.
 	GPUResourceNames []string `json:"gpuResourceNames,omitempty"`
 
+	// GPUDeviceClasses are the DRA DeviceClasses whose devices are GPUs: a
+	// pod is a GPU pod too when one of its resource claims (or the
+	// ResourceClaimTemplate it is made from) requests a device of one.
+	// Default (unset): gpu.nvidia.com, mig.nvidia.com; an empty list: no
+	// DRA claim makes a GPU pod.
+	GPUDeviceClasses []string `json:"gpuDeviceClasses,omitempty"`
+
 	// UpdatePodCondition makes the plugin write the PodScheduled condition
 	// of a held pod (reason WaitingForGPR, naming the GPR it waits for and
 	// its estimated start). The scheduler does not publish PreEnqueue
@@ -48,6 +55,9 @@ func (a *WorkspaceBindingArgs) DeepCopyInto(out *WorkspaceBindingArgs) {
 	*out = *a
 	out.ExemptNamespaces = append([]string(nil), a.ExemptNamespaces...)
 	out.GPUResourceNames = append([]string(nil), a.GPUResourceNames...)
+	if a.GPUDeviceClasses != nil {
+		out.GPUDeviceClasses = append([]string{}, a.GPUDeviceClasses...)
+	}
 	if a.UpdatePodCondition != nil {
 		v := *a.UpdatePodCondition
 		out.UpdatePodCondition = &v
