@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
@@ -36,7 +37,9 @@ import (
 // (seed GPUSPACE_BENCH_SEED, default 1) from GPUSPACE_BENCH_PRIORITIES
 // levels (default 1: one FIFO, where nothing reorders), so that with more
 // than one level an arrival overtakes the GPRs of lower priority already
-// queued and moves their estimates, as a real burst does. GPRs for an
+// queued and moves their estimates, as a real burst does. The burst is
+// created as fast as the apiserver takes it, or at GPUSPACE_BENCH_RATE
+// GPRs a second. GPRs for an
 // idle T4 pool are created one after another before the burst (the
 // baseline), during it, and during the shift: then a priority-300 GPR
 // for every node, for a day, arrives at the head of the queue and shifts
@@ -196,7 +199,9 @@ func runQueueShift(b *testing.B, queued, nodes int) {
 		}
 		t4Burst <- ds
 	}()
+	pace := burstPace(benchkit.EnvInt("GPUSPACE_BENCH_RATE", 0))
 	parallel(b, queued, func(i int) error {
+		pace()
 		return c.Create(ctx, newGPR(fmt.Sprintf("bench-%s-q-%d", sfx, i), ws("w", i%workspaces), prio[i], per,
 			fmt.Sprintf("0d%dh0m", 1+i%4), "H100"))
 	})
@@ -246,6 +251,19 @@ func runQueueShift(b *testing.B, queued, nodes int) {
 	b.ReportMetric(shiftWrites/float64(max(moved, 1)), "shift-writes/moved")
 	b.ReportMetric(float64(moved), "shift-moved")
 	b.ReportMetric(float64(mem.HeapAlloc)/(1<<20), "heap-MiB")
+}
+
+// burstPace returns what each create of the burst calls first: it waits
+// for its turn at perSecond creates a second, or not at all for zero (as
+// fast as the apiserver takes them). A paced burst is how users arrive:
+// the controller keeps up with admission, and the estimate writer's
+// flushes during the burst are what is measured.
+func burstPace(perSecond int) func() {
+	if perSecond <= 0 {
+		return func() {}
+	}
+	l := flowcontrol.NewTokenBucketRateLimiter(float32(perSecond), 1)
+	return l.Accept
 }
 
 // burstPriorities draws n priorities from levels levels above the
