@@ -32,12 +32,12 @@ import (
 // REST and MCP reads show the current plan anyway; what waits is only the
 // stored copy kubectl shows.
 //
-// The plans have settled when no pass submitted for the quiet window:
-// estimateSettle, or longer while passes come back to back — a pass that
-// admits a few hundred GPRs of a burst takes seconds, and a gap that long
-// is the pass's own length, not the end of the burst (quietWindow). When
-// the plans settled, every pending estimate is written, soonest start
-// first. When they are still changing (a burst: arrivals at mixed
+// The plans have settled when no pass submitted for estimateSettle and no
+// GPR waits for admission (arriving): a pass that admits a few hundred
+// GPRs of a burst takes seconds, a pause that long is not the end of the
+// burst, and every GPR still to be admitted may overtake those queued.
+// When the plans settled, every pending estimate is written, soonest
+// start first. When they are still changing (a burst: arrivals at mixed
 // priorities overtake queued GPRs and move their estimates on every
 // pass), a GPR's estimate is written only if its last write — by this
 // writer, or the admission write that came with its creation — is at
@@ -47,6 +47,8 @@ import (
 // lasted.
 type estimateWriter struct {
 	client client.Client
+	// cache reads the GPRs waiting for admission (arriving).
+	cache client.Reader
 	// limiter, when set, paces the writes before the pass lock is taken:
 	// a write that waited for its client's rate limiter inside the lock
 	// held every pass back for that wait. The client then has no limiter
@@ -62,10 +64,6 @@ type estimateWriter struct {
 	// newest plan still calls for.
 	gen  uint64
 	kick chan struct{}
-	// lastSubmit and gaps (the latest gaps between submits shorter than
-	// estimateMaxDelay) size the quiet window.
-	lastSubmit time.Time
-	gaps       []time.Duration
 	// last is when this writer last wrote each GPR's estimate; entries
 	// older than estimateMaxInterval are dropped, since they no longer
 	// hold any write back.
@@ -80,7 +78,7 @@ func WithEstimateRate(qps float32, burst int) Option {
 }
 
 func newEstimateWriter(c client.Client, passMu *sync.Mutex, written *versions, clk clock.PassiveClock) *estimateWriter {
-	return &estimateWriter{client: c, passMu: passMu, written: written, clock: clk, kick: make(chan struct{}, 1),
+	return &estimateWriter{client: c, cache: c, passMu: passMu, written: written, clock: clk, kick: make(chan struct{}, 1),
 		last: map[string]time.Time{}}
 }
 
@@ -88,10 +86,6 @@ func newEstimateWriter(c client.Client, passMu *sync.Mutex, written *versions, c
 const (
 	estimateSettle   = 500 * time.Millisecond
 	estimateMaxDelay = 5 * time.Second
-	// estimateMaxQuiet bounds the quiet window; quietGaps is how many
-	// gaps between submits it is sized from.
-	estimateMaxQuiet = 4 * time.Second
-	quietGaps        = 8
 )
 
 // The interval between two writes of one GPR's estimate while the plans
@@ -134,34 +128,33 @@ func (w *estimateWriter) submit(gs []*v1alpha1.GPUProvisionRequest) {
 	slices.SortFunc(gs, func(a, b *v1alpha1.GPUProvisionRequest) int {
 		return cmp.Compare(startUnix(a), startUnix(b))
 	})
-	now := w.clock.Now()
 	w.mu.Lock()
 	w.pending = gs
 	w.gen++
-	if gap := now.Sub(w.lastSubmit); gap < estimateMaxDelay {
-		if len(w.gaps) == quietGaps {
-			w.gaps = w.gaps[1:]
-		}
-		w.gaps = append(w.gaps, gap)
-	} else {
-		w.gaps = w.gaps[:0] // after a pause: no burst
-	}
-	w.lastSubmit = now
 	w.mu.Unlock()
 	w.poke()
 }
 
-// quietWindow is how long no submit must come for the plans to count as
-// settled: 1.5 × the longest of the latest gaps between back-to-back
-// submits, within [estimateSettle, estimateMaxQuiet].
-func (w *estimateWriter) quietWindow() time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	longest := time.Duration(0)
-	for _, g := range w.gaps {
-		longest = max(longest, g)
+// estimateArrivalWindow bounds how old a GPR still waiting for admission
+// may be to count as arriving: one that cannot be admitted (its status
+// write refused) holds the writer in burst mode that long at most.
+const estimateArrivalWindow = estimateMaxInterval
+
+// arriving reports whether GPRs created in the last estimateArrivalWindow
+// wait for admission in the cache: the queue is still growing, and its
+// estimates will move again.
+func (w *estimateWriter) arriving(ctx context.Context, now time.Time) bool {
+	var l v1alpha1.GPUProvisionRequestList
+	if err := w.cache.List(ctx, &l, client.UnsafeDisableDeepCopy); err != nil {
+		return false // unknown: write what moved
 	}
-	return min(max(longest*3/2, estimateSettle), estimateMaxQuiet)
+	for i := range l.Items {
+		g := &l.Items[i]
+		if domain.NotAdmitted(g) && g.DeletionTimestamp == nil && now.Sub(g.CreationTimestamp.Time) < estimateArrivalWindow {
+			return true
+		}
+	}
+	return false
 }
 
 // poke wakes the writer.
@@ -285,13 +278,13 @@ func (w *estimateWriter) forget(now time.Time) {
 	}
 }
 
-// settle waits until no plan was submitted for the quiet window (settled
-// true), or estimateMaxDelay passed with plans still changing (settled
-// false); ok is false when ctx ended.
+// settle waits until no plan was submitted for estimateSettle, or
+// estimateMaxDelay passed with plans still changing; settled reports the
+// first with no GPR arriving. ok is false when ctx ended.
 func (w *estimateWriter) settle(ctx context.Context) (settled, ok bool) {
 	deadline := time.NewTimer(estimateMaxDelay)
 	defer deadline.Stop()
-	quiet := time.NewTimer(w.quietWindow())
+	quiet := time.NewTimer(estimateSettle)
 	defer quiet.Stop()
 	for {
 		select {
@@ -300,9 +293,9 @@ func (w *estimateWriter) settle(ctx context.Context) (settled, ok bool) {
 		case <-deadline.C:
 			return false, true
 		case <-quiet.C:
-			return true, true
+			return !w.arriving(ctx, w.clock.Now()), true
 		case <-w.kick:
-			quiet.Reset(w.quietWindow())
+			quiet.Reset(estimateSettle)
 		}
 	}
 }

@@ -108,25 +108,26 @@ func TestEstimateWriterBurst(t *testing.T) {
 	}
 }
 
-// TestEstimateQuietWindow: passes that come back to back, each seconds
-// long, are a burst, not its end; after a pause the window is short again.
-func TestEstimateQuietWindow(t *testing.T) {
+// TestEstimateArriving: GPRs created but not admitted yet mean the burst
+// goes on; once all are admitted, or the only one left is too old to be
+// a burst's (its admission cannot be written), it is over.
+func TestEstimateArriving(t *testing.T) {
+	ctx := context.Background()
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	clk := clocktesting.NewFakeClock(now)
-	w := newEstimateWriter(nil, &sync.Mutex{}, nil, clk)
-	if got := w.quietWindow(); got != estimateSettle {
-		t.Errorf("no submits: window %s, want %s", got, estimateSettle)
+	scheme, _ := testWorld(t)
+	admitted := testGPR("admitted", "wa", 101, now.Add(-time.Minute))
+	domain.Admit(admitted)
+	fresh := testGPR("fresh", "wb", 101, now.Add(-time.Second))
+	stuck := testGPR("stuck", "wc", 101, now.Add(-time.Hour))
+	c := fakeClient(scheme, admitted, fresh, stuck)
+	w := newEstimateWriter(c, &sync.Mutex{}, nil, clocktesting.NewFakeClock(now))
+	if !w.arriving(ctx, now) {
+		t.Error("a GPR created a second ago waits for admission: want arriving")
 	}
-	for range 3 {
-		w.submit(nil)
-		clk.Step(2 * time.Second)
+	if err := c.Delete(ctx, fresh); err != nil {
+		t.Fatal(err)
 	}
-	if got, want := w.quietWindow(), 3*time.Second; got != want {
-		t.Errorf("submits 2 s apart: window %s, want %s", got, want)
-	}
-	clk.Step(10 * time.Second)
-	w.submit(nil)
-	if got := w.quietWindow(); got != estimateSettle {
-		t.Errorf("after a pause: window %s, want %s", got, estimateSettle)
+	if w.arriving(ctx, now) {
+		t.Error("only an hour-old GPR waits for admission: want none arriving")
 	}
 }
