@@ -192,7 +192,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if err := ws.SetupWithManager(ctx, mgr, skip); err != nil {
 		return fmt.Errorf("workspace controller: %w", err)
 	}
-	estimates, err := estimateClient(mgr)
+	estimates, estQPS, estBurst, err := estimateClient(mgr)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		apiReader = opts.Clusters.Reader(apiReader)
 		gprOpts = append(gprOpts, gpr.WithClusters(opts.Clusters))
 	}
-	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithPrices(opts.GPUPrices), gpr.WithNodeLostGrace(opts.NodeLostGrace),
+	gprOpts = append(gprOpts, gpr.WithEstimateClient(estimates), gpr.WithEstimateRate(estQPS, estBurst), gpr.WithPrices(opts.GPUPrices), gpr.WithNodeLostGrace(opts.NodeLostGrace),
 		gpr.WithGPUResourceNames(opts.GPUResourceNames))
 	g := gpr.New(mgr.GetClient(), apiReader, opts.Clock, mgr.GetEventRecorder(gpr.ControllerName), opts.DefaultCluster, gprOpts...)
 	if err := g.SetupWithManager(mgr, skip); err != nil {
@@ -251,20 +251,23 @@ func Setup(mgr manager.Manager, opts Options) error {
 	return nil
 }
 
-// estimateClient is a client for estimate bookkeeping with a rate limiter
-// of its own, at half the manager's QPS and burst: estimate writes never
-// spend the tokens decision writes need.
-func estimateClient(mgr manager.Manager) (client.Client, error) {
+// estimateClient is a client for estimate bookkeeping, with the rate its
+// writer is paced at: half the manager's QPS and burst, so estimate writes
+// never spend the tokens decision writes need. The client itself is not
+// rate-limited: the writer waits for its tokens before it takes the pass
+// lock (gpr.WithEstimateRate), not inside it.
+func estimateClient(mgr manager.Manager) (client.Client, float32, int, error) {
 	cfg := rest.CopyConfig(mgr.GetConfig())
 	cfg.RateLimiter = nil
 	qps, burst := cfg.QPS, cfg.Burst
 	if qps <= 0 {
 		qps, burst = rest.DefaultQPS, rest.DefaultBurst
 	}
-	cfg.QPS, cfg.Burst = max(qps/2, 1), max(burst/2, 1)
+	qps, burst = max(qps/2, 1), max(burst/2, 1)
+	cfg.QPS = -1 // no client-side limiter: the writer paces itself
 	c, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
-		return nil, fmt.Errorf("estimate client: %w", err)
+		return nil, 0, 0, fmt.Errorf("estimate client: %w", err)
 	}
-	return c, nil
+	return c, qps, burst, nil
 }

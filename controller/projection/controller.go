@@ -40,6 +40,15 @@ const clusterKey = "(cluster)"
 // first of which may wait for its GPR cache to sync.
 const workerTimeout = 15 * time.Second
 
+// projectionWorkers is how many GPRs are projected at once. A projection
+// is two round trips to its worker (the object, then its status), so one
+// at a time caps dispatch at about 1 / (2 × round trip) GPRs a second for
+// all workers together; the workqueue never hands one GPR (or one
+// worker's resync) to two workers at once, and a resync racing a GPR's
+// reconcile over the same projection loses on its resourceVersion and is
+// retried.
+const projectionWorkers = 8
+
 // notReadyRecheck is how often a resync of a worker that is not Ready is
 // tried again.
 const notReadyRecheck = 10 * time.Second
@@ -127,7 +136,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager, skipNameValidation *b
 		For(&v1alpha1.GPUProvisionRequest{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: r.projectedChange})).
 		Watches(&v1alpha1.Cluster{}, resync).
 		WatchesRawSource(r.clusters.Source(resync, noNodeUpdates)).
-		WithOptions(controller.Options{SkipNameValidation: skipNameValidation}).
+		WithOptions(controller.Options{SkipNameValidation: skipNameValidation, MaxConcurrentReconciles: projectionWorkers}).
 		Complete(r)
 }
 

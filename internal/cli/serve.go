@@ -15,6 +15,7 @@ import (
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver"
 	"github.com/gpuspace/gpuspace/apiserver/auth"
+	"github.com/gpuspace/gpuspace/internal/clusters"
 	"github.com/gpuspace/gpuspace/internal/domain"
 	"github.com/gpuspace/gpuspace/internal/server"
 	"github.com/gpuspace/gpuspace/internal/util/kubeclient"
@@ -29,6 +30,8 @@ func newServeCommand() *cobra.Command {
 		gpuResourceNames                       []string
 		kubeAPIQPS                             float32
 		kubeAPIBurst                           int
+		workerQPS                              float32
+		workerBurst                            int
 		tokenTTL, kubeconfigTokenTTL           time.Duration
 		kubeconfigServer                       string
 		maxBody                                int64
@@ -50,6 +53,9 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if kubeAPIQPS <= 0 || kubeAPIBurst <= 0 {
 				return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+			}
+			if workerQPS <= 0 || workerBurst <= 0 {
+				return fmt.Errorf("--worker-kube-api-qps and --worker-kube-api-burst must be positive")
 			}
 			prices, err := domain.ParsePrices(gpuPrices)
 			if err != nil {
@@ -76,6 +82,8 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 				RetryPeriod:           retryPer,
 				KubeAPIQPS:            kubeAPIQPS,
 				KubeAPIBurst:          kubeAPIBurst,
+				WorkerKubeAPIQPS:      workerQPS,
+				WorkerKubeAPIBurst:    workerBurst,
 				DefaultCluster:        cluster,
 				Logger:                zl,
 				Version:               Version,
@@ -109,6 +117,8 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.DurationVar(&retryPer, "leader-elect-retry-period", server.DefaultRetryPeriod, "how often replicas try to acquire or renew the lease")
 	f.Float32Var(&kubeAPIQPS, "kube-api-qps", kubeclient.DefaultQPS, "requests per second each client of the kube-apiserver may make")
 	f.IntVar(&kubeAPIBurst, "kube-api-burst", kubeclient.DefaultBurst, "burst of requests each client of the kube-apiserver may make above --kube-api-qps")
+	f.Float32Var(&workerQPS, "worker-kube-api-qps", clusters.DefaultWorkerQPS, "requests per second the client of each registered worker cluster's kube-apiserver may make (projections, node bindings, evictions)")
+	f.IntVar(&workerBurst, "worker-kube-api-burst", clusters.DefaultWorkerBurst, "burst of requests the client of each worker cluster may make above --worker-kube-api-qps")
 	f.DurationVar(&tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of bearer tokens from POST /api/v1/auth")
 	f.DurationVar(&kubeconfigTokenTTL, "kubeconfig-token-ttl", 8*time.Hour, "lifetime of the token in workspace kubeconfigs (at least 10m)")
 	f.StringVar(&kubeconfigServer, "kubeconfig-server", "", "kube-apiserver URL written into workspace kubeconfigs (default: the one gpuspace uses)")

@@ -3,7 +3,6 @@ package clusters_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"github.com/gpuspace/gpuspace/controller"
 	"github.com/gpuspace/gpuspace/internal/clusters"
 	"github.com/gpuspace/gpuspace/internal/clusters/provision"
+	"github.com/gpuspace/gpuspace/internal/dev/benchkit"
 	"github.com/gpuspace/gpuspace/internal/dev/nodesim"
 	"github.com/gpuspace/gpuspace/internal/dev/testenv"
 	"github.com/gpuspace/gpuspace/internal/domain"
@@ -60,15 +60,8 @@ import (
 //	make bench BENCH=MultiCluster BENCH_FLAGS='-benchtime=1x -timeout=20m'
 func BenchmarkMultiCluster(b *testing.B) {
 	for b.Loop() {
-		runMultiCluster(b, envInt("GPUSPACE_BENCH_CLUSTER_NODES", 1000))
+		runMultiCluster(b, benchkit.EnvInt("GPUSPACE_BENCH_CLUSTER_NODES", 1000))
 	}
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 func runMultiCluster(b *testing.B, perCluster int) {
@@ -398,7 +391,7 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func ms(d time.Duration) float64 { return benchkit.MS(d) }
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -406,32 +399,10 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// parallel runs f(0..n-1) on 16 goroutines and fails on the first error.
+// parallel runs f(0..n-1) (benchkit.Parallel) and fails on the first
+// error.
 func parallel(b *testing.B, n int, f func(int) error) {
-	b.Helper()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	next := make(chan int)
-	for range 16 {
-		wg.Go(func() {
-			for i := range next {
-				if err := f(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		b.Error(first) // may run off the benchmark's goroutine: the caller stops
+	if err := benchkit.Parallel(n, f); err != nil {
+		b.Error(err) // may run off the benchmark's goroutine: the caller stops
 	}
 }

@@ -72,11 +72,29 @@ type Options struct {
 	// Heartbeat and StatusInterval: see DefaultHeartbeat and
 	// DefaultStatusInterval.
 	Heartbeat, StatusInterval time.Duration
-	// QPS and Burst throttle each worker's client; zero is kubeclient's
-	// default.
+	// QPS and Burst throttle each worker's client; zero is
+	// DefaultWorkerQPS / DefaultWorkerBurst.
 	QPS   float32
 	Burst int
 }
+
+// DefaultWorkerQPS and DefaultWorkerBurst are the client-side limits of
+// the hub's client of each worker cluster (gpuspace serve's
+// --worker-kube-api-qps and --worker-kube-api-burst). Dispatching a GPR
+// to a worker costs that worker about three requests — the projection's
+// create and its status, then on start a patch per bound node — so
+// client-go's default of 5 QPS (what bounds MultiKueue to about 1.3
+// workloads a second) would cap a worker at 2 GPRs a second. 300 QPS
+// dispatches 100 GPRs a second per worker with room for the evictions
+// and releases of the same passes, and the burst of 600 takes a pass
+// that binds a few hundred nodes at once; each worker has its own
+// bucket, so one busy worker never slows another. The worker's
+// apiserver keeps its own limits (--max-requests-inflight) to protect
+// itself.
+const (
+	DefaultWorkerQPS   float32 = 300
+	DefaultWorkerBurst int     = 600
+)
 
 // Registry holds the workers. Create it with New, then SetupWithManager.
 type Registry struct {
@@ -387,7 +405,14 @@ func RESTConfig(kubeconfig []byte, context string) (*rest.Config, error) {
 
 // start builds and starts the worker of Cluster c with cfg.
 func (r *Registry) start(c *v1alpha1.Cluster, key string, cfg *rest.Config) (*worker, error) {
-	cfg = kubeclient.WithLimits(cfg, r.opts.QPS, r.opts.Burst)
+	qps, burst := r.opts.QPS, r.opts.Burst
+	if qps <= 0 {
+		qps = DefaultWorkerQPS
+	}
+	if burst <= 0 {
+		burst = DefaultWorkerBurst
+	}
+	cfg = kubeclient.WithLimits(cfg, qps, burst)
 	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -45,6 +45,11 @@ type Options struct {
 	// kube-apiserver (kubeclient.WithLimits); zero is kubeclient's default.
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+	// WorkerKubeAPIQPS and WorkerKubeAPIBurst throttle the client of each
+	// registered worker cluster (projections, node bindings, evictions
+	// there); zero is clusters.DefaultWorkerQPS / DefaultWorkerBurst.
+	WorkerKubeAPIQPS   float32
+	WorkerKubeAPIBurst int
 	// DefaultCluster is the cluster of nodes without a gpuspace.io/cluster
 	// label.
 	DefaultCluster string
@@ -157,7 +162,7 @@ func Run(ctx context.Context, o Options) error {
 	// The worker clusters registered as Cluster objects; the cluster the
 	// manager runs in is the worker named DefaultCluster.
 	workers := clusters.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), mgr.GetEventRecorder(clusters.ControllerName),
-		clusters.Options{Local: o.DefaultCluster, Namespace: o.Namespace, QPS: o.KubeAPIQPS, Burst: o.KubeAPIBurst,
+		clusters.Options{Local: o.DefaultCluster, Namespace: o.Namespace, QPS: o.WorkerKubeAPIQPS, Burst: o.WorkerKubeAPIBurst,
 			Heartbeat: o.ClusterHeartbeat})
 	if err := controller.Setup(mgr, controller.Options{DefaultCluster: o.DefaultCluster, SkipNameValidation: o.SkipControllerNameValidation, GPUPrices: o.GPUPrices, NodeLostGrace: o.NodeLostGrace,
 		GPUResourceNames: o.GPUResourceNames, Clusters: workers}); err != nil {
