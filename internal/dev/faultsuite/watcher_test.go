@@ -292,7 +292,7 @@ func (w *watcher) checkStrays(ctx context.Context, gprs []*v1alpha1.GPUProvision
 		}
 		b, bound := w.bindings[p.Spec.NodeName]
 		podWS := strings.TrimSuffix(p.Namespace, "-ns")
-		if !bound || podWS == b.ws || !running(p) || !domain.PodUsesGPUs(p, nil) {
+		if !bound || podWS == b.ws || !running(p) || !domain.PodUsesGPUs(p, domain.GPUPodRule{}, nil) {
 			continue
 		}
 		key := string(p.UID) + "/" + b.gpr
