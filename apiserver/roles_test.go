@@ -137,6 +137,7 @@ func TestRoleMatrix(t *testing.T) {
 		"deleteGPR":           {ok: writersA, req: func() req { return req{"DELETE", "/api/v1/gpr", map[string]any{"gprId": newGPR()}} }},
 		"getGPR":              {ok: readersA, req: func() req { return req{"GET", "/api/v1/gpr?gprId=" + gpr, nil} }},
 		"listGPRs":            {ok: readersA, req: func() req { return req{"GET", "/api/v1/gpr/list?sliceName=" + wsA, nil} }},
+		"getEstimateAccuracy": {ok: readersA, req: func() req { return req{"GET", "/api/v1/gpr/estimate-accuracy?sliceName=" + wsA, nil} }},
 		"createAPIKey": {ok: ownerOnly, req: func() req {
 			return req{"POST", "/api/v1/api-key", map[string]any{"name": fresh("k"), "role": "Viewer"}}
 		}},
