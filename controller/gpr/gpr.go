@@ -66,6 +66,11 @@ const conflictRetry = 200 * time.Millisecond
 // fault heals quickly, seldom enough that a persistent one costs little.
 const passErrorRetry = 5 * time.Second
 
+// evictionRetry is how soon a pass runs again after a binding or an
+// eviction failed: another workspace's pods may be running on the node
+// meanwhile.
+const evictionRetry = time.Second
+
 // Reconciler runs plan passes. Create it with New.
 type Reconciler struct {
 	client         client.Client
@@ -207,6 +212,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 				log.V(1).Info("plan pass step raced, retrying", "step", e.step, "error", e.err.Error())
 				retry = conflictRetry
 				continue
+			}
+			if e.step == "bind" {
+				// A stray GPU pod runs on another workspace's node until
+				// its eviction succeeds: retry that soon.
+				retry = min(retry, evictionRetry)
 			}
 			metrics.PassErrors.WithLabelValues(e.step).Inc()
 			log.Error(e.err, "plan pass step failed; the rest of the pass went on", "step", e.step)
