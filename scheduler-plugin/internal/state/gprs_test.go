@@ -1,9 +1,6 @@
 package state
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"strconv"
 	"testing"
 	"time"
 
@@ -126,72 +123,5 @@ func TestGPRFrom(t *testing.T) {
 	if got.Phase != gpuspacev1alpha1.GPRQueued || got.Priority != gpuspacev1alpha1.DefaultPriority || len(got.Nodes) != 0 {
 		t.Errorf("GPRFrom of an unset GPR: phase %q priority %d nodes %v; want Queued, %d, none",
 			got.Phase, got.Priority, got.Nodes, gpuspacev1alpha1.DefaultPriority)
-	}
-}
-
-// TestGPRIndexQueueHead: after any sequence of upserts (new GPRs, moves in
-// the queue, phase and workspace changes) and deletes, each workspace's
-// summary names the head of its queue as a walk of all its GPRs finds it,
-// however many stale entries the queue heap has seen.
-func TestGPRIndexQueueHead(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	phases := []gpuspacev1alpha1.ProvisioningStatus{gpuspacev1alpha1.GPRQueued, gpuspacev1alpha1.GPRQueued,
-		gpuspacev1alpha1.GPRProvisioned, gpuspacev1alpha1.GPRComplete}
-	workspaces := []string{"ws-a", "ws-b", "ws-c"}
-	x := NewGPRIndex()
-	live := map[string]GPR{}
-	rv := 0
-	for step := range 5000 {
-		rv++
-		name := fmt.Sprintf("g%d", rng.IntN(60))
-		if rng.IntN(5) == 0 {
-			x.Delete(name, strconv.Itoa(rv))
-			delete(live, name)
-		} else {
-			g := gpr(name, workspaces[rng.IntN(len(workspaces))], int32(100+rng.IntN(3)*50),
-				phases[rng.IntN(len(phases))], strconv.Itoa(rv), time.Duration(rng.IntN(5))*time.Minute)
-			x.Upsert(g)
-			live[name] = g
-		}
-		for _, ws := range workspaces {
-			var want GPR
-			for _, g := range live {
-				if g.Workspace == ws && g.Phase == gpuspacev1alpha1.GPRQueued && (want.Name == "" || before(g, want)) {
-					want = g
-				}
-			}
-			if got := x.Workspace(ws).Next.Name; got != want.Name {
-				t.Fatalf("step %d: head of %s is %q, want %q", step, ws, got, want.Name)
-			}
-		}
-	}
-}
-
-// TestGPRIndexTombstonesExpire: a deletion is remembered for tombstoneTTL,
-// then forgotten, so a copy of the same name is taken again; a deletion
-// made later, or one replaced by a newer delete, is kept.
-func TestGPRIndexTombstonesExpire(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	x := NewGPRIndex()
-	x.now = func() time.Time { return now }
-	q := gpuspacev1alpha1.GPRQueued
-	x.Upsert(gpr("a", "ws", 100, q, "10", 0))
-	x.Delete("a", "12")
-	x.Delete("b", "13")
-	now = now.Add(tombstoneTTL / 2)
-	x.Delete("b", "14") // b's tombstone now dates from here
-	x.Delete("c", "15")
-	if x.Upsert(gpr("a", "ws", 100, q, "11", 0)) {
-		t.Fatal("a late copy of a resurrected it within the TTL")
-	}
-	now = now.Add(tombstoneTTL/2 + time.Second)
-	x.Delete("d", "16") // expires the tombstones older than the TTL
-	if !x.Upsert(gpr("a", "ws", 100, q, "11", 0)) {
-		t.Error("a's tombstone outlived the TTL")
-	}
-	for _, name := range []string{"b", "c"} {
-		if x.Upsert(gpr(name, "ws", 100, q, "9", 0)) {
-			t.Errorf("%s's tombstone, within the TTL, was dropped", name)
-		}
 	}
 }
