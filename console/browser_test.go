@@ -176,7 +176,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.SetValue(chromedp.ID("g-name"), name), chromedp.SetValue(chromedp.ID("g-shape"), "H100"),
 			chromedp.SetValue(chromedp.ID("g-gpus"), "8"), chromedp.SetValue(chromedp.ID("g-nodes"), fmt.Sprint(nodes)))
 		exec("form input", `document.querySelector("#gpr-form").dispatchEvent(new Event("input", {bubbles: true}))`)
-		waitJS("wait-time preview", `/Would start/.test(document.querySelector("#gpr-preview").textContent)`)
+		waitJS("wait-time preview", `/Would likely start/.test(document.querySelector("#gpr-preview").textContent)`)
 		run("create "+name, chromedp.Click(chromedp.ID("g-submit")))
 		waitJS("GPR page", `location.hash.startsWith("#/gpr/gpr-")`)
 		return strings.TrimPrefix(evalStr("GPR id", `location.hash`), "#/gpr/")

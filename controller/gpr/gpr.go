@@ -189,10 +189,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	// Bookkeeping after the decisions: estimates go to the writer, which
-	// writes them between passes.
-	r.estimates.submit(p.estimateWrites())
+	// Bookkeeping after the decisions. The gauges first: a reader who sees
+	// an estimate written sees the queue that produced it. Estimates go to
+	// the writer, which writes them between passes.
 	r.observe(p.gprs)
+	r.estimates.submit(p.estimateWrites())
 	res = reconcile.Result{}
 	if next := p.nextWake(); !next.IsZero() {
 		// Wake just after the next expiry, measured on the real clock
