@@ -27,7 +27,7 @@ func TestPreEnqueueNamesAutoGPRTemplate(t *testing.T) {
 	}
 	h.Start(ctx)
 	got := pl.PreEnqueue(ctx, pt.GPUPod("team-auto", "p").Obj()).Message()
-	want := "waiting for GPUProvisionRequest gpr-auto-1 of workspace auto (Queued, priority 150, made by auto-GPR from template h100-8x1); estimated start: not estimated yet"
+	want := "waiting for GPUProvisionRequest gpr-auto-1 of workspace auto (Queued, priority 150, made by auto-GPR from template h100-8x1); start not estimated yet"
 	if got != want {
 		t.Errorf("PreEnqueue message\n got %q\nwant %q", got, want)
 	}

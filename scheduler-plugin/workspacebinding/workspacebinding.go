@@ -189,16 +189,26 @@ func (pl *WorkspaceBinding) holdMessage(c podClass) string {
 		return fmt.Sprintf("GPUProvisionRequest %s of workspace %s is provisioned; waiting for its nodes to be bound", p.Name, c.workspace)
 	}
 	if n := sum.Next; n.Name != "" {
-		start := "not estimated yet"
-		if !n.EstimatedStart.IsZero() {
-			start = n.EstimatedStart.UTC().Format(time.RFC3339)
-		}
+		start := startEstimate(n)
 		if n.Template != "" {
-			return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d, made by auto-GPR from template %s); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, n.Template, start)
+			return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d, made by auto-GPR from template %s); %s", n.Name, c.workspace, n.Phase, n.Priority, n.Template, start)
 		}
-		return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d); estimated start: %s", n.Name, c.workspace, n.Phase, n.Priority, start)
+		return fmt.Sprintf("waiting for GPUProvisionRequest %s of workspace %s (%s, priority %d); %s", n.Name, c.workspace, n.Phase, n.Priority, start)
 	}
 	return fmt.Sprintf("workspace %s has no queued or provisioned GPUProvisionRequest%s", c.workspace, NoGPRHint)
+}
+
+// startEstimate words a queued GPR's two estimates for a hold message:
+// the likely start (the EGS estimatedStartTime) and the latest start.
+func startEstimate(g state.GPR) string {
+	switch {
+	case g.EstimatedStart.IsZero():
+		return "start not estimated yet"
+	case g.LatestStart.IsZero() || !g.LatestStart.After(g.EstimatedStart):
+		return "estimated start: " + g.EstimatedStart.UTC().Format(time.RFC3339)
+	}
+	return "likely start: " + g.EstimatedStart.UTC().Format(time.RFC3339) +
+		", at the latest: " + g.LatestStart.UTC().Format(time.RFC3339)
 }
 
 // NoGPRHint ends the hold message of a pod whose workspace has no GPR: why

@@ -27,12 +27,13 @@ var estimate = time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
 // provisioned and holds node-a1 and node-a2 (status and labels) and
 // node-a3 (status only: not labelled yet); "beta" is provisioned and holds
 // node-b1; "gamma" waits for two queued GPRs; "delta" is provisioned but
-// its status names no node yet; "omega" has only a completed GPR, whose
+// its status names no node yet; "epsilon" waits for one GPR whose likely
+// start is earlier than its latest; "omega" has only a completed GPR, whose
 // node-o1 still carries omega's label and taint; node-free is unbound.
 func cluster() ([]runtime.Object, []*gpuspacev1alpha1.GPUProvisionRequest) {
 	objs := []runtime.Object{
 		pt.Namespace("team-a", "alpha"), pt.Namespace("team-b", "beta"), pt.Namespace("team-g", "gamma"),
-		pt.Namespace("team-d", "delta"), pt.Namespace("team-o", "omega"),
+		pt.Namespace("team-d", "delta"), pt.Namespace("team-o", "omega"), pt.Namespace("team-e", "epsilon"),
 		pt.Namespace("plain", ""), pt.Namespace("kube-system", ""),
 		pt.Node("node-a1", "alpha"), pt.Node("node-a2", "alpha"), pt.Node("node-a3", ""), pt.Node("node-b1", "beta"),
 		pt.Node("node-o1", "omega"), pt.Node("node-free", ""),
@@ -43,6 +44,7 @@ func cluster() ([]runtime.Object, []*gpuspacev1alpha1.GPUProvisionRequest) {
 		pt.WithEstimate(pt.GPR("gpr-gamma-low", "gamma", 50, gpuspacev1alpha1.GPRQueued), estimate.Add(time.Hour)),
 		pt.WithEstimate(pt.GPR("gpr-gamma-high", "gamma", 250, gpuspacev1alpha1.GPRQueued), estimate),
 		pt.GPR("gpr-delta", "delta", 101, gpuspacev1alpha1.GPRProvisioned),
+		pt.WithLatest(pt.WithEstimate(pt.GPR("gpr-epsilon", "epsilon", 100, gpuspacev1alpha1.GPRQueued), estimate), estimate.Add(2*time.Hour)),
 		pt.WithNodes(pt.GPR("gpr-omega", "omega", 101, gpuspacev1alpha1.GPRComplete), "node-o1"),
 	}
 	return objs, gprs
@@ -98,6 +100,10 @@ func TestPreEnqueue(t *testing.T) {
 		{"queued workspace, GPU pod: waits for its highest-priority GPR", pt.GPUPod("team-g", "p").Obj(), result{
 			Code:    fwk.UnschedulableAndUnresolvable,
 			Message: "waiting for GPUProvisionRequest gpr-gamma-high of workspace gamma (Queued, priority 250); estimated start: 2026-11-22T09:30:00Z",
+		}},
+		{"queued workspace whose GPR starts likely earlier than at the latest: both starts", pt.GPUPod("team-e", "p").Obj(), result{
+			Code:    fwk.UnschedulableAndUnresolvable,
+			Message: "waiting for GPUProvisionRequest gpr-epsilon of workspace epsilon (Queued, priority 100); likely start: 2026-11-22T09:30:00Z, at the latest: 2026-11-22T11:30:00Z",
 		}},
 		{"provisioned but no bound node yet", pt.GPUPod("team-d", "p").Obj(), result{
 			Code:    fwk.UnschedulableAndUnresolvable,

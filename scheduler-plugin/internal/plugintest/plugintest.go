@@ -89,6 +89,12 @@ func WithEstimate(g *gpuspacev1alpha1.GPUProvisionRequest, t time.Time) *gpuspac
 	return g
 }
 
+// WithLatest sets g's latest start (status.latestStartTime).
+func WithLatest(g *gpuspacev1alpha1.GPUProvisionRequest, t time.Time) *gpuspacev1alpha1.GPUProvisionRequest {
+	g.Status.LatestStartTime = ptr.To(metav1.NewTime(t))
+	return g
+}
+
 // Quantity parses q.
 func Quantity(q string) resource.Quantity { return resource.MustParse(q) }
 

@@ -17,7 +17,11 @@ type GPR struct {
 	Workspace       string
 	Priority        int32
 	Phase           gpuspacev1alpha1.ProvisioningStatus
+	// EstimatedStart is the likely start the controller stored (the EGS
+	// field); LatestStart the start if every GPR ahead holds its nodes
+	// for its whole request. Zero when not estimated.
 	EstimatedStart  time.Time
+	LatestStart     time.Time
 	Created         time.Time
 	ResourceVersion string
 	// Nodes are the nodes the GPR holds by its status (domain.Claims):
@@ -45,6 +49,9 @@ func GPRFrom(g *gpuspacev1alpha1.GPUProvisionRequest) GPR {
 	}
 	if t := g.Status.EstimatedStartTime; t != nil {
 		out.EstimatedStart = t.Time
+	}
+	if t := g.Status.LatestStartTime; t != nil {
+		out.LatestStart = t.Time
 	}
 	return out
 }
