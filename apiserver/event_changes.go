@@ -132,11 +132,11 @@ func (h *broadcaster) gprChanged(g *v1alpha1.GPUProvisionRequest, initial bool) 
 	r := gprOf(g, now, domain.PlanEstimates{})
 	ev.GPR = &r
 	if !domain.IsFinished(g) {
-		pg := view.PlanGPROf(g, nil, nil, &auth.Principal{})
+		pg := view.PlanGPROf(g, view.Forecast{}, &auth.Principal{})
 		pg.GPRID, pg.GPRName, pg.Workspace = g.Name, g.Spec.GPRName, g.Spec.Workspace
 		if domain.IsQueued(g) {
 			if prev, ok := h.sent[g.Name]; ok {
-				pg.Start, pg.End, pg.Nodes = prev.Start, prev.End, prev.Nodes
+				pg.Start, pg.Latest, pg.End, pg.LikelyEnd, pg.Nodes = prev.Start, prev.Latest, prev.End, prev.LikelyEnd, prev.Nodes
 			}
 		}
 		ev.Plan = &pg
@@ -335,11 +335,12 @@ func (h *broadcaster) estimates(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var evs []streamEvent
+	f := plan.Forecast()
 	for _, g := range plan.GPRs() {
 		if !domain.IsQueued(g) {
 			continue
 		}
-		pg := view.PlanGPROf(g, plan.Estimates().Likely, plan.Placements(), everyone)
+		pg := view.PlanGPROf(g, f, everyone)
 		prev, had := h.sent[g.Name]
 		if had && !estimateMoved(prev, pg, now) && slices.Equal(prev.Nodes, pg.Nodes) {
 			continue
@@ -366,16 +367,22 @@ func (h *broadcaster) estimates(ctx context.Context) error {
 // tell (domain.EstimateTolerance of the wait), or one has a start and the
 // other none.
 func estimateMoved(a, b view.PlanGPR, now time.Time) bool {
-	if (a.Start == "") != (b.Start == "") {
+	return startMoved(a.Start, b.Start, now) || startMoved(a.Latest, b.Latest, now)
+}
+
+// startMoved reports whether a start (RFC 3339, empty: none) moved from a
+// to b by more than the tolerance at now.
+func startMoved(a, b string, now time.Time) bool {
+	if (a == "") != (b == "") {
 		return true
 	}
-	if a.Start == "" {
+	if a == "" {
 		return false
 	}
-	ta, err1 := time.Parse(time.RFC3339, a.Start)
-	tb, err2 := time.Parse(time.RFC3339, b.Start)
+	ta, err1 := time.Parse(time.RFC3339, a)
+	tb, err2 := time.Parse(time.RFC3339, b)
 	if err1 != nil || err2 != nil {
-		return a.Start != b.Start
+		return a != b
 	}
 	d := tb.Sub(ta)
 	if d < 0 {

@@ -229,6 +229,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if renderMs > 2000 {
 		t.Errorf("timeline of 500 nodes / 2000 GPRs took %.0f ms to render, want under 2 s", renderMs)
 	}
+	if n := evalNum("likely ends", `document.querySelectorAll("#timeline-bench .beyond").length`); n != 1000 {
+		t.Errorf("big timeline draws %v likely-end marks, want 1000 (one per GPR with a likelyEnd before its end)", n)
+	}
 	shot(t, bctx, filepath.Join(out, "timeline-500.png"))
 
 	// A Viewer: no control that changes anything, and changes refused.
@@ -289,7 +292,8 @@ func shot(t *testing.T, ctx context.Context, path string) {
 }
 
 // bigTimelineJS makes a plan of 500 nodes (5 shapes × 100) and 2000 GPRs
-// (500 provisioned, 1500 queued in 3 waves) and times the console's
+// (500 provisioned, 1500 queued in 3 waves; every other one likely
+// released after an hour of its three) and times the console's
 // timeline drawing it (model, SVG, layout).
 const bigTimelineJS = `(() => {
   const now = Date.now(), shapes = ["H100", "A100", "L4", "T4", "B200"];
@@ -301,7 +305,7 @@ const bigTimelineJS = `(() => {
     const n = nodes[i % 500].name, wave = Math.floor(i / 500);
     const st = now + (wave === 0 ? -1800e3 : (wave * 3 - 1) * 3600e3), en = st + 3 * 3600e3;
     gprs.push({gprId: "gpr-" + i, gprName: "job-" + i, sliceName: "ws-" + (i % 40), provisioningStatus: wave === 0 ? "Provisioned" : "Queued",
-      priority: 101, numberOfGPUs: 8, start: iso(st), end: iso(en), nodes: [n], reason: ""});
+      priority: 101, numberOfGPUs: 8, start: iso(st), end: iso(en), likelyEnd: i % 2 ? iso(st + 3600e3) : "", nodes: [n], reason: ""});
   }
   return window.gpuspaceConsole.renderTimeline({now: iso(now), nodes, gprs});
 })()`

@@ -1100,6 +1100,12 @@ type PlanGPR struct {
 	GprId   string `json:"gprId"`
 	GprName string `json:"gprName"`
 
+	// LatestStart Queued: its latest start, if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives (latestStartTime); empty otherwise
+	LatestStart string `json:"latestStart"`
+
+	// LikelyEnd When it likely releases its nodes, at or before end: its workspace's finished GPRs predict how long it holds them (for estimates only; it keeps its nodes until end unless released). Empty when unknown
+	LikelyEnd string `json:"likelyEnd"`
+
 	// Nodes Provisioned: the nodes it holds; queued: the nodes the current plan reserves for it (they may change, only the start is an estimate)
 	Nodes *[]string `json:"nodes"`
 
@@ -1112,7 +1118,7 @@ type PlanGPR struct {
 	Reason    string `json:"reason"`
 	SliceName string `json:"sliceName"`
 
-	// Start Provisioned: when it started; queued: the plan's estimated start; empty when the plan has none
+	// Start Provisioned: when it started; queued: the plan's likely start (estimatedStartTime); empty when the plan has none
 	Start string `json:"start"`
 }
 

@@ -433,7 +433,10 @@ function timelineModel(nodes, gprs, nowMs) {
     if (en > end) end = en;
     for (const n of g.nodes) {
       const list = byNode.get(n);
-      if (list) list.push({ g, st, en });
+      // The likely end, when the workspace's history predicts an early
+      // release: the bar past it is drawn lighter.
+      const le = g.likelyEnd ? Date.parse(g.likelyEnd) : NaN;
+      if (list) list.push({ g, st, en, le: !isNaN(le) && le > st && le < en ? le : null });
     }
   }
   const groups = new Map();
@@ -477,14 +480,19 @@ function timelineSVG(model, onSelect) {
       for (const b of model.byNode.get(n.name) || []) {
         const g = b.g;
         const cls = "bar " + (g.gprId ? g.provisioningStatus : "other") + (state.selected && state.selected === g.gprId ? " sel" : "");
+        const likely = b.le ? `, likely released by ${fmtTime(g.likelyEnd)}` : "";
         const label = g.gprId
-          ? `${g.gprName || g.gprId} (${g.sliceName}) ${g.provisioningStatus}, priority ${g.priority}: ${fmtTime(g.start)} – ${fmtTime(g.end)}${g.provisioningStatus === "Queued" ? " (estimated start)" : ""}`
-          : `another workspace's GPR, priority ${g.priority}: ${fmtTime(g.start)} – ${fmtTime(g.end)}`;
+          ? `${g.gprName || g.gprId} (${g.sliceName}) ${g.provisioningStatus}, priority ${g.priority}: ${fmtTime(g.start)} – ${fmtTime(g.end)}${g.provisioningStatus === "Queued" ? " (likely start" + (g.latestStart && g.latestStart !== g.start ? ", at the latest " + fmtTime(g.latestStart) : "") + ")" : ""}${likely}`
+          : `another workspace's GPR, priority ${g.priority}: ${fmtTime(g.start)} – ${fmtTime(g.end)}${likely}`;
         // The <title> is the tooltip and the accessible name.
         const r = s("rect", { class: cls, x: x(b.st), y: y + 2, width: Math.max(3, x(b.en) - x(b.st)), height: rowH - 6, rx: 3,
           tabindex: g.gprId ? 0 : null, role: g.gprId ? "button" : "img", "data-gpr": g.gprId || null },
           s("title", null, label));
         bars.append(r);
+        if (b.le) {
+          // Inside the requested bar: the part after the likely end, lighter.
+          bars.append(s("rect", { class: "beyond", x: x(b.le), y: y + 4, width: Math.max(1, x(b.en) - x(b.le)), height: rowH - 10, "aria-hidden": "true" }));
+        }
       }
       y += rowH;
     }
@@ -516,9 +524,10 @@ function timelinePage() {
   const queued = gprs.filter((g) => g.provisioningStatus === "Queued" && g.gprId).length;
   return h("section", { "aria-labelledby": "tl-h" },
     h("h1", { id: "tl-h" }, "Queue timeline"),
-    h("p", { class: "muted" }, `${state.plan.size - queued} provisioned, ${queued} queued. Queued GPRs are drawn where the current plan puts them; only their start is an estimate.`),
+    h("p", { class: "muted" }, `${state.plan.size - queued} provisioned, ${queued} queued. Queued GPRs are drawn where the current plan likely starts them; the lighter end of a bar is time requested that its workspace's history says it will likely not use.`),
     h("div", { class: "legend" }, h("span", null, h("span", { class: "sw Provisioned" }), "provisioned (until its end)"),
-      h("span", null, h("span", { class: "sw Queued" }), "queued (estimated)"), h("span", null, h("span", { class: "sw other" }), "another workspace"),
+      h("span", null, h("span", { class: "sw Queued" }), "queued (likely start)"),
+      h("span", null, h("span", { class: "sw beyond" }), "requested, likely released before"), h("span", null, h("span", { class: "sw other" }), "another workspace"),
       h("span", null, h("span", { class: "sw down" }), "node unhealthy")),
     h("div", { class: "tl", id: "timeline" }, timelineSVG(model, select)),
     sel,

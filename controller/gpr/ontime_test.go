@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/controller/metrics"
 	"github.com/gpuspace/gpuspace/internal/domain"
 )
 
@@ -255,4 +258,28 @@ func TestLikelyAndLatestStart(t *testing.T) {
 		}
 		return nil
 	})
+
+	// When it starts, its error against the first estimate is recorded:
+	// the histogram of its cluster and shape counts one more.
+	first := h.getGPR(next).Status.FirstEstimatedStartTime.Time
+	hist := metrics.StartEstimateError.WithLabelValues(h.getGPR(next).Spec.ClusterName, "any") // no shape asked
+	before := histogramCount(t, hist)
+	h.setSpec(running, func(s *v1alpha1.GPUProvisionRequestSpec) { s.EarlyRelease = true })
+	g := h.status(next, v1alpha1.GPRProvisioned)
+	if g.Status.FirstEstimatedStartTime == nil || !g.Status.FirstEstimatedStartTime.Time.Equal(first) {
+		t.Errorf("first estimate after start %v, want it kept: %s", g.Status.FirstEstimatedStartTime, first)
+	}
+	if got := histogramCount(t, hist); got != before+1 {
+		t.Errorf("gpuspace_gpr_start_estimate_error_seconds count %d after the start, want %d", got, before+1)
+	}
+}
+
+// histogramCount is how many observations o has seen.
+func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := o.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

@@ -115,6 +115,11 @@ func (s Snapshot) Input(now time.Time, defaultCluster string) (planner.Input, ma
 // is planner.Compute(in): its estimates are the latest starts, and the
 // only decisions ever acted on.
 func (s Snapshot) Likely(in planner.Input, plan planner.Plan) domain.Estimates {
-	h := holdtime.FromGPRs(s.GPRs, holdtime.Keep)
-	return planner.LikelyEstimates(in, plan, holdtime.ForPlan{Predictor: holdtime.Default(h)})
+	return planner.LikelyEstimates(in, plan, holdtime.ForPlan{Predictor: s.Holds()})
+}
+
+// Holds predicts hold times from the workspaces' finished GPRs in the
+// snapshot (holdtime.Default): what Likely plans with.
+func (s Snapshot) Holds() holdtime.Predictor {
+	return holdtime.Default(holdtime.FromGPRs(s.GPRs, holdtime.Keep))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/holdtime"
 	"github.com/gpuspace/gpuspace/internal/planner"
 	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
@@ -47,6 +48,7 @@ type Plan struct {
 
 	likelyOnce sync.Once
 	likely     domain.Estimates
+	holds      holdtime.Predictor
 }
 
 // Invalidate makes the next read plan again.
@@ -109,8 +111,24 @@ func (p *Plan) Knows(name string) bool { return p.names[name] }
 // (the plan's own) and the likely ones, made on first use
 // (snapshot.Likely: one more plan, shared by every reader of this one).
 func (p *Plan) Estimates() domain.PlanEstimates {
-	p.likelyOnce.Do(func() { p.likely = snapshot.Snapshot{GPRs: p.gprs}.Likely(p.in, p.plan) })
+	p.makeLikely()
 	return domain.PlanEstimates{Likely: p.likely, Latest: p.plan.Estimates}
+}
+
+// makeLikely makes the likely estimates and the hold predictor once.
+func (p *Plan) makeLikely() {
+	p.likelyOnce.Do(func() {
+		s := snapshot.Snapshot{GPRs: p.gprs}
+		p.holds = s.Holds()
+		p.likely = planner.LikelyEstimates(p.in, p.plan, holdtime.ForPlan{Predictor: p.holds})
+	})
+}
+
+// Forecast is what the plan says of GPRs' futures, for PlanGPROf: the
+// likely starts, the placements and the predicted holds.
+func (p *Plan) Forecast() Forecast {
+	p.makeLikely()
+	return Forecast{Now: p.now, Likely: p.likely, Latest: p.plan.Estimates, Place: p.Placements(), Holds: p.holds}
 }
 
 // GPRs are the GPRs the plan was made from.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/internal/domain"
+	"github.com/gpuspace/gpuspace/internal/holdtime"
 )
 
 // Reader is who a view is rendered for: what of a workspace it may read
@@ -39,8 +40,10 @@ type PlanGPR struct {
 	Phase     string   `json:"provisioningStatus" enum:"Queued,Provisioned"`
 	Priority  int32    `json:"priority"`
 	GPUs      int32    `json:"numberOfGPUs" doc:"GPUs per node"`
-	Start     string   `json:"start" doc:"Provisioned: when it started; queued: the plan's estimated start; empty when the plan has none"`
+	Start     string   `json:"start" doc:"Provisioned: when it started; queued: the plan's likely start (estimatedStartTime); empty when the plan has none"`
+	Latest    string   `json:"latestStart" doc:"Queued: its latest start, if every GPR ahead holds its nodes for its whole exitDuration and no higher-priority GPR arrives (latestStartTime); empty otherwise"`
 	End       string   `json:"end" doc:"start + exitDuration; empty without a start"`
+	LikelyEnd string   `json:"likelyEnd" doc:"When it likely releases its nodes, at or before end: its workspace's finished GPRs predict how long it holds them (for estimates only; it keeps its nodes until end unless released). Empty when unknown"`
 	Nodes     []string `json:"nodes" doc:"Provisioned: the nodes it holds; queued: the nodes the current plan reserves for it (they may change, only the start is an estimate)"`
 	Reason    string   `json:"reason" doc:"A queued GPR's failureReason (why it waits without an estimate), if any"`
 }
@@ -67,13 +70,13 @@ func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
 		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.GPUShape, b.GPUShape), strings.Compare(a.Name, b.Name))
 	})
 	var queued []PlanGPR
-	place := plan.Placements()
+	f := plan.Forecast()
 	for _, g := range plan.gprs {
 		switch {
 		case domain.IsProvisioned(g):
-			out.GPRs = append(out.GPRs, PlanGPROf(g, nil, nil, p))
+			out.GPRs = append(out.GPRs, PlanGPROf(g, f, p))
 		case domain.IsQueued(g):
-			queued = append(queued, PlanGPROf(g, plan.Estimates().Likely, place, p))
+			queued = append(queued, PlanGPROf(g, f, p))
 		}
 	}
 	slices.SortFunc(out.GPRs, func(a, b PlanGPR) int {
@@ -122,9 +125,20 @@ func PlanNodeOf(f domain.GPUNode, holder *v1alpha1.GPUProvisionRequest, conflict
 	return n
 }
 
-// PlanGPROf renders a GPR for p: a queued one with the plan's estimate and
-// reserved nodes (est, place), anonymous when p may not read its workspace.
-func PlanGPROf(g *v1alpha1.GPUProvisionRequest, est domain.Estimates, place map[string][]string, p Reader) PlanGPR {
+// Forecast is what a plan says of GPRs' futures (Plan.Forecast). The zero
+// Forecast says nothing: queued GPRs are rendered without a start and
+// nobody's likely end is known.
+type Forecast struct {
+	Now            time.Time
+	Likely, Latest domain.Estimates
+	Place          map[string][]string
+	Holds          holdtime.Predictor
+}
+
+// PlanGPROf renders a GPR for p: a queued one with the plan's likely start
+// and reserved nodes, every one with its likely end, anonymous when p may
+// not read its workspace.
+func PlanGPROf(g *v1alpha1.GPUProvisionRequest, f Forecast, p Reader) PlanGPR {
 	out := PlanGPR{GPRID: g.Name, GPRName: g.Spec.GPRName, Workspace: g.Spec.Workspace, Phase: string(domain.Phase(g)),
 		Priority: domain.Priority(g), GPUs: g.Spec.NumberOfGPUs, Nodes: []string{}}
 	var start time.Time
@@ -135,9 +149,12 @@ func PlanGPROf(g *v1alpha1.GPUProvisionRequest, est domain.Estimates, place map[
 		}
 		out.Nodes = cloneNames(g.Status.Nodes)
 	default:
-		if t, ok := domain.EstimatedStart(g, est); ok {
+		if t, ok := domain.EstimatedStart(g, f.Likely); ok {
 			start = t
-			out.Nodes = cloneNames(place[g.Name])
+			out.Nodes = cloneNames(f.Place[g.Name])
+		}
+		if t, ok := domain.LatestStart(g, f.Latest); ok && !t.IsZero() {
+			out.Latest = t.UTC().Format(time.RFC3339)
 		}
 		out.Reason = g.Status.FailureReason
 	}
@@ -145,12 +162,29 @@ func PlanGPROf(g *v1alpha1.GPUProvisionRequest, est domain.Estimates, place map[
 		out.Start = start.UTC().Format(time.RFC3339)
 		if d, err := domain.ExitDuration(g); err == nil {
 			out.End = start.Add(d).UTC().Format(time.RFC3339)
+			if end, ok := f.likelyEnd(g, start, d); ok {
+				out.LikelyEnd = end.UTC().Format(time.RFC3339)
+			}
 		}
 	}
 	if !p.CanRead(g.Spec.Workspace) {
 		out.GPRID, out.GPRName, out.Workspace, out.Reason = "", "", "", ""
 	}
 	return out
+}
+
+// likelyEnd is when g, starting (or started) at start for requested,
+// likely releases its nodes: the same prediction the likely estimates of
+// the GPRs behind it plan with (holdtime.ForPlan).
+func (f Forecast) likelyEnd(g *v1alpha1.GPUProvisionRequest, start time.Time, requested time.Duration) (time.Time, bool) {
+	if f.Holds == nil {
+		return time.Time{}, false
+	}
+	predicted := f.Holds.Predict(g.Spec.Workspace, requested)
+	if domain.IsProvisioned(g) {
+		return holdtime.Remaining(start, requested, predicted, f.Now), true
+	}
+	return start.Add(min(predicted, requested)), true
 }
 
 func noStart(g PlanGPR) int {

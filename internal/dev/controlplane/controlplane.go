@@ -54,7 +54,7 @@ type Config struct {
 	ExtraAPIServerArgs []string
 	// Progress, if set, is told each boot step as it starts.
 	Progress func(step string)
-	// StartTimeout bounds the whole boot; default 60s.
+	// StartTimeout bounds the whole boot; default 120s: a kube-apiserver booting on a busy 2-core CI machine has taken over 60 s.
 	StartTimeout time.Duration
 }
 
@@ -97,7 +97,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		cfg.BinDir = BinDir()
 	}
 	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 60 * time.Second
+		cfg.StartTimeout = 120 * time.Second
 	}
 	progress := cfg.Progress
 	if progress == nil {

@@ -18,8 +18,10 @@ type Result struct {
 	Started, Waited int
 	// WaitP50 and WaitP90 are percentiles of the actual waits.
 	WaitP50, WaitP90 time.Duration
-	// Scores are by estimator, at submission and at half the wait.
-	Scores map[Estimator][2]Score
+	// Scores are by estimator, at submission and at half the wait, over
+	// every GPR that started; WaitedScores over those that waited (a GPR
+	// that starts at once is estimated right by every estimator).
+	Scores, WaitedScores map[Estimator][2]Score
 	// LatestHeld is the share of GPRs that started by the latest start
 	// estimated at submission, among those no higher-priority GPR
 	// arrived behind (the bound's promise), and among all.
@@ -44,12 +46,12 @@ const (
 )
 
 func (r *replay) result() Result {
-	res := Result{Trace: r.t, Passes: r.passes, Evicted: r.evicted, Scores: map[Estimator][2]Score{}}
+	res := Result{Trace: r.t, Passes: r.passes, Evicted: r.evicted, Scores: map[Estimator][2]Score{}, WaitedScores: map[Estimator][2]Score{}}
 	type acc struct {
 		n, in1, in10, in10pc int
 		abs, sum             float64
 	}
-	accs := make([][2]acc, len(Estimators))
+	accs, waited := make([][2]acc, len(Estimators)), make([][2]acc, len(Estimators))
 	var bound, boundHeld, boundAll int
 	var waits []time.Duration
 	for _, rec := range r.records {
@@ -74,35 +76,39 @@ func (r *replay) result() Result {
 		for m, e := range []estimate{rec.series[0], rec.at(rec.job.Arrival.Add(wait / 2))} {
 			for i := range Estimators {
 				err := e.start[i].Sub(rec.started)
-				a := &accs[i][m]
-				a.n++
-				ab := math.Abs(float64(err))
-				a.abs += ab
-				a.sum += float64(err)
-				if ab <= float64(time.Minute) {
-					a.in1++
+				sets := []*acc{&accs[i][m]}
+				if wait > 0 {
+					sets = append(sets, &waited[i][m])
 				}
-				if ab <= float64(10*time.Minute) {
-					a.in10++
-				}
-				if ab <= 0.1*float64(wait)+float64(time.Second) {
-					a.in10pc++
+				for _, a := range sets {
+					a.n++
+					ab := math.Abs(float64(err))
+					a.abs += ab
+					a.sum += float64(err)
+					if ab <= float64(time.Minute) {
+						a.in1++
+					}
+					if ab <= float64(10*time.Minute) {
+						a.in10++
+					}
+					if ab <= 0.1*float64(wait)+float64(time.Second) {
+						a.in10pc++
+					}
 				}
 			}
 		}
 	}
-	for i, est := range Estimators {
-		var sc [2]Score
-		for m := range 2 {
-			a := accs[i][m]
-			if a.n == 0 {
-				continue
-			}
-			n := float64(a.n)
-			sc[m] = Score{Within1m: float64(a.in1) / n, Within10m: float64(a.in10) / n, Within10pc: float64(a.in10pc) / n,
-				MAE: time.Duration(a.abs / n), Bias: time.Duration(a.sum / n)}
+	score := func(a acc) Score {
+		if a.n == 0 {
+			return Score{}
 		}
-		res.Scores[est] = sc
+		n := float64(a.n)
+		return Score{Within1m: float64(a.in1) / n, Within10m: float64(a.in10) / n, Within10pc: float64(a.in10pc) / n,
+			MAE: time.Duration(a.abs / n), Bias: time.Duration(a.sum / n)}
+	}
+	for i, est := range Estimators {
+		res.Scores[est] = [2]Score{score(accs[i][0]), score(accs[i][1])}
+		res.WaitedScores[est] = [2]Score{score(waited[i][0]), score(waited[i][1])}
 	}
 	if len(waits) > 0 {
 		slices.Sort(waits)
@@ -138,12 +144,23 @@ func (res Result) Print(w io.Writer) {
 		c.Seed, c.GPRs, c.Workspaces, c.Nodes, res.Trace.Nodes, c.Load, end.Sub(res.Trace.Start).Hours()/24, res.Passes, res.Evicted)
 	fmt.Fprintf(w, "started %d GPRs, %d of them after a wait; wait p50 %s, p90 %s\n\n", res.Started, res.Waited,
 		res.WaitP50.Round(time.Second), res.WaitP90.Round(time.Second))
+	fmt.Fprintln(w, "every GPR that started:")
+	printScores(w, res.Scores)
+	fmt.Fprintf(w, "\nthe %d GPRs that waited:\n", res.Waited)
+	printScores(w, res.WaitedScores)
+	fmt.Fprintf(w, "\nlatest start (baseline at submission) held for %.2f %% of GPRs no higher-priority GPR arrived behind (%.2f %% of all)\n",
+		100*res.LatestHeld, 100*res.LatestHeldAll)
+}
+
+// printScores writes one row per estimator and moment, the ±10 min share
+// also as a ratio to the baseline's.
+func printScores(w io.Writer, scores map[Estimator][2]Score) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "estimator\tmoment\t±1 min\t±10 min\t±10 %\tMAE\tbias\t±10 min vs baseline\t")
-	base := res.Scores[Baseline]
+	base := scores[Baseline]
 	for _, est := range Estimators {
 		for m, name := range []string{"submission", "half wait"} {
-			s := res.Scores[est][m]
+			s := scores[est][m]
 			ratio := math.NaN()
 			if b := base[m].Within10m; b > 0 {
 				ratio = s.Within10m / b
@@ -153,6 +170,4 @@ func (res Result) Print(w io.Writer) {
 		}
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nlatest start (baseline at submission) held for %.2f %% of GPRs no higher-priority GPR arrived behind (%.2f %% of all)\n",
-		100*res.LatestHeld, 100*res.LatestHeldAll)
 }
