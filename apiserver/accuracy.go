@@ -4,12 +4,8 @@ import (
 	"context"
 	"net/http"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/gpuspace/gpuspace/api/v1alpha1"
 	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/internal/util/duration"
-	"github.com/gpuspace/gpuspace/internal/util/index"
 	"github.com/gpuspace/gpuspace/internal/view"
 )
 
@@ -42,17 +38,9 @@ func (s *Server) registerAccuracy() {
 
 func (s *Server) getEstimateAccuracy(ctx context.Context, in *gprListInput) (*envelope.Output[EstimateAccuracy], error) {
 	p := principal(ctx)
-	ws := string(in.SliceName)
-	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
-	if ws != "" {
-		if _, err := s.sliceWorkspace(ctx, ws); err != nil {
-			return nil, err
-		}
-		opts = append(opts, client.MatchingFields{index.GPRWorkspace: ws})
-	}
-	var list v1alpha1.GPUProvisionRequestList
-	if err := s.cache.List(ctx, &list, opts...); err != nil {
-		return nil, s.kubeErr(err, "GPRs")
+	list, err := s.workspaceGPRs(ctx, string(in.SliceName))
+	if err != nil {
+		return nil, err
 	}
 	out := EstimateAccuracy{Items: []WorkspaceAccuracy{}}
 	for _, a := range view.AccuracyOf(list.Items, p.CanRead) {

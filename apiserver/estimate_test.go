@@ -168,6 +168,23 @@ func TestLikelyAndLatestOnEveryRead(t *testing.T) {
 		cols, row := gprTableRow(t, next)
 		return row[cols["Likely Start"]] != "" && row[cols["Latest Start"]] != "" && row[cols["Likely Start"]] != row[cols["Latest Start"]]
 	})
+
+	// A releases early: B starts now, far before its likely start, and
+	// B's accuracy says so (GPRs that start at once were never given an
+	// estimate and are not counted).
+	if r := ts.do(http.MethodPut, "/api/v1/gpr", ts.owner, map[string]any{"gprId": running, "earlyRelease": true}); r.code != http.StatusOK {
+		t.Fatalf("early release: %d %s", r.code, r.raw)
+	}
+	waitFor(t, "next provisioned", func() bool { return phase(next) == "Provisioned" })
+	acc := ts.do(http.MethodGet, "/api/v1/gpr/estimate-accuracy?sliceName="+wsB, ts.owner, nil).data()["items"].([]any)
+	if len(acc) != 1 {
+		t.Fatalf("estimate accuracy of %s: %v, want one workspace", wsB, acc)
+	}
+	a := acc[0].(map[string]any)
+	bias, err := time.ParseDuration(fmt.Sprint(a["bias"]))
+	if a["started"] != 1.0 || a["within10Minutes"] != 0.0 || err != nil || bias > -10*time.Minute {
+		t.Errorf("estimate accuracy of %s: %v, want 1 started, not within 10 minutes, a bias of more than 10 minutes early", wsB, a)
+	}
 }
 
 // gprTableRow is what `kubectl get gpr name` prints: the column indexes by
@@ -227,7 +244,9 @@ func onePool(t *testing.T, prefix string) (ts *testServer, wsA, wsB string,
 		if r.code != http.StatusOK {
 			t.Fatalf("create workspace %s: %d %s", ws, r.code, r.raw)
 		}
-		t.Cleanup(func() { ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws}) })
+		t.Cleanup(func() {
+			ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws})
+		})
 	}
 	create = func(ws, name string, prio int, exit string) string {
 		t.Helper()

@@ -409,12 +409,10 @@ func (s *Server) estimatesFor(ctx context.Context, g *v1alpha1.GPUProvisionReque
 	return domain.PlanEstimates{Likely: domain.Estimates{g.Name: est.Start}, Latest: domain.Estimates{g.Name: est.Latest}}, nil
 }
 
-func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
-	p := principal(ctx)
-	ws := string(in.SliceName)
-	if ws == "" && p.Workspace != "" {
-		ws = p.Workspace
-	}
+// workspaceGPRs lists the GPRs of workspace ws from the cache (every GPR
+// when ws is empty): 404 when ws does not exist. The items share the
+// cache's objects: read them, never change them.
+func (s *Server) workspaceGPRs(ctx context.Context, ws string) (*v1alpha1.GPUProvisionRequestList, error) {
 	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
 	if ws != "" {
 		if _, err := s.sliceWorkspace(ctx, ws); err != nil {
@@ -425,6 +423,19 @@ func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Outp
 	var list v1alpha1.GPUProvisionRequestList
 	if err := s.cache.List(ctx, &list, opts...); err != nil {
 		return nil, s.kubeErr(err, "GPRs")
+	}
+	return &list, nil
+}
+
+func (s *Server) listGPRs(ctx context.Context, in *gprListInput) (*envelope.Output[GPRList], error) {
+	p := principal(ctx)
+	ws := string(in.SliceName)
+	if ws == "" && p.Workspace != "" {
+		ws = p.Workspace
+	}
+	list, err := s.workspaceGPRs(ctx, ws)
+	if err != nil {
+		return nil, err
 	}
 	plan, err := s.view.Plan(ctx)
 	if err != nil {
