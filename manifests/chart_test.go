@@ -10,12 +10,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/releaseutil"
-	"helm.sh/helm/v3/pkg/strvals"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartv2util "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	"helm.sh/helm/v4/pkg/strvals"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -41,7 +45,7 @@ func renderChart(t *testing.T, files, sets []string) ([]*unstructured.Unstructur
 	}
 	vals := map[string]any{}
 	for _, f := range files {
-		v, err := chartutil.ReadValuesFile(filepath.Join(chartDir, f))
+		v, err := common.ReadValuesFile(filepath.Join(chartDir, f))
 		if err != nil {
 			t.Fatalf("values file %s: %v", f, err)
 		}
@@ -57,8 +61,8 @@ func renderChart(t *testing.T, files, sets []string) ([]*unstructured.Unstructur
 
 func renderValues(t *testing.T, chrt *chart.Chart, vals map[string]any) ([]*unstructured.Unstructured, string, error) {
 	t.Helper()
-	opts := chartutil.ReleaseOptions{Name: "gpuspace", Namespace: "default", Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(chrt, vals, opts, chartutil.DefaultCapabilities)
+	opts := common.ReleaseOptions{Name: "gpuspace", Namespace: "default", Revision: 1, IsInstall: true}
+	rv, err := util.ToRenderValues(chrt, vals, opts, common.DefaultCapabilities)
 	if err != nil {
 		return nil, "", err
 	}
@@ -212,7 +216,7 @@ func TestChartValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The constraint helm install checks against the cluster's version.
-	if !chartutil.IsCompatibleRange(chrt.Metadata.KubeVersion, "v1.37.1") {
+	if !chartv2util.IsCompatibleRange(chrt.Metadata.KubeVersion, "v1.37.1") {
 		t.Errorf("kubeVersion %q refuses Kubernetes 1.37.1", chrt.Metadata.KubeVersion)
 	}
 	for _, tc := range []struct {
@@ -253,5 +257,32 @@ func TestChartValues(t *testing.T) {
 		return m["name"] == "GPUSPACE_CLUSTER_NAME" && m["value"] == "gpu-west"
 	}) {
 		t.Errorf("gpuspace env %v, want GPUSPACE_CLUSTER_NAME=gpu-west", env)
+	}
+}
+
+// TestChartLint: `helm lint` of the chart (helm v4's linter: Chart.yaml,
+// values against values.schema.json, every template rendered and parsed,
+// for the hub and for a worker) reports nothing, not even an INFO.
+func TestChartLint(t *testing.T) {
+	kube, err := common.ParseKubeVersion("v1.37.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		vals map[string]any
+	}{
+		{"hub", nil},
+		{"worker", map[string]any{"hub": map[string]any{"enabled": false}, "clusterName": "gpu-east"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := lint.RunAll(chartDir, tc.vals, "gpuspace-system", lint.WithKubeVersion(kube))
+			for _, m := range res.Messages {
+				t.Errorf("helm lint: %s", m)
+			}
+			if res.HighestSeverity > support.InfoSev {
+				t.Errorf("helm lint: highest severity %d", res.HighestSeverity)
+			}
+		})
 	}
 }
