@@ -81,7 +81,7 @@ type Summary struct {
 type GPRIndex struct {
 	mu          sync.RWMutex
 	byName      map[string]GPR
-	byWorkspace map[string]map[string]struct{}
+	byWorkspace map[string]*workspaceGPRs
 	summaries   map[string]Summary
 	// claims maps a node to the provisioned GPRs whose status names it:
 	// its holder, or a conflict when there are several.
@@ -89,11 +89,21 @@ type GPRIndex struct {
 	// deleted remembers deletions, so that a late copy of a deleted GPR
 	// (from the other watch) does not resurrect it.
 	deleted map[string]tombstone
+	// expiry is the deletions in the order they were made, so the
+	// expired ones are dropped from its front (expire): amortised O(1)
+	// per Delete, where sweeping the whole map on each would make a bulk
+	// delete quadratic. An entry whose tombstone was replaced or removed
+	// since is skipped. expiry[:expired] are dropped already.
+	expiry  []tombstone
+	expired int
+	// now is the clock of tombstones (time.Now; tests set it).
+	now func() time.Time
 }
 
 type tombstone struct {
-	rv string
-	at time.Time
+	name string
+	rv   string
+	at   time.Time
 }
 
 // tombstoneTTL bounds how long deletions are remembered: far longer than
@@ -104,10 +114,11 @@ const tombstoneTTL = 10 * time.Minute
 func NewGPRIndex() *GPRIndex {
 	return &GPRIndex{
 		byName:      map[string]GPR{},
-		byWorkspace: map[string]map[string]struct{}{},
+		byWorkspace: map[string]*workspaceGPRs{},
 		summaries:   map[string]Summary{},
 		claims:      map[string][]string{},
 		deleted:     map[string]tombstone{},
+		now:         time.Now,
 	}
 }
 
@@ -135,22 +146,21 @@ func (x *GPRIndex) Upsert(g GPR) bool {
 		if stale(g.ResourceVersion, old.ResourceVersion) {
 			return false
 		}
-		if old.Workspace != g.Workspace {
-			x.unlink(old)
-		} else {
-			x.unclaim(old)
-		}
+		x.forget(old)
 	}
 	x.byName[g.Name] = g
 	for _, n := range g.Nodes {
 		x.claims[n] = append(x.claims[n], g.Name)
 	}
-	set := x.byWorkspace[g.Workspace]
-	if set == nil {
-		set = map[string]struct{}{}
-		x.byWorkspace[g.Workspace] = set
+	w := x.byWorkspace[g.Workspace]
+	if w == nil {
+		w = newWorkspaceGPRs()
+		x.byWorkspace[g.Workspace] = w
 	}
-	set[g.Name] = struct{}{}
+	w.add(g)
+	if had && old.Workspace != g.Workspace {
+		x.resummarise(old.Workspace)
+	}
 	x.resummarise(g.Workspace)
 	return true
 }
@@ -159,13 +169,11 @@ func (x *GPRIndex) Upsert(g GPR) bool {
 func (x *GPRIndex) Delete(name, rv string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	now := time.Now()
-	for n, t := range x.deleted {
-		if now.Sub(t.at) > tombstoneTTL {
-			delete(x.deleted, n)
-		}
-	}
-	x.deleted[name] = tombstone{rv: rv, at: now}
+	now := x.now()
+	x.expire(now)
+	t := tombstone{name: name, rv: rv, at: now}
+	x.deleted[name] = t
+	x.expiry = append(x.expiry, t)
 	old, had := x.byName[name]
 	if !had {
 		return false
@@ -174,16 +182,44 @@ func (x *GPRIndex) Delete(name, rv string) bool {
 	return true
 }
 
-func (x *GPRIndex) unlink(g GPR) {
-	x.unclaim(g)
-	delete(x.byName, g.Name)
-	if set := x.byWorkspace[g.Workspace]; set != nil {
-		delete(set, g.Name)
-		if len(set) == 0 {
-			delete(x.byWorkspace, g.Workspace)
+// expire forgets the deletions older than tombstoneTTL; the caller holds
+// mu. Deletions are appended in time order, so the expired ones are a
+// prefix of x.expiry.
+func (x *GPRIndex) expire(now time.Time) {
+	for ; x.expired < len(x.expiry) && now.Sub(x.expiry[x.expired].at) > tombstoneTTL; x.expired++ {
+		t := x.expiry[x.expired]
+		if cur, ok := x.deleted[t.name]; ok && cur == t {
+			delete(x.deleted, t.name)
 		}
+		x.expiry[x.expired] = tombstone{}
 	}
+	// Compact once the dropped prefix is half the slice: each entry is
+	// copied O(1) times on average.
+	if x.expired > 0 && x.expired >= len(x.expiry)/2 {
+		x.expiry = x.expiry[:copy(x.expiry, x.expiry[x.expired:])]
+		x.expired = 0
+	}
+}
+
+// unlink drops g from the index; the caller holds mu.
+func (x *GPRIndex) unlink(g GPR) {
+	x.forget(g)
+	delete(x.byName, g.Name)
 	x.resummarise(g.Workspace)
+}
+
+// forget drops g's claims and its place in its workspace, but not its
+// entry in byName; the caller holds mu and resummarises.
+func (x *GPRIndex) forget(g GPR) {
+	x.unclaim(g)
+	w := x.byWorkspace[g.Workspace]
+	if w == nil {
+		return
+	}
+	w.remove(g)
+	if len(w.members) == 0 {
+		delete(x.byWorkspace, g.Workspace)
+	}
 }
 
 // unclaim drops g's claims on nodes; the caller holds mu.
@@ -198,39 +234,52 @@ func (x *GPRIndex) unclaim(g GPR) {
 	}
 }
 
-// resummarise recomputes one workspace's summary; the caller holds mu.
+// resummarise recomputes one workspace's summary; the caller holds mu. It
+// costs the workspace's provisioned GPRs (one, by design) and O(1) for the
+// head of its queue — not a walk of its GPRs, which would make a bulk
+// delete of one workspace's queue quadratic.
 func (x *GPRIndex) resummarise(ws string) {
-	var s Summary
-	for name := range x.byWorkspace[ws] {
-		g := x.byName[name]
-		switch g.Phase {
-		case gpuspacev1alpha1.GPRProvisioned:
-			// One per workspace by design; if two are seen during a
-			// handover, the higher-priority (then older) one wins.
-			if s.Provisioned.Name == "" || before(g, s.Provisioned) {
-				s.Provisioned = g
-			}
-			if len(g.Nodes) > 0 && s.Nodes == nil {
-				s.Nodes = sets.New[string]()
-			}
-			s.Nodes.Insert(g.Nodes...)
-		case gpuspacev1alpha1.GPRQueued:
-			if s.Next.Name == "" || before(g, s.Next) {
-				s.Next = g
-			}
-		}
+	w := x.byWorkspace[ws]
+	if w == nil {
+		delete(x.summaries, ws)
+		return
 	}
+	var s Summary
+	for name := range w.provisioned {
+		s.addProvisioned(x.byName[name])
+	}
+	if next, ok := w.head(); ok {
+		s.Next = next
+	}
+	s.setPriority()
+	if s.Provisioned.Name == "" && s.Next.Name == "" {
+		delete(x.summaries, ws)
+		return
+	}
+	x.summaries[ws] = s
+}
+
+// addProvisioned counts g, a provisioned GPR of the workspace, in s.
+func (s *Summary) addProvisioned(g GPR) {
+	// One per workspace by design; if two are seen during a handover,
+	// the higher-priority (then older) one wins.
+	if s.Provisioned.Name == "" || before(g, s.Provisioned) {
+		s.Provisioned = g
+	}
+	if len(g.Nodes) > 0 && s.Nodes == nil {
+		s.Nodes = sets.New[string]()
+	}
+	s.Nodes.Insert(g.Nodes...)
+}
+
+// setPriority sets s.Priority from its provisioned and next GPRs.
+func (s *Summary) setPriority() {
 	switch {
 	case s.Provisioned.Name != "":
 		s.Priority = s.Provisioned.Priority
 	case s.Next.Name != "":
 		s.Priority = s.Next.Priority
 	}
-	if s.Provisioned.Name == "" && s.Next.Name == "" {
-		delete(x.summaries, ws)
-		return
-	}
-	x.summaries[ws] = s
 }
 
 // before orders a workspace's queue as the planner does (domain.QueueKey).

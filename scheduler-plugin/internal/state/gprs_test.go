@@ -1,6 +1,9 @@
 package state
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -46,6 +49,9 @@ func TestGPRIndex(t *testing.T) {
 		}, 0, "", ""},
 		{"a newer object of the same name comes back", []op{
 			up(gpr("a", "ws", 100, p, "10", 0)), {delete: "a", rv: "12"}, up(gpr("a", "ws", 100, q, "13", 0)),
+		}, 100, "", "a"},
+		{"an update of a workspace's only queued GPR keeps it at the head", []op{
+			up(gpr("a", "ws", 100, q, "1", 0)), up(gpr("a", "ws", 100, q, "2", 0)),
 		}, 100, "", "a"},
 		{"workspace change moves the GPR", []op{
 			up(gpr("a", "ws", 100, p, "1", 0)), up(gpr("a", "other", 100, p, "2", 0)),
@@ -123,5 +129,177 @@ func TestGPRFrom(t *testing.T) {
 	if got.Phase != gpuspacev1alpha1.GPRQueued || got.Priority != gpuspacev1alpha1.DefaultPriority || len(got.Nodes) != 0 {
 		t.Errorf("GPRFrom of an unset GPR: phase %q priority %d nodes %v; want Queued, %d, none",
 			got.Phase, got.Priority, got.Nodes, gpuspacev1alpha1.DefaultPriority)
+	}
+}
+
+// TestGPRIndexSummaryMatchesWalk: after any sequence of upserts and deletes
+// — new GPRs, updates that keep a GPR's place in the queue, phase,
+// priority and workspace changes, stale copies, deletes and re-creations
+// under the same name — each workspace's summary is what a walk of all its
+// GPRs finds. Few names over many workspaces make workspaces of one GPR
+// common: the case where a lazy queue heap once lost its only entry.
+func TestGPRIndexSummaryMatchesWalk(t *testing.T) {
+	for _, shape := range []struct{ names, workspaces int }{{60, 3}, {6, 4}} {
+		t.Run(fmt.Sprintf("names=%d/workspaces=%d", shape.names, shape.workspaces), func(t *testing.T) {
+			r := newIndexRun(shape.names, shape.workspaces)
+			for step := range 5000 {
+				op := r.step()
+				for _, ws := range r.workspaces {
+					want, got := walkSummary(r.live, ws), r.x.Workspace(ws)
+					if diff := cmp.Diff(want, got); diff != "" {
+						t.Fatalf("step %d (%s): summary of %s (-walk +index):\n%s", step, op, ws, diff)
+					}
+				}
+			}
+		})
+	}
+}
+
+// indexRun drives a GPRIndex with random operations and keeps live, the
+// GPRs it should hold.
+type indexRun struct {
+	rng        *rand.Rand
+	x          *GPRIndex
+	live       map[string]GPR
+	names      []string
+	workspaces []string
+	rv         int
+}
+
+func newIndexRun(names, workspaces int) *indexRun {
+	r := &indexRun{rng: rand.New(rand.NewPCG(1, 2)), x: NewGPRIndex(), live: map[string]GPR{}}
+	for i := range names {
+		r.names = append(r.names, "g"+strconv.Itoa(i))
+	}
+	for i := range workspaces {
+		r.workspaces = append(r.workspaces, "ws-"+strconv.Itoa(i))
+	}
+	return r
+}
+
+// step applies one random operation and says which.
+func (r *indexRun) step() string {
+	r.rv++
+	rv := strconv.Itoa(r.rv)
+	name := r.names[r.rng.IntN(len(r.names))]
+	old, had := r.live[name]
+	switch k := r.rng.IntN(8); {
+	case k == 0:
+		r.x.Delete(name, rv)
+		delete(r.live, name)
+		return "delete " + name
+	case k == 1 || !had:
+		// A new object, or a re-creation under the same name (another
+		// UID): a place in the queue of its own.
+		r.x.Delete(name, rv)
+		r.rv++
+		r.upsert(r.random(name, strconv.Itoa(r.rv)))
+		return "create " + name
+	case k == 2:
+		// A status write that leaves its place in the queue alone.
+		g := old
+		g.ResourceVersion, g.EstimatedStart = rv, g.Created.Add(time.Duration(r.rv)*time.Second)
+		r.upsert(g)
+		return "touch " + name
+	case k == 3:
+		g := old
+		g.ResourceVersion, g.Phase = rv, r.phase()
+		r.upsert(g)
+		return fmt.Sprintf("phase %s %s", name, g.Phase)
+	case k == 4:
+		g := old
+		g.ResourceVersion, g.Priority = rv, r.priority()
+		r.upsert(g)
+		return fmt.Sprintf("priority %s %d", name, g.Priority)
+	case k == 5:
+		g := old
+		g.ResourceVersion, g.Workspace = rv, r.workspaces[r.rng.IntN(len(r.workspaces))]
+		r.upsert(g)
+		return fmt.Sprintf("move %s %s", name, g.Workspace)
+	case k == 6:
+		// A copy as old as the one held, or older (the other watch,
+		// behind): changes nothing.
+		held, _ := strconv.Atoi(old.ResourceVersion)
+		if r.x.Upsert(r.random(name, strconv.Itoa(1+r.rng.IntN(held)))) {
+			panic("a stale copy of " + name + " was taken")
+		}
+		return "stale copy of " + name
+	default:
+		r.upsert(r.random(name, rv))
+		return "replace " + name
+	}
+}
+
+func (r *indexRun) upsert(g GPR) {
+	if !r.x.Upsert(g) {
+		panic(fmt.Sprintf("a newer copy of %s (rv %s) was refused", g.Name, g.ResourceVersion))
+	}
+	r.live[g.Name] = g
+}
+
+func (r *indexRun) random(name, rv string) GPR {
+	g := gpr(name, r.workspaces[r.rng.IntN(len(r.workspaces))], r.priority(), r.phase(), rv,
+		time.Duration(r.rng.IntN(5))*time.Minute)
+	if g.Phase == gpuspacev1alpha1.GPRProvisioned {
+		g.Nodes = []string{"n" + strconv.Itoa(r.rng.IntN(4))}
+	}
+	return g
+}
+
+func (r *indexRun) phase() gpuspacev1alpha1.ProvisioningStatus {
+	return []gpuspacev1alpha1.ProvisioningStatus{gpuspacev1alpha1.GPRQueued, gpuspacev1alpha1.GPRQueued,
+		gpuspacev1alpha1.GPRProvisioned, gpuspacev1alpha1.GPRComplete}[r.rng.IntN(4)]
+}
+
+func (r *indexRun) priority() int32 { return int32(100 + r.rng.IntN(3)*50) }
+
+// walkSummary is ws's summary found by walking all of live, as the index
+// once computed it on every change: the queue's head by comparing every
+// queued GPR.
+func walkSummary(live map[string]GPR, ws string) Summary {
+	var s Summary
+	for _, g := range live {
+		if g.Workspace != ws {
+			continue
+		}
+		switch g.Phase {
+		case gpuspacev1alpha1.GPRProvisioned:
+			s.addProvisioned(g)
+		case gpuspacev1alpha1.GPRQueued:
+			if s.Next.Name == "" || before(g, s.Next) {
+				s.Next = g
+			}
+		}
+	}
+	s.setPriority()
+	return s
+}
+
+// TestGPRIndexTombstonesExpire: a deletion is remembered for tombstoneTTL,
+// then forgotten, so a copy of the same name is taken again; a deletion
+// made later, or one replaced by a newer delete, is kept.
+func TestGPRIndexTombstonesExpire(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	x := NewGPRIndex()
+	x.now = func() time.Time { return now }
+	q := gpuspacev1alpha1.GPRQueued
+	x.Upsert(gpr("a", "ws", 100, q, "10", 0))
+	x.Delete("a", "12")
+	x.Delete("b", "13")
+	now = now.Add(tombstoneTTL / 2)
+	x.Delete("b", "14") // b's tombstone now dates from here
+	x.Delete("c", "15")
+	if x.Upsert(gpr("a", "ws", 100, q, "11", 0)) {
+		t.Fatal("a late copy of a resurrected it within the TTL")
+	}
+	now = now.Add(tombstoneTTL/2 + time.Second)
+	x.Delete("d", "16") // expires the tombstones older than the TTL
+	if !x.Upsert(gpr("a", "ws", 100, q, "11", 0)) {
+		t.Error("a's tombstone outlived the TTL")
+	}
+	for _, name := range []string{"b", "c"} {
+		if x.Upsert(gpr(name, "ws", 100, q, "9", 0)) {
+			t.Errorf("%s's tombstone, within the TTL, was dropped", name)
+		}
 	}
 }
