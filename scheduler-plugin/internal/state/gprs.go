@@ -13,10 +13,10 @@ import (
 
 // GPR is what the plugins need to know about one GPUProvisionRequest.
 type GPR struct {
-	Name            string
-	Workspace       string
-	Priority        int32
-	Phase           gpuspacev1alpha1.ProvisioningStatus
+	Name      string
+	Workspace string
+	Priority  int32
+	Phase     gpuspacev1alpha1.ProvisioningStatus
 	// EstimatedStart is the likely start the controller stored (the EGS
 	// field); LatestStart the start if every GPR ahead holds its nodes
 	// for its whole request. Zero when not estimated.
