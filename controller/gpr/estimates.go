@@ -33,10 +33,11 @@ import (
 // stored copy kubectl shows.
 //
 // The plans have settled when no pass submitted for estimateSettle and no
-// GPR waits for admission (arriving): a pass that admits a few hundred
-// GPRs of a burst takes seconds, a pause that long is not the end of the
-// burst, and every GPR still to be admitted may overtake those queued.
-// When the plans settled, every pending estimate is written, soonest
+// GPR is arriving (arriving: none created in the last arrivalQuiet, none
+// waiting for admission that no pass planned yet): a pass that plans a
+// few thousand GPRs of a burst takes seconds, a pause that long is not
+// the end of the burst, and every GPR still to be planned may overtake
+// those queued. When the plans settled, every pending write is made, soonest
 // start first. When they are still changing (a burst: arrivals at mixed
 // priorities overtake queued GPRs and move their estimates on every
 // pass), a GPR's estimate is written only if its last write — by this
