@@ -39,7 +39,9 @@ import (
 // than one level an arrival overtakes the GPRs of lower priority already
 // queued and moves their estimates, as a real burst does. The burst is
 // created as fast as the apiserver takes it, or at GPUSPACE_BENCH_RATE
-// GPRs a second. GPRs for an
+// GPRs a second. GPUSPACE_BENCH_QPS sets the controllers' client rate
+// limit (gpuspace serve --kube-api-qps; the estimate writer, which
+// admits a burst's GPRs, gets half). GPRs for an
 // idle T4 pool are created one after another before the burst (the
 // baseline), during it, and during the shift: then a priority-300 GPR
 // for every node, for a day, arrives at the head of the queue and shifts
@@ -51,7 +53,8 @@ import (
 //     was rewritten later at least once: the writes no policy can save,
 //     since the estimate admission wrote was overtaken;
 //   - burst-s: how long creating the burst took;
-//   - burst-settle-s: from the last create until every GPR has an estimate;
+//   - burst-settle-s: from the last create until every GPR has an estimate
+//     (is admitted: in a burst admission waits for its end, admitLater);
 //   - burst-converge-s: from the last create until every stored estimate
 //     is within domain.EstimateTolerance of a plan made then (what a
 //     kubectl user sees is right again);
@@ -127,8 +130,11 @@ func runQueueShift(b *testing.B, queued, nodes int) {
 		}
 	}
 
-	// The controllers, through the configuration path gpuspace serve uses.
-	mcfg := kubeclient.WithLimits(rest.CopyConfig(env.Config), 0, 0)
+	// The controllers, through the configuration path gpuspace serve uses,
+	// at gpuspace serve --kube-api-qps GPUSPACE_BENCH_QPS (default 0:
+	// kubeclient.DefaultQPS) with bursts of twice that.
+	qps := benchkit.EnvInt("GPUSPACE_BENCH_QPS", 0)
+	mcfg := kubeclient.WithLimits(rest.CopyConfig(env.Config), float32(qps), 2*qps)
 	mcfg.UserAgent = "bench-controllers"
 	mgr, err := controller.NewManager(mcfg, controller.ManagerOptions{})
 	if err != nil {

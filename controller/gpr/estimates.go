@@ -33,10 +33,11 @@ import (
 // stored copy kubectl shows.
 //
 // The plans have settled when no pass submitted for estimateSettle and no
-// GPR waits for admission (arriving): a pass that admits a few hundred
-// GPRs of a burst takes seconds, a pause that long is not the end of the
-// burst, and every GPR still to be admitted may overtake those queued.
-// When the plans settled, every pending estimate is written, soonest
+// GPR is arriving (arriving: none created in the last arrivalQuiet, none
+// waiting for admission that no pass planned yet): a pass that plans a
+// few thousand GPRs of a burst takes seconds, a pause that long is not
+// the end of the burst, and every GPR still to be planned may overtake
+// those queued. When the plans settled, every pending write is made, soonest
 // start first. When they are still changing (a burst: arrivals at mixed
 // priorities overtake queued GPRs and move their estimates on every
 // pass), a GPR's estimate is written only if its last write — by this
@@ -45,6 +46,13 @@ import (
 // for their interval. Without that, every GPR behind a stream of
 // higher-priority arrivals was rewritten on every flush while the burst
 // lasted.
+//
+// In a burst it also writes the admissions (admitLater): the pass leaves
+// a new GPR's status empty and hands the writer its admission, Queued
+// with its estimates, which is written once the burst ends or the GPR
+// has waited admitMaxDelay. With random priorities most GPRs admitted
+// during a burst are overtaken by later arrivals, and an admission with
+// the estimate of its moment cost a second write to correct it.
 type estimateWriter struct {
 	client client.Client
 	// cache reads the GPRs waiting for admission (arriving).
@@ -68,6 +76,9 @@ type estimateWriter struct {
 	// older than estimateMaxInterval are dropped, since they no longer
 	// hold any write back.
 	last map[string]time.Time
+	// admitting are the GPRs whose admission the newest submit hands the
+	// writer (admitLater), by name.
+	admitting map[string]bool
 }
 
 // WithEstimateRate paces estimate writes at qps with bursts of burst,
@@ -113,23 +124,35 @@ func estimateInterval(g *v1alpha1.GPUProvisionRequest, now time.Time) time.Durat
 // dueAt is when g's pending estimate may be written while the plans keep
 // changing: an interval after its last write by this writer or, for a
 // GPR this writer never wrote, after its creation (admission wrote its
-// first estimate just after).
+// first estimate just after); an admission the pass left to the writer,
+// admitMaxDelay after its creation. w.mu is held.
 func (w *estimateWriter) dueAt(g *v1alpha1.GPUProvisionRequest, now time.Time) time.Time {
 	last := g.CreationTimestamp.Time
+	if w.admitting[g.Name] {
+		return last.Add(admitMaxDelay)
+	}
 	if t, ok := w.last[g.Name]; ok && t.After(last) {
 		last = t
 	}
 	return last.Add(estimateInterval(g, now))
 }
 
-// submit replaces the pending writes, soonest estimate first: the GPRs
-// nearest their turn are the ones whose readers notice first.
-func (w *estimateWriter) submit(gs []*v1alpha1.GPUProvisionRequest) {
+// submit replaces the pending writes with moved estimates and the
+// admissions the pass left to the writer (admitLater), soonest estimate
+// first: the GPRs nearest their turn are the ones whose readers notice
+// first.
+func (w *estimateWriter) submit(moved, admissions []*v1alpha1.GPUProvisionRequest) {
+	gs := append(moved, admissions...)
 	slices.SortFunc(gs, func(a, b *v1alpha1.GPUProvisionRequest) int {
 		return cmp.Compare(startUnix(a), startUnix(b))
 	})
+	admitting := make(map[string]bool, len(admissions))
+	for _, g := range admissions {
+		admitting[g.Name] = true
+	}
 	w.mu.Lock()
 	w.pending = gs
+	w.admitting = admitting
 	w.gen++
 	w.mu.Unlock()
 	w.poke()
@@ -140,17 +163,63 @@ func (w *estimateWriter) submit(gs []*v1alpha1.GPUProvisionRequest) {
 // write refused) holds the writer in burst mode that long at most.
 const estimateArrivalWindow = estimateMaxInterval
 
-// arriving reports whether GPRs created in the last estimateArrivalWindow
-// wait for admission in the cache: the queue is still growing, and its
-// estimates will move again.
+// Admission during a burst (admitLater). A burst is burstArrivals GPRs
+// created within burstWindow, or more than burstArrivals waiting for
+// admission (the writer is still admitting an earlier burst); it is over
+// once no GPR was created for arrivalQuiet (creation times have second
+// precision) and every GPR waiting for admission was planned. A few GPRs
+// created together are admitted by the pass at once, as a single one is.
+// A GPR waits for its admission admitMaxDelay at most, also in a burst
+// that never ends: the minimum tolerance, which a stored estimate may be
+// off by anyway.
+const (
+	burstWindow   = 10 * time.Second
+	burstArrivals = 20
+	arrivalQuiet  = 2 * time.Second
+	admitMaxDelay = domain.MinEstimateTolerance
+)
+
+// admitLater reports whether a pass at now leaves the admission of new
+// GPRs to the estimate writer (see estimateWriter): GPRs are arriving in
+// a burst. Until the writer admits one, its status stays empty — kubectl
+// shows neither a state nor an estimate, REST and MCP show the plan's —
+// but it is planned like any queued GPR: one that can start now starts
+// in this pass, one admission refuses is failed in this pass.
+func admitLater(gprs []*v1alpha1.GPUProvisionRequest, now time.Time) bool {
+	recent, waiting := 0, 0
+	for _, g := range gprs {
+		if g.DeletionTimestamp != nil {
+			continue
+		}
+		if now.Sub(g.CreationTimestamp.Time) < burstWindow {
+			recent++
+		}
+		if domain.NotAdmitted(g) {
+			waiting++
+		}
+	}
+	return recent >= burstArrivals || waiting > burstArrivals
+}
+
+// arriving reports whether GPRs are still arriving by the cache: one was
+// created in the last arrivalQuiet, or one created in the last
+// estimateArrivalWindow waits for admission that no pass has planned yet
+// (not among the writer's admissions). The queue is still growing, and
+// its estimates will move again.
 func (w *estimateWriter) arriving(ctx context.Context, now time.Time) bool {
 	var l v1alpha1.GPUProvisionRequestList
 	if err := w.cache.List(ctx, &l, client.UnsafeDisableDeepCopy); err != nil {
 		return false // unknown: write what moved
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for i := range l.Items {
 		g := &l.Items[i]
-		if domain.NotAdmitted(g) && g.DeletionTimestamp == nil && now.Sub(g.CreationTimestamp.Time) < estimateArrivalWindow {
+		if g.DeletionTimestamp != nil {
+			continue
+		}
+		age := now.Sub(g.CreationTimestamp.Time)
+		if age < arrivalQuiet || domain.NotAdmitted(g) && age < estimateArrivalWindow && !w.admitting[g.Name] {
 			return true
 		}
 	}
@@ -203,7 +272,10 @@ func (w *estimateWriter) Start(ctx context.Context) error {
 			return nil
 		}
 		if due := w.drain(ctx, log, settled); !due.IsZero() {
-			retry.Reset(max(due.Sub(w.clock.Now()), estimateSettle))
+			// Held back: look again when one is due, or soon enough to
+			// see the burst end (no submit says so: passes stop with
+			// the arrivals).
+			retry.Reset(min(max(due.Sub(w.clock.Now()), estimateSettle), arrivalQuiet))
 		}
 	}
 }
@@ -219,7 +291,10 @@ func (w *estimateWriter) drain(ctx context.Context, log logr.Logger, settled boo
 	for g, gen := w.next(); g != nil && ctx.Err() == nil; g, gen = w.next() {
 		now := w.clock.Now()
 		if !settled {
-			if at := w.dueAt(g, now); at.After(now) {
+			w.mu.Lock()
+			at := w.dueAt(g, now)
+			w.mu.Unlock()
+			if at.After(now) {
 				if gen != heldGen {
 					held, heldGen, due = held[:0], gen, time.Time{}
 				}

@@ -193,7 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 	// an estimate written sees the queue that produced it. Estimates go to
 	// the writer, which writes them between passes.
 	r.observe(p.gprs)
-	r.estimates.submit(p.estimateWrites())
+	r.estimates.submit(p.estimateWrites(), p.admissions)
 	res = reconcile.Result{}
 	if next := p.nextWake(); !next.IsZero() {
 		// Wake just after the next expiry, measured on the real clock

@@ -63,6 +63,9 @@ type pass struct {
 	// reachable (partitioned), by name: they wake no pass, the cluster's
 	// return does.
 	releaseWaits map[string]string
+	// admissions are the new GPRs this pass leaves to the estimate writer
+	// to admit, Queued with their estimates (admitLater).
+	admissions []*v1alpha1.GPUProvisionRequest
 }
 
 // load reads the GPRs (replacing any the cache has older than this
@@ -171,8 +174,9 @@ func (p *pass) set(g *v1alpha1.GPUProvisionRequest) { p.gprs[p.byName[g.Name]] =
 
 // estimateWrites are the queued GPRs whose stored estimates (likely or
 // latest) moved beyond the tolerance in this pass's plan, with the status
-// to write. GPRs the controller has not admitted yet are left out: admit
-// wrote them.
+// to write. GPRs the controller has not admitted yet are left out: the
+// pass admitted them with their estimates, or left that to the writer
+// (admissions).
 func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 	var out []*v1alpha1.GPUProvisionRequest
 	for _, g := range p.gprs {
@@ -189,6 +193,18 @@ func (p *pass) estimateWrites() []*v1alpha1.GPUProvisionRequest {
 		out = append(out, ng)
 	}
 	return out
+}
+
+// admitsLater reports whether this pass left GPR name's admission to the
+// estimate writer: it waits, like an admitted GPR, and no pass follows
+// the writer's admission (gprChanged).
+func (p *pass) admitsLater(name string) bool {
+	for _, g := range p.admissions {
+		if g.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // likelyEstimates are the plan's likely starts (snapshot.Likely), made on
@@ -228,7 +244,7 @@ func (p *pass) nextWake() time.Time {
 func (p *pass) evictableWake() time.Time {
 	evictor := false
 	for _, g := range p.gprs {
-		if domain.IsQueued(g) && !domain.NotAdmitted(g) && domain.CanEvict(g, p.policies.Of(g.Spec.Workspace)) {
+		if domain.IsQueued(g) && domain.CanEvict(g, p.policies.Of(g.Spec.Workspace)) && (!domain.NotAdmitted(g) || p.admitsLater(g.Name)) {
 			evictor = true
 			break
 		}

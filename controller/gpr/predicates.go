@@ -15,8 +15,10 @@ import (
 
 // gprChanged passes GPR events that can change a decision: creates,
 // deletes, spec, label or annotation changes, and status changes other
-// than the estimate. The estimate writer's own updates would otherwise
-// start a pass per write.
+// than the estimate or an admission. The estimate writer's own updates
+// would otherwise start a pass per write: its admissions after a burst
+// (admitLater) too, while the pass already planned each of those GPRs
+// as queued.
 func gprChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
@@ -27,7 +29,7 @@ func gprChanged() predicate.Predicate {
 			}
 			return o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
 				!maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
-				!equality.Semantic.DeepEqual(withoutEstimate(o.Status), withoutEstimate(n.Status))
+				!equality.Semantic.DeepEqual(withoutEstimate(o.Status), withoutAdmission(o, n))
 		},
 	}
 }
@@ -35,6 +37,19 @@ func gprChanged() predicate.Predicate {
 func withoutEstimate(s v1alpha1.GPUProvisionRequestStatus) v1alpha1.GPUProvisionRequestStatus {
 	s.EstimatedStartTime, s.EstimatedWaitTime = nil, ""
 	s.LatestStartTime, s.LatestWaitTime = nil, ""
+	return s
+}
+
+// withoutAdmission is n's status without its estimates and, when n is o
+// admitted (Queued with no reason, domain.Admit), without what admission
+// set: the phase fields and the first estimate. domain.Phase counts a
+// GPR not yet admitted as Queued already.
+func withoutAdmission(o, n *v1alpha1.GPUProvisionRequest) v1alpha1.GPUProvisionRequestStatus {
+	s := withoutEstimate(n.Status)
+	if domain.NotAdmitted(o) && n.Status.ProvisioningStatus == v1alpha1.GPRQueued && n.Status.Reason == "" {
+		s.ProvisioningStatus, s.Reason, s.InternalState = o.Status.ProvisioningStatus, o.Status.Reason, o.Status.InternalState
+		s.ObservedGeneration, s.FirstEstimatedStartTime = o.Status.ObservedGeneration, o.Status.FirstEstimatedStartTime
+	}
 	return s
 }
 

@@ -193,9 +193,11 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 // failUnsatisfiable fails the GPRs no inventory could satisfy (or that
 // cannot be planned), or holds them in the queue with the reason when they
 // asked to wait (requeueOnFailure, their own or their policy's); and marks
-// new GPRs Queued with their
-// estimate. Errors are collected, the pass goes on.
+// new GPRs Queued with their estimate, or, while GPRs arrive in a burst,
+// leaves that to the estimate writer (admitLater, pass.admissions).
+// Errors are collected, the pass goes on.
 func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
+	later := admitLater(p.gprs, p.now)
 	failed := maps.Clone(p.invalid)
 	if failed == nil {
 		failed = map[string]string{}
@@ -226,6 +228,10 @@ func (r *Reconciler) failUnsatisfiable(ctx context.Context, p *pass) error {
 			domain.Admit(ng)
 			latest, ok := p.plan.Estimates[g.Name]
 			domain.SetEstimates(ng, p.likelyEstimates()[g.Name], latest, ok, p.now)
+			if later && domain.NotAdmitted(g) {
+				p.admissions = append(p.admissions, ng) // the writer's, once the burst ends
+				continue
+			}
 		default:
 			continue // its cluster is out of sight: it waits as it is
 		}
