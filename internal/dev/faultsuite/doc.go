@@ -27,7 +27,8 @@
 //     GPR's stored estimates, likely and latest, are within
 //     domain.EstimateTolerance of the plan's.
 //
-// Time without a leader or without an apiserver (kill to ready) is not
+// Time without a leader (one holding the Lease whose GPR controller has
+// finished a pass) or without an apiserver (kill to ready) is not
 // counted against the deadlines. The tests are in the _test files; the
 // short form runs in `go test`, the long form with -faults.long (see
 // docs/testing.md).
