@@ -52,6 +52,18 @@ var knownFailures = []knownFailure{{
 	matches: func(v violation, r *result) bool {
 		return v.invariant == invDue && r.outageNear(v.when, relistWindow)
 	},
+}, {
+	name: "release-write-retry",
+	explain: "controller/gpr Reconcile retries a pass whose release write failed only after passErrorRetry (5 s) when no other event wakes it, " +
+		"beyond due-complete's 2 s; a failed bind already retries in 1 s (evictionRetry), a failed release should too (controller/gpr/gpr.go, issue 22)",
+	matches: func(v violation, r *result) bool {
+		name := strings.TrimPrefix(v.object, "GPR ")
+		return v.invariant == invDue && slices.ContainsFunc(r.proxyRecords, func(f faultproxy.Record) bool {
+			return f.Kind != faultproxy.Delay && f.Kind != faultproxy.WatchCut &&
+				strings.HasPrefix(f.Path, "/apis/gpuspace.io/v1alpha1/gpuprovisionrequests/"+name+"/") &&
+				f.At.After(v.when.Add(-relistWindow)) && f.At.Before(v.when)
+		})
+	},
 }}
 
 // relistWindow is how long after an outage a due-complete violation is put
