@@ -91,6 +91,13 @@ func (o *outages) within(from, to time.Time) time.Duration {
 	return total
 }
 
+// intervals are the outages so far, in the order they began.
+func (o *outages) intervals() []interval {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.list)
+}
+
 // totals is the time of each kind of outage up to now.
 func (o *outages) totals(now time.Time) map[string]time.Duration {
 	o.mu.Lock()

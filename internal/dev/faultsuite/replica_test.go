@@ -131,8 +131,13 @@ func (r *replica) stop() {
 	<-r.done
 }
 
-// isLeader asks the replica's /metrics whether it holds the controllers'
-// Lease (controller-runtime's leader_election_master_status).
+// isLeader asks the replica's /metrics whether it leads: it holds the
+// controllers' Lease (controller-runtime's leader_election_master_status)
+// and its GPR controller has finished a plan pass since the process
+// started (controller_runtime_reconcile_total). A replica that just won
+// the Lease still syncs its caches before it can act, which takes
+// seconds on a loaded machine; that is no time a deadline can be held
+// to.
 func (r *replica) isLeader(ctx context.Context, c *http.Client) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.addr+"/metrics", nil)
 	if err != nil {
@@ -145,13 +150,17 @@ func (r *replica) isLeader(ctx context.Context, c *http.Client) bool {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	holds, passed := false, false
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, `leader_election_master_status{name="gpuspace-controller"}`) {
-			return strings.HasSuffix(line, " 1")
+		switch {
+		case strings.HasPrefix(line, `leader_election_master_status{name="gpuspace-controller"}`):
+			holds = strings.HasSuffix(line, " 1")
+		case strings.HasPrefix(line, `controller_runtime_reconcile_total{controller="gpuspace-gpr",`):
+			passed = passed || !strings.HasSuffix(line, " 0")
 		}
 	}
-	return false
+	return holds && passed
 }
 
 func freePort() (int, error) {

@@ -126,6 +126,10 @@ func startSystem(t *testing.T, cfg config) *system {
 		s.nodes = append(s.nodes, name)
 	}
 
+	if err := s.installAdmissionPolicy(bootCtx, s.nodes[0]); err != nil {
+		t.Fatalf("admission policy: %v", err)
+	}
+
 	for _, name := range []string{"gpuspace-a", "gpuspace-b"} {
 		r, err := startReplica(controlplane.BinDir(), dir, name, kubeconfig)
 		if err != nil {

@@ -74,9 +74,13 @@ type binding struct {
 type strayTrack struct {
 	pod, node, ws, podWS, gpr string
 	since                     time.Time
-	arrivedAfterBinding       bool
-	age                       time.Duration
-	flagged                   bool
+	// created is the pod's creationTimestamp (whole seconds): a pod
+	// created after the binding landed there afterwards, rather than
+	// being left by the node's last holder.
+	created             time.Time
+	arrivedAfterBinding bool
+	age                 time.Duration
+	flagged             bool
 }
 
 // watcher checks the invariants on every state of GPRs and pods its
@@ -301,7 +305,7 @@ func (w *watcher) checkStrays(ctx context.Context, gprs []*v1alpha1.GPUProvision
 		if st == nil {
 			seen := w.podSeen[p.UID]
 			st = &strayTrack{pod: p.Namespace + "/" + p.Name, node: p.Spec.NodeName, ws: b.ws, podWS: podWS, gpr: b.gpr,
-				since: maxTime(b.since, seen), arrivedAfterBinding: seen.After(b.since)}
+				since: maxTime(b.since, seen), created: p.CreationTimestamp.Time, arrivedAfterBinding: seen.After(b.since)}
 			w.strays[key] = st
 			w.straysSeen++
 		}
@@ -327,8 +331,9 @@ func (st *strayTrack) describe(begin time.Time) string {
 	if st.arrivedAfterBinding {
 		arrived = "arrived after the node was bound"
 	}
-	return fmt.Sprintf("GPU pod of workspace %s on node %s (bound to %s by %s since +%s) for %s, outages excluded; it %s",
-		st.podWS, st.node, st.ws, st.gpr, st.since.Sub(begin).Round(time.Millisecond), st.age.Round(time.Millisecond), arrived)
+	return fmt.Sprintf("GPU pod of workspace %s on node %s (bound to %s by %s since +%s) for %s, outages excluded; it %s (created +%s)",
+		st.podWS, st.node, st.ws, st.gpr, st.since.Sub(begin).Round(time.Millisecond), st.age.Round(time.Millisecond), arrived,
+		st.created.Sub(begin).Round(time.Second))
 }
 
 // stillProvisioned confirms on a live read that a GPR the cache shows
@@ -412,9 +417,11 @@ func (w *watcher) checkCreatedExist(ctx context.Context) error {
 	return nil
 }
 
-// estimateDrift lists the queued GPRs whose stored estimate is off the
+// estimateDrift lists the queued GPRs whose stored estimates, the likely
+// start (estimatedStartTime) or the latest (latestStartTime), are off the
 // plan's by more than domain.EstimateTolerance, read straight from the
-// apiserver and planned as the controller plans.
+// apiserver and planned as the controller plans: the latest start is
+// planner.Compute's, the likely one snapshot.Likely's.
 func (w *watcher) estimateDrift(ctx context.Context) ([]string, error) {
 	snap, err := snapshot.Reader{Client: w.s.client}.Read(ctx)
 	if err != nil {
@@ -423,24 +430,26 @@ func (w *watcher) estimateDrift(ctx context.Context) ([]string, error) {
 	now := time.Now().Truncate(time.Second)
 	in, _ := snap.Input(now, v1alpha1.DefaultCluster)
 	plan := planner.Compute(in)
+	likely := snap.Likely(in, plan)
 	var drift []string
 	for _, g := range snap.GPRs {
 		if !domain.IsQueued(g) {
 			continue
 		}
-		start, ok := plan.Estimates[g.Name]
-		if domain.EstimateMoved(g, start, ok, now) {
-			drift = append(drift, fmt.Sprintf("%s stored %v, plan %v", g.Name, storedEstimate(g), planned(start, ok)))
+		latest, ok := plan.Estimates[g.Name]
+		if domain.EstimatesMoved(g, likely[g.Name], latest, ok, now) {
+			drift = append(drift, fmt.Sprintf("%s stored likely %v latest %v, plan likely %v latest %v", g.Name,
+				storedTime(g.Status.EstimatedStartTime), storedTime(g.Status.LatestStartTime), planned(likely[g.Name], ok), planned(latest, ok)))
 		}
 	}
 	return drift, nil
 }
 
-func storedEstimate(g *v1alpha1.GPUProvisionRequest) string {
-	if g.Status.EstimatedStartTime == nil {
+func storedTime(t *metav1.Time) string {
+	if t == nil {
 		return "none"
 	}
-	return g.Status.EstimatedStartTime.UTC().Format(time.TimeOnly)
+	return t.UTC().Format(time.TimeOnly)
 }
 
 func planned(t time.Time, ok bool) string {
