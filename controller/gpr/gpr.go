@@ -66,9 +66,9 @@ const conflictRetry = 200 * time.Millisecond
 // fault heals quickly, seldom enough that a persistent one costs little.
 const passErrorRetry = 5 * time.Second
 
-// evictionRetry is how soon a pass runs again after a binding or an
-// eviction failed: another workspace's pods may be running on the node
-// meanwhile.
+// evictionRetry is how soon a pass runs again after a binding, an eviction
+// or a release failed: another workspace's pods may be running on the
+// node, or a due GPR holds its nodes, meanwhile.
 const evictionRetry = time.Second
 
 // Reconciler runs plan passes. Create it with New.
@@ -214,9 +214,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (res re
 				retry = conflictRetry
 				continue
 			}
-			if e.step == "bind" {
+			switch e.step {
+			case "bind":
 				// A stray GPU pod runs on another workspace's node until
 				// its eviction succeeds: retry that soon.
+				retry = min(retry, evictionRetry)
+			case "release":
+				// A due GPR is late until its release is written: the
+				// fault suite's due-complete promise is 2 s.
 				retry = min(retry, evictionRetry)
 			}
 			metrics.PassErrors.WithLabelValues(e.step).Inc()

@@ -40,10 +40,11 @@ type knownFailure struct {
 	matches       func(v violation, r *result) bool
 }
 
-// knownFailures are the violations the suite still finds. The
-// lost-node-patch-response failure (a node Patch applied with its answer
-// lost left the eviction it owed undone) is fixed: controller/gpr
-// reconcileNode owes the eviction on any failed Patch.
+// knownFailures are the violations the suite still finds. Fixed since:
+// lost-node-patch-response (a node Patch applied with its answer lost left
+// the eviction it owed undone: reconcileNode owes the eviction on any
+// failed Patch) and release-write-retry (a failed release write waited
+// for the 5 s retry: Reconcile retries it in 1 s, as a failed binding).
 var knownFailures = []knownFailure{{
 	name: "relist-after-outage",
 	explain: "after kube-apiserver or etcd restarts, or a new leader takes over, the controller learns a spec change (an early release) only once its informers " +
@@ -51,18 +52,6 @@ var knownFailures = []knownFailure{{
 		"the suite excludes only kill-to-/readyz and no-leader time (issue 22)",
 	matches: func(v violation, r *result) bool {
 		return v.invariant == invDue && r.outageNear(v.when, relistWindow)
-	},
-}, {
-	name: "release-write-retry",
-	explain: "controller/gpr Reconcile retries a pass whose release write failed only after passErrorRetry (5 s) when no other event wakes it, " +
-		"beyond due-complete's 2 s; a failed bind already retries in 1 s (evictionRetry), a failed release should too (controller/gpr/gpr.go, issue 22)",
-	matches: func(v violation, r *result) bool {
-		name := strings.TrimPrefix(v.object, "GPR ")
-		return v.invariant == invDue && slices.ContainsFunc(r.proxyRecords, func(f faultproxy.Record) bool {
-			return f.Kind != faultproxy.Delay && f.Kind != faultproxy.WatchCut &&
-				strings.HasPrefix(f.Path, "/apis/gpuspace.io/v1alpha1/gpuprovisionrequests/"+name+"/") &&
-				f.At.After(v.when.Add(-relistWindow)) && f.At.Before(v.when)
-		})
 	},
 }}
 
