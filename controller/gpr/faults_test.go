@@ -152,3 +152,58 @@ func TestStrayEvictionIsRetried(t *testing.T) {
 	h.podLeaves(ns, stray, fmt.Sprintf("GPU pod of no workspace on node %s bound to %s after deletes were allowed again", node, id))
 	h.waitEvent(stray, "StrayGPUPodEvicted", id)
 }
+
+// TestUnwritableStartDoesNotStopTheOthers: four GPRs of four workspaces
+// start in the same passes over four idle nodes, their starts written
+// concurrently, while the apiserver refuses the start of one of them:
+// that one says so (a WriteFailed Event), holds no node and binds none,
+// and the other three start, each on a node of its own, bound to its
+// workspace. Once starts are allowed again it starts on the node left.
+func TestUnwritableStartDoesNotStopTheOthers(t *testing.T) {
+	h := newHarness(t)
+	nodes := []string{h.t4Node("n1"), h.t4Node("n2"), h.t4Node("n3"), h.t4Node("n4")}
+	refused := h.gprObject("refused", h.workspace("w0"))
+	refused.Labels[refuseLabel] = "true"
+	if err := env.Client.Create(h.ctx, refused); err != nil {
+		t.Fatal(err)
+	}
+	lift := h.refuse(v1alpha1.SchemeGroupVersion, "gpuprovisionrequests/status", admissionregistrationv1.Update,
+		"has(object.metadata.labels) && '"+refuseLabel+"' in object.metadata.labels && has(object.status) && "+
+			"has(object.status.provisioningStatus) && object.status.provisioningStatus == 'Provisioned'",
+		func(ctx context.Context) bool {
+			g := h.getGPR(refused.Name)
+			g.Status.ProvisioningStatus = v1alpha1.GPRProvisioned
+			return denied(env.Client.Status().Update(ctx, g, client.DryRunAll))
+		})
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		ids = append(ids, h.gpr(fmt.Sprintf("g%d", i), h.workspace(fmt.Sprintf("w%d", i))))
+	}
+	h.start()
+
+	held := map[string]string{}
+	for _, id := range ids {
+		g := h.status(id, v1alpha1.GPRProvisioned)
+		if len(g.Status.Nodes) != 1 || held[g.Status.Nodes[0]] != "" {
+			t.Fatalf("GPR %s on %v, want a node of its own (held: %v)", id, g.Status.Nodes, held)
+		}
+		held[g.Status.Nodes[0]] = id
+		h.nodeBound(g.Status.Nodes[0], id)
+	}
+	h.waitEvent(refused.Name, "WriteFailed", "start decision")
+	if g := h.getGPR(refused.Name); g.Status.ProvisioningStatus == v1alpha1.GPRProvisioned || len(g.Status.Nodes) != 0 {
+		t.Errorf("refused GPR is %q on %v, want not started", g.Status.ProvisioningStatus, g.Status.Nodes)
+	}
+	for _, n := range nodes {
+		if h.getNode(n).Labels[v1alpha1.LabelGPR] == refused.Name {
+			t.Errorf("node %s bound to %s, whose start was refused", n, refused.Name)
+		}
+	}
+
+	lift()
+	g := h.status(refused.Name, v1alpha1.GPRProvisioned)
+	if len(g.Status.Nodes) != 1 || held[g.Status.Nodes[0]] != "" {
+		t.Fatalf("GPR %s on %v once allowed, want the node left (held: %v)", refused.Name, g.Status.Nodes, held)
+	}
+	h.nodeBound(g.Status.Nodes[0], refused.Name)
+}

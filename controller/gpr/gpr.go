@@ -97,9 +97,9 @@ type Reconciler struct {
 	// gpuResources make a pod a GPU pod (WithGPUResourceNames); nil:
 	// domain.DefaultGPUResourceNames.
 	gpuResources []corev1.ResourceName
-	// evictions are the nodes whose eviction has not succeeded yet, by
-	// node (guarded by passMu): retried on every pass until it does.
-	evictions map[string]eviction
+	// evictions are the nodes whose eviction has not succeeded yet:
+	// retried on every pass until it does.
+	evictions owedEvictions
 	// swept is set once a pass has checked every bound node for stray GPU
 	// pods: the first pass after a start does, so that a crash between a
 	// binding's Patch and its eviction is repaired.

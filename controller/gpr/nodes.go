@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -18,10 +19,12 @@ import (
 )
 
 // bindNodes makes node labels and taints follow the provisioned GPRs'
-// status (domain.Holders), right after the starts are written. A node
-// claimed by two GPRs is left as it is and reported on both GPRs and on
-// the node (nodeHealth, domain.ClaimedTwice); it is a state, not a
-// failure of the pass, so it costs no retries and delays nothing else.
+// status (domain.Holders), right after the starts are written, node by
+// node concurrently (inParallel: each node's patch and eviction are its
+// own); failures are recorded in node order. A node claimed by two GPRs
+// is left as it is and reported on both GPRs and on the node (nodeHealth,
+// domain.ClaimedTwice); it is a state, not a failure of the pass, so it
+// costs no retries and delays nothing else.
 func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 	holders, conflicts := domain.Holders(p.gprs)
 	p.conflicts = conflicts
@@ -30,16 +33,45 @@ func (r *Reconciler) bindNodes(ctx context.Context, p *pass) error {
 		conflicted[c.Node] = true
 	}
 	sweep := !r.swept
+	var nodes []*corev1.Node
 	for _, n := range p.nodes {
-		if conflicted[n.Name] {
-			continue
+		if !conflicted[n.Name] && r.bindingOwed(n, holders[n.Name], sweep) {
+			nodes = append(nodes, n)
 		}
-		if err := r.reconcileNode(ctx, n, holders[n.Name], sweep); err != nil {
+	}
+	errs := inParallel(len(nodes), func(i int) error {
+		return r.reconcileNode(ctx, nodes[i], holders[nodes[i].Name], sweep)
+	})
+	for _, err := range errs {
+		if err != nil {
 			p.fail("bind", err)
 		}
 	}
 	r.swept = true
 	return nil
+}
+
+// bindingOwed reports whether reconcileNode has anything to do for node n
+// held by holder (nil: none): its binding differs, an eviction is owed,
+// or a sweep checks a bound node. The many nodes already as they should
+// be cost nothing.
+func (r *Reconciler) bindingOwed(n *corev1.Node, holder *v1alpha1.GPUProvisionRequest, sweep bool) bool {
+	if !bindingMatches(n, holder) {
+		return true
+	}
+	_, owed := r.evictions.get(n.Name)
+	return owed || (sweep && holder != nil)
+}
+
+// bindingMatches reports whether node n's binding labels and taint are
+// those of holder (nil: none).
+func bindingMatches(n *corev1.Node, holder *v1alpha1.GPUProvisionRequest) bool {
+	var ws, id string
+	if holder != nil {
+		ws, id = holder.Spec.Workspace, holder.Name
+	}
+	_, taintsChanged := withBinding(n.Spec.Taints, ws)
+	return labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged
 }
 
 // eviction is what is owed to a node that changed hands: the pods of
@@ -55,7 +87,7 @@ func (r *Reconciler) evictOwed(ctx context.Context, n *corev1.Node, holder *v1al
 	if holder != nil {
 		ws = holder.Spec.Workspace
 	}
-	owed, ok := r.evictions[n.Name]
+	owed, ok := r.evictions.get(n.Name)
 	switch {
 	case ok && owed.now == ws:
 		// Retry what the last change of hands left undone.
@@ -80,23 +112,48 @@ func (r *Reconciler) evictTracked(ctx context.Context, c client.Client, reader c
 	strays, err := evict(ctx, c, reader, node, owed.was, owed.now, r.gpuResources)
 	r.strayEvents(c, node, holder, strays)
 	if err != nil {
-		if _, again := r.evictions[node]; !again && holder != nil {
+		if _, again := r.evictions.get(node); !again && holder != nil {
 			r.event(holder, corev1.EventTypeWarning, "EvictionFailed", "Evict",
 				"pods that must leave node %s could not all be deleted, retrying: %v", node, err)
 		}
-		r.owe(node, owed)
+		r.evictions.owe(node, owed)
 		return err
 	}
-	delete(r.evictions, node)
+	r.evictions.paid(node)
 	return nil
 }
 
+// owedEvictions are the evictions nodes are owed, by node: retried on
+// every pass until they succeed. bindNodes reconciles nodes concurrently,
+// so the map has a lock of its own.
+type owedEvictions struct {
+	mu sync.Mutex
+	m  map[string]eviction
+}
+
+// get is the eviction node is owed, if any.
+func (o *owedEvictions) get(node string) (eviction, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.m[node]
+	return e, ok
+}
+
 // owe remembers that node is owed eviction owed, retried on every pass.
-func (r *Reconciler) owe(node string, owed eviction) {
-	if r.evictions == nil {
-		r.evictions = map[string]eviction{}
+func (o *owedEvictions) owe(node string, owed eviction) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]eviction{}
 	}
-	r.evictions[node] = owed
+	o.m[node] = owed
+}
+
+// paid forgets node's eviction: it succeeded.
+func (o *owedEvictions) paid(node string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, node)
 }
 
 // strayEvents records the eviction of stray GPU pods from node, bound to
@@ -129,10 +186,10 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 	if holder != nil {
 		ws, id = holder.Spec.Workspace, holder.Name
 	}
-	taints, taintsChanged := withBinding(n.Spec.Taints, ws)
-	if labelIs(n, v1alpha1.LabelWorkspace, ws) && labelIs(n, v1alpha1.LabelGPR, id) && !taintsChanged {
+	if bindingMatches(n, holder) {
 		return r.evictOwed(ctx, n, holder, sweep)
 	}
+	taints, _ := withBinding(n.Spec.Taints, ws)
 	c, reader, ok := r.nodeClients(n)
 	if !ok {
 		// Its cluster is unreachable: the binding is reconciled from
@@ -161,7 +218,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, n *corev1.Node, holder *
 			// The Patch may have been applied with its answer lost: then
 			// the next pass sees the labels match and must still owe
 			// the eviction.
-			r.owe(n.Name, eviction{was: curWS, now: ws})
+			r.evictions.owe(n.Name, eviction{was: curWS, now: ws})
 		}
 		return fmt.Errorf("bind node %s to %q: %w", n.Name, ws, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -317,6 +318,38 @@ func (v *versions) writeStatus(ctx context.Context, c client.Client, g *v1alpha1
 	}
 	v.remember(g)
 	return nil
+}
+
+// writeConcurrency is how many of a step's requests are in flight at once
+// (inParallel). They are to disjoint objects, so their order does not
+// matter to the apiserver; the client's rate limiter (--kube-api-qps)
+// still paces them, and 16 stays far below the apiserver's
+// --max-mutating-requests-inflight.
+const writeConcurrency = 16
+
+// inParallel runs do(0..n-1), at most writeConcurrency at a time, and
+// returns each one's error by index. do must touch only its own objects;
+// the caller applies the results to the pass serially, in index order, so
+// the pass's view, its errors and its Events come out in the same order
+// as if the requests had been made one by one. A step's requests are
+// round trips of a few milliseconds each: one by one, a pass that starts
+// and releases tens of GPRs spends its time waiting on them.
+func inParallel(n int, do func(i int) error) []error {
+	errs := make([]error, n)
+	if n == 1 {
+		errs[0] = do(0)
+		return errs
+	}
+	var g errgroup.Group
+	g.SetLimit(writeConcurrency)
+	for i := range n {
+		g.Go(func() error {
+			errs[i] = do(i)
+			return nil
+		})
+	}
+	_ = g.Wait() // the errors are in errs
+	return errs
 }
 
 // write writes a decision of pass p: g's status, through the decision

@@ -23,41 +23,60 @@ import (
 )
 
 // release completes provisioned GPRs that are due (early release, expiry)
-// or whose workspace is being deleted or gone, status first, then those
-// whose GPUs stayed idle (releaseIdle). A release that cannot be written
-// is that GPR's problem (writeFailed): it keeps its nodes in this pass's
-// view, so the planner never hands them out, and the next pass tries
-// again; the other GPRs are released on time.
+// or whose workspace is being deleted or gone, status first, the writes
+// concurrently (inParallel); then those whose GPUs stayed idle
+// (releaseIdle). A release that cannot be written is that GPR's problem
+// (writeFailed): it keeps its nodes in this pass's view, so the planner
+// never hands them out, and the next pass tries again; the other GPRs are
+// released on time.
 func (r *Reconciler) release(ctx context.Context, p *pass) error {
+	var due, writes []*v1alpha1.GPUProvisionRequest
+	var reasons []v1alpha1.GPRReason
 	for _, g := range p.gprs {
-		reason, due := domain.Due(g, p.now)
-		if !due && domain.IsProvisioned(g) {
-			gone, err := r.workspaceGone(ctx, p, g.Spec.Workspace)
-			if err != nil {
-				p.fail("release", err)
-				continue
-			}
-			reason, due = v1alpha1.ReasonWorkspaceDeleted, gone
-		}
-		if !due {
-			continue
-		}
-		if c := r.partitioned(p, g); c != "" {
-			p.waitCluster(g.Name, c) // released when its cluster is back
+		reason, ok := r.releaseDue(ctx, p, g)
+		if !ok {
 			continue
 		}
 		ng := g.DeepCopy()
 		domain.Release(ng, reason, p.now)
-		if err := r.write(ctx, p, ng); err != nil {
-			r.writeFailed(p, g, "release", "Release", err)
+		due, writes, reasons = append(due, g), append(writes, ng), append(reasons, reason)
+	}
+	errs := inParallel(len(writes), func(i int) error { return r.write(ctx, p, writes[i]) })
+	for i, g := range due {
+		if errs[i] != nil {
+			r.writeFailed(p, g, "release", "Release", errs[i])
 			continue
 		}
+		ng := writes[i]
 		p.set(ng)
-		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s)", joinNames(g.Status.Nodes), reason)
-		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes, "reason", reason)
+		r.event(ng, corev1.EventTypeNormal, "Released", "Release", "Released nodes %s (%s)", joinNames(g.Status.Nodes), reasons[i])
+		logr.FromContextOrDiscard(ctx).Info("released GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", g.Status.Nodes, "reason", reasons[i])
 	}
 	r.releaseIdle(ctx, p)
 	return nil
+}
+
+// releaseDue is why GPR g is released in this pass (domain.Due, or its
+// workspace being deleted or gone); false when it is not, or when its
+// cluster is partitioned (it is released when its cluster is back).
+func (r *Reconciler) releaseDue(ctx context.Context, p *pass, g *v1alpha1.GPUProvisionRequest) (v1alpha1.GPRReason, bool) {
+	reason, due := domain.Due(g, p.now)
+	if !due && domain.IsProvisioned(g) {
+		gone, err := r.workspaceGone(ctx, p, g.Spec.Workspace)
+		if err != nil {
+			p.fail("release", err)
+			return "", false
+		}
+		reason, due = v1alpha1.ReasonWorkspaceDeleted, gone
+	}
+	if !due {
+		return "", false
+	}
+	if c := r.partitioned(p, g); c != "" {
+		p.waitCluster(g.Name, c)
+		return "", false
+	}
+	return reason, true
 }
 
 // writeFailed records that a decision about GPR g could not be written in
@@ -139,9 +158,9 @@ func (r *Reconciler) admit(ctx context.Context, p *pass) error {
 	return r.admitPolicies(ctx, p)
 }
 
-// planAndStart plans over the nodes and the GPRs, then writes the starts
-// one by one. A start that cannot be written is that GPR's problem
-// (writeFailed) and the others still start: the plan's starts hold
+// planAndStart plans over the nodes and the GPRs, then writes the starts,
+// concurrently (inParallel). A start that cannot be written is that GPR's
+// problem (writeFailed) and the others still start: the plan's starts hold
 // disjoint nodes. A start whose evictions were not all written waits for
 // the next pass (evictForPlan). New GPRs are marked Queued with their
 // estimate in the same write that admits them: one write per new GPR.
@@ -165,29 +184,39 @@ func (r *Reconciler) planAndStart(ctx context.Context, p *pass) error {
 		}
 	}
 	blocked := r.evictForPlan(ctx, p)
-	log := logr.FromContextOrDiscard(ctx)
+	var starts []planner.Start
+	var writes []*v1alpha1.GPUProvisionRequest // writes[i] starts starts[i]
 	for _, s := range p.plan.Starts {
 		if blocked[s.ID] {
 			continue // a victim still holds some of its nodes
 		}
-		g := p.gprs[p.byName[s.ID]]
-		ng := g.DeepCopy()
+		ng := p.gprs[p.byName[s.ID]].DeepCopy()
 		domain.Start(ng, s.Nodes, p.now)
-		if err := r.write(ctx, p, ng); err != nil {
-			r.writeFailed(p, g, "start", "Bind", err)
-			continue
-		}
-		p.set(ng)
-		p.started[ng.Name] = true
-		metrics.WaitSeconds.Observe(p.now.Sub(g.CreationTimestamp.Time).Seconds())
-		if e, ok := domain.StartEstimateError(ng); ok {
-			metrics.StartEstimateError.WithLabelValues(cmp.Or(g.Spec.ClusterName, r.defaultCluster), cmp.Or(g.Spec.GPUShape, "any")).
-				Observe(e.Seconds())
-		}
-		r.event(ng, corev1.EventTypeNormal, "Provisioned", "Bind", "Provisioned nodes %s", joinNames(s.Nodes))
-		log.Info("provisioned GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", s.Nodes)
+		starts, writes = append(starts, s), append(writes, ng)
+	}
+	errs := inParallel(len(writes), func(i int) error { return r.write(ctx, p, writes[i]) })
+	for i, s := range starts {
+		r.started(ctx, p, p.gprs[p.byName[s.ID]], writes[i], errs[i])
 	}
 	return nil
+}
+
+// started records in the pass the start of g, written as ng unless err:
+// a start that failed is g's problem (writeFailed).
+func (r *Reconciler) started(ctx context.Context, p *pass, g, ng *v1alpha1.GPUProvisionRequest, err error) {
+	if err != nil {
+		r.writeFailed(p, g, "start", "Bind", err)
+		return
+	}
+	p.set(ng)
+	p.started[ng.Name] = true
+	metrics.WaitSeconds.Observe(p.now.Sub(g.CreationTimestamp.Time).Seconds())
+	if e, ok := domain.StartEstimateError(ng); ok {
+		metrics.StartEstimateError.WithLabelValues(cmp.Or(g.Spec.ClusterName, r.defaultCluster), cmp.Or(g.Spec.GPUShape, "any")).
+			Observe(e.Seconds())
+	}
+	r.event(ng, corev1.EventTypeNormal, "Provisioned", "Bind", "Provisioned nodes %s", joinNames(ng.Status.Nodes))
+	logr.FromContextOrDiscard(ctx).Info("provisioned GPR", "gpr", g.Name, "workspace", g.Spec.Workspace, "nodes", ng.Status.Nodes)
 }
 
 // failUnsatisfiable fails the GPRs no inventory could satisfy (or that

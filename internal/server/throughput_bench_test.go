@@ -136,12 +136,8 @@ func runThroughput(b *testing.B, gprs, nodes int, o server.Options) {
 	// The users: a watch that releases every GPR once it is provisioned,
 	// and records when each was admitted, started and completed.
 	rec := newTPTimes()
-	w, err := c.Watch(ctx, &v1alpha1.GPUProvisionRequestList{}, client.MatchingLabels(lbl))
-	if err != nil {
-		b.Fatal(err)
-	}
 	release := make(chan string, gprs)
-	go rec.watch(w, release)
+	go rec.watch(ctx, c, lbl, release)
 	for range 8 {
 		go func() {
 			for name := range release {
@@ -271,13 +267,32 @@ type tpTimes struct {
 func newTPTimes() *tpTimes { return &tpTimes{m: map[string]*tpTime{}} }
 
 // watch records each GPR's transitions and sends each newly provisioned
-// GPR to release.
-func (r *tpTimes) watch(w watch.Interface, release chan<- string) {
-	benchkit.EachGPR(w, func(g *v1alpha1.GPUProvisionRequest, _ watch.EventType, now time.Time) {
+// GPR to release, until ctx ends. The apiserver may close a watch (one
+// that falls behind a burst of writes on a loaded machine): it is opened
+// again, with a list first, so no transition is missed and no GPR is
+// left unreleased.
+func (r *tpTimes) watch(ctx context.Context, c client.WithWatch, lbl map[string]string, release chan<- string) {
+	see := func(g *v1alpha1.GPUProvisionRequest, _ watch.EventType, now time.Time) {
 		if r.record(g, now) {
 			release <- g.Name
 		}
-	})
+	}
+	for ctx.Err() == nil {
+		var list v1alpha1.GPUProvisionRequestList
+		if err := c.List(ctx, &list, client.MatchingLabels(lbl)); err != nil {
+			continue
+		}
+		now := time.Now()
+		for i := range list.Items {
+			see(&list.Items[i], watch.Added, now)
+		}
+		w, err := c.Watch(ctx, &v1alpha1.GPUProvisionRequestList{}, client.MatchingLabels(lbl),
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+		if err != nil {
+			continue
+		}
+		benchkit.EachGPR(w, see)
+	}
 }
 
 // record notes g's phase at now; true when g was just seen provisioned.
