@@ -269,9 +269,13 @@ func TestLikelyAndLatestStart(t *testing.T) {
 	if g.Status.FirstEstimatedStartTime == nil || !g.Status.FirstEstimatedStartTime.Time.Equal(first) {
 		t.Errorf("first estimate after start %v, want it kept: %s", g.Status.FirstEstimatedStartTime, first)
 	}
-	if got := histogramCount(t, hist); got != before+1 {
-		t.Errorf("gpuspace_gpr_start_estimate_error_seconds count %d after the start, want %d", got, before+1)
-	}
+	// The pass observes it once the start write has returned: wait for it.
+	h.eventually(func() error {
+		if got := histogramCount(t, hist); got != before+1 {
+			return fmt.Errorf("gpuspace_gpr_start_estimate_error_seconds count %d after the start, want %d", got, before+1)
+		}
+		return nil
+	})
 }
 
 // histogramCount is how many observations o has seen.
