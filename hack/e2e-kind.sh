@@ -30,7 +30,7 @@ docker exec "$CLUSTER-control-plane" sh -c \
 
 make images TAG="$TAG"
 for img in gpuspace gpuspace-scheduler gpuspace-device-plugin; do
-  kind load docker-image --name "$CLUSTER" "gpuspace/$img:$TAG"
+  kind load image-archive --name "$CLUSTER" "_output/images/$img.tar"
 done
 
 kubectl apply --server-side -k manifests/overlays/kind

@@ -17,11 +17,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -30,7 +25,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/gpuspace/gpuspace/internal/dev/imagebuild"
 )
 
 // Image names the stage configures (containerd's sandbox_image, the pod's
@@ -96,126 +92,31 @@ func printEnv() {
 	}
 }
 
-// blob is one content-addressed file of the layout.
-type blob struct {
-	mediaType string
-	data      []byte
-}
-
-func (b blob) digest() string {
-	sum := sha256.Sum256(b.data)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-func (b blob) descriptor() map[string]any {
-	return map[string]any{"mediaType": b.mediaType, "digest": b.digest(), "size": len(b.data)}
-}
-
+// pack writes the two images, one layer each holding this binary at
+// /nodeimage, as an OCI layout archive (internal/dev/imagebuild, the
+// library make images uses).
 func pack(out string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	bin, err := os.ReadFile(self)
-	if err != nil {
-		return err
-	}
-	// One uncompressed layer: /nodeimage, and /tmp for good measure.
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	epoch := time.Unix(0, 0)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: epoch}); err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "nodeimage", Mode: 0o755, Size: int64(len(bin)), ModTime: epoch}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	layerBlob := blob{"application/vnd.oci.image.layer.v1.tar", layer.Bytes()}
-	diffID := layerBlob.digest() // uncompressed: the diff ID is the digest
-
-	blobs := []blob{layerBlob}
-	var manifests []map[string]any
+	var images []imagebuild.Named
 	for _, img := range []struct{ name, mode string }{{PauseImage, "pause"}, {TestImage, "env"}} {
-		cfg, err := json.Marshal(map[string]any{
-			"architecture": runtime.GOARCH,
-			"os":           "linux",
-			"config": map[string]any{
-				"Entrypoint": []string{"/nodeimage", img.mode},
-				"Env":        []string{"PATH=/"},
-				"WorkingDir": "/",
+		i, err := imagebuild.Build(imagebuild.Spec{
+			Files: []imagebuild.File{
+				{Path: "/nodeimage", Source: self, Mode: 0o755},
+				{Path: "/tmp", Dir: true, Mode: 0o1777},
 			},
-			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+			Entrypoint: []string{"/nodeimage", img.mode},
+			Env:        []string{"PATH=/"},
+			// The pod's container writes $ENV_FILE wherever the stage says.
+			Root: true,
+			OS:   "linux", Architecture: runtime.GOARCH,
 		})
 		if err != nil {
 			return err
 		}
-		cfgBlob := blob{"application/vnd.oci.image.config.v1+json", cfg}
-		man, err := json.Marshal(map[string]any{
-			"schemaVersion": 2,
-			"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-			"config":        cfgBlob.descriptor(),
-			"layers":        []any{layerBlob.descriptor()},
-		})
-		if err != nil {
-			return err
-		}
-		manBlob := blob{"application/vnd.oci.image.manifest.v1+json", man}
-		blobs = append(blobs, cfgBlob, manBlob)
-		d := manBlob.descriptor()
-		d["platform"] = map[string]string{"architecture": runtime.GOARCH, "os": "linux"}
-		d["annotations"] = map[string]string{
-			"io.containerd.image.name":          img.name,
-			"org.opencontainers.image.ref.name": img.name[strings.LastIndex(img.name, ":")+1:],
-		}
-		manifests = append(manifests, d)
+		images = append(images, imagebuild.Named{Ref: img.name, Image: i})
 	}
-	index, err := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.index.v1+json",
-		"manifests":     manifests,
-	})
-	if err != nil {
-		return err
-	}
-
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	aw := tar.NewWriter(f)
-	add := func(name string, data []byte) error {
-		if err := aw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch}); err != nil {
-			return err
-		}
-		_, err := aw.Write(data)
-		return err
-	}
-	if err := add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
-		return err
-	}
-	if err := add("index.json", index); err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for _, b := range blobs {
-		d := b.digest()
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		if err := add("blobs/sha256/"+strings.TrimPrefix(d, "sha256:"), b.data); err != nil {
-			return err
-		}
-	}
-	if err := aw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
+	return imagebuild.WriteArchive(out, images...)
 }
