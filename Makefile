@@ -126,7 +126,7 @@ e2e-kind: ## Create a kind cluster, deploy gpuspace and run the e2e suite (needs
 	hack/e2e-kind.sh
 
 .PHONY: e2e-node
-e2e-node: build ## Join a real kubelet 1.37.1 (containerd, runc) to gpuspace dev; a pod gets GPUs from the device plugin (root; restores the host)
+e2e-node: build images ## Join a real kubelet 1.37.1 (containerd, runc) to gpuspace dev; the device plugin's DaemonSet runs from make images' image and a pod gets GPUs from it (root; restores the host)
 	hack/e2e-node.sh
 
 .PHONY: clean

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e-node.sh (make e2e-node): a real node. It joins a real kubelet 1.37.1,
-# with containerd and runc, to a fresh `gpuspace dev`, runs
-# gpuspace-device-plugin --nvml=mock:dgxh100 against that kubelet, binds the
+# with containerd and runc, to a fresh `gpuspace dev`, runs the
+# gpuspace-device-plugin DaemonSet (--nvml=mock:dgxh100) on that kubelet, binds the
 # node to a workspace through the REST API (a GPR), and runs a pod in the
 # workspace's namespace asking for nvidia.com/gpu: 2. The pod's container
 # (a static Go binary, e2e/node/nodeimage, in an OCI image imported into
@@ -28,9 +28,13 @@
 # network namespaces, mount points, cgroups, processes) and fails if
 # anything differs.
 #
+# The device plugin runs as the DaemonSet of manifests/device-plugin, from
+# the image `make images` built (_output/images/gpuspace-device-plugin.tar),
+# with its ServiceAccount, RBAC and admission policy.
+#
 # Needs root, Debian's containerd/runc/containernetworking-plugins (installed
-# with apt if missing) and the binaries `make build` makes. Environment:
-# E2E_NODE_STATE_DIR (default .gpuspace/e2e-node; kept on failure, with
+# with apt if missing) and the binaries `make build` and `make images` make.
+# Environment: E2E_NODE_STATE_DIR (default .gpuspace/e2e-node; kept on failure, with
 # logs), E2E_NODE_LISTEN (REST API, default 127.0.0.1:18090),
 # E2E_NODE_KEEP=1 keeps the state directory on success too.
 set -euo pipefail
@@ -76,6 +80,12 @@ inner() {
     fi
     # Let the kubelet tear the pod down (CNI DEL, cgroups) while it runs.
     [ -n "${WS_NS:-}" ] && kc delete pod -n "$WS_NS" gpu-env --wait=true --timeout=30s >/dev/null 2>&1
+    if [ -n "${DP_APPLIED:-}" ]; then
+      # This node's pod (a simulated node may have one that never runs).
+      kc -n gpuspace-device-plugin logs $(kc -n gpuspace-device-plugin get pods --field-selector spec.nodeName="$NODE" -o name) >"$logs/device-plugin.log" 2>&1
+      kc -n gpuspace-device-plugin delete daemonset gpuspace-device-plugin --cascade=orphan >/dev/null 2>&1
+      kc -n gpuspace-device-plugin delete pods --field-selector spec.nodeName="$NODE" --wait=true --timeout=30s >/dev/null 2>&1
+    fi
     local i p
     for ((i = ${#started[@]} - 1; i >= 0; i--)); do
       p=${started[i]}
@@ -263,18 +273,43 @@ EOF
   for s in "${SYSCTLS[@]}"; do masked+=" ${s//\//.}=$(cat "$ns/sysctl/${s//\//.}")"; done
   log "sysctls the kubelet wrote (into the masks; the kernel's are untouched):$masked"
 
-  # 5. The device plugin, against the kubelet's /var/lib/kubelet/device-plugins.
-  log "starting gpuspace-device-plugin --nvml=mock:dgxh100"
-  "$BIN/gpuspace-device-plugin" --nvml=mock:dgxh100 --node-name "$NODE" --kubeconfig "$admin" \
-    --log-format console >"$logs/device-plugin.log" 2>&1 &
-  started+=($!)
+  # 5. The device plugin as users run it: the DaemonSet of manifests/device-plugin
+  # (its ServiceAccount, RBAC and admission policy), running the image
+  # make images built, imported into containerd (there is no registry), on
+  # a mock NVML. No kube-proxy runs here, so its in-cluster configuration
+  # reaches the apiserver on the host network at the apiserver's own
+  # address (KUBERNETES_SERVICE_HOST/PORT, which beat the kubelet's
+  # service variables).
+  ctr -a "$sock" -n k8s.io images import "$DP_ARCHIVE" >>"$logs/import.log" 2>&1 || { cat "$logs/import.log" >&2; die "import of $DP_ARCHIVE failed"; }
+  grep -qx "$DP_IMAGE" <<<"$(ctr -a "$sock" -n k8s.io images ls -q)" || die "image $DP_IMAGE not in containerd after import"
+  log "imported $DP_IMAGE ($(ctr -a "$sock" -n k8s.io images ls | awk -v i="$DP_IMAGE" '$1 == i {print $3}'))"
+  local hostport=${server#https://}
+  kc apply --server-side -k "$ROOT/manifests/device-plugin" >"$logs/device-plugin-apply.log" 2>&1 || { cat "$logs/device-plugin-apply.log" >&2; die "kubectl apply -k manifests/device-plugin failed"; }
+  kc -n gpuspace-device-plugin patch daemonset gpuspace-device-plugin --type json -p "[
+    {\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/0/image\", \"value\": \"$DP_IMAGE\"},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/imagePullPolicy\", \"value\": \"Never\"},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/hostNetwork\", \"value\": true},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/env/-\", \"value\": {\"name\": \"NVML\", \"value\": \"mock:dgxh100\"}},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/env/-\", \"value\": {\"name\": \"KUBERNETES_SERVICE_HOST\", \"value\": \"${hostport%:*}\"}},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/env/-\", \"value\": {\"name\": \"KUBERNETES_SERVICE_PORT\", \"value\": \"${hostport##*:}\"}}
+  ]" >/dev/null || die "patching the device plugin DaemonSet failed"
+  DP_APPLIED=1
+  kc label node "$NODE" gpuspace.io/gpu-node=true >/dev/null
+  log "device plugin DaemonSet applied (manifests/device-plugin, image $DP_IMAGE, NVML=mock:dgxh100)"
   local cap=""
   for _ in $(seq 1 120); do
     cap=$(kc get node "$NODE" -o jsonpath='{.status.capacity.nvidia\.com/gpu}' 2>/dev/null || true)
     [ "$cap" = 8 ] && break
     sleep 1
   done
-  [ "$cap" = 8 ] || die "node capacity nvidia.com/gpu=$cap, want 8 (see $logs/device-plugin.log)"
+  if [ "$cap" != 8 ]; then
+    kc -n gpuspace-device-plugin get pods -o wide >&2 || true
+    kc -n gpuspace-device-plugin describe pods >&2 || true
+    die "node capacity nvidia.com/gpu=$cap, want 8 (see $logs/device-plugin.log)"
+  fi
+  local dppod
+  dppod=$(kc -n gpuspace-device-plugin get pods --field-selector spec.nodeName="$NODE" -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.spec.containers[0].image}{"\n"}{end}')
+  log "device plugin pod: $dppod"
   log "node capacity: nvidia.com/gpu=$cap gpuspace.io/gpu-memory=$(kc get node "$NODE" -o jsonpath='{.status.capacity.gpuspace\.io/gpu-memory}')," \
     "labels: $(kc get node "$NODE" -o jsonpath='{.metadata.labels.nvidia\.com/gpu\.product} {.metadata.labels.gpuspace\.io/gpu\.shape}')"
 
@@ -389,6 +424,11 @@ mkdir -p "$STATE/logs"
 STATE=$(cd "$STATE" && pwd)
 export E2E_NODE_STATE_DIR=$STATE
 CGO_ENABLED=0 go build -o "$STATE/nodeimage" ./e2e/node/nodeimage
+# The device plugin's image, as make images (make e2e-node runs it) built it.
+DP_IMAGE=docker.io/gpuspace/gpuspace-device-plugin:${TAG:-dev}
+DP_ARCHIVE=$ROOT/_output/images/gpuspace-device-plugin.tar
+[ -s "$DP_ARCHIVE" ] || die "$DP_ARCHIVE missing: run make images (make e2e-node does)"
+export DP_IMAGE DP_ARCHIVE
 "$STATE/nodeimage" pack -o "$STATE/images.tar"
 
 unshare -m -n -p -f --mount-proc true 2>"$STATE/unshare.err" ||
