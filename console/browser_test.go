@@ -100,6 +100,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	bctx, cancelB := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer cancelB()
 
+	var perrs *pageErrors // from the first page on
 	fail := func(what string, err error) {
 		t.Helper()
 		url, _ := chromedp.Run(bctx, chromedp.Location())
@@ -110,6 +111,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
 			fail(what, err)
+		}
+		if perrs != nil {
+			perrs.check(t, what)
 		}
 	}
 	evalBool := func(what, js string) bool { t.Helper(); return evaluate[bool](t, bctx, fail, what, js) }
@@ -124,6 +128,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		deadline := time.Now().Add(90 * time.Second)
 		for {
 			if evalBool(what, "!!("+cond+")") {
+				perrs.check(t, what)
 				return
 			}
 			if time.Now().After(deadline) {
@@ -136,6 +141,8 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// The browser starts on the first action; time the page, not that.
 	run("start the browser", chromedp.Navigate("about:blank"))
+	perrs = listenPageErrors(t, bctx)
+	defer func() { perrs.check(t, "the last page") }()
 	// First load: the page, its assets and the login form.
 	start := time.Now()
 	run("open the console", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("apikey")))
@@ -160,7 +167,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("new workspace", chromedp.Navigate(base+"/#/workspaces"),
 		chromedp.WaitVisible(chromedp.CSS(`details.card > summary`)), chromedp.Click(chromedp.CSS(`details.card > summary`)),
 		chromedp.SendKeys(chromedp.ID("wsname"), ws), chromedp.SendKeys(chromedp.ID("wsuser"), "Jane Doe"),
-		chromedp.SendKeys(chromedp.ID("wsdesc"), hostile), chromedp.Click(chromedp.CSS(`#ws-form button[type="submit"]`)))
+		chromedp.SendKeys(chromedp.ID("wsdesc"), hostile))
+	// The name's pattern compiles (Chromium uses the v flag) and refuses
+	// what a DNS label may not be.
+	for name, bad := range map[string]bool{"Bad_Name": true, "-lead": true, "ok-name": false} {
+		if got := evalBool("name pattern", fmt.Sprintf(`(() => { const i = document.querySelector("#wsname"), v = i.value;
+			i.value = %q; const bad = i.validity.patternMismatch; i.value = v; return bad })()`, name)); got != bad {
+			t.Errorf("workspace name %q: patternMismatch %v, want %v", name, got, bad)
+		}
+	}
+	run("submit workspace", chromedp.Click(chromedp.CSS(`#ws-form button[type="submit"]`)))
 	waitJS("workspace listed", fmt.Sprintf(`document.querySelector('tr[data-ws=%q]')`, ws))
 	fired := evalStr("no script ran", `String(window.__xss ?? "")`)
 	shown := evalStr("description as text", fmt.Sprintf(`document.querySelector('tr[data-ws=%q] .desc').textContent`, ws))
@@ -195,7 +211,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A request forged from the page, without the CSRF token: refused.
 	forgeJS := fmt.Sprintf(`fetch("/api/v1/gpr", {method: "PUT", credentials: "same-origin",
 		headers: {"Content-Type": "application/json"}, body: JSON.stringify({gprId: %q, priority: 7})}).then(r => r.status)`, b)
-	forged := evalNum("forged request", forgeJS)
+	var forged float64
+	perrs.expect("status of 403", func() { forged = evalNum("forged request", forgeJS) })
 	if forged != 403 {
 		t.Errorf("forged PUT /gpr without the CSRF token: %v, want 403", forged)
 	}
@@ -251,11 +268,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	// With the CSRF token (as the page itself would send it), still 403:
 	// the role decides.
-	viewerPut := evalNum("viewer change", fmt.Sprintf(`(async () => {
+	var viewerPut float64
+	perrs.expect("status of 403", func() {
+		viewerPut = evalNum("viewer change", fmt.Sprintf(`(async () => {
 		const csrf = (await (await fetch("/api/v1/console/session")).json()).data.csrfToken;
 		const r = await fetch("/api/v1/gpr", {method: "PUT", credentials: "same-origin",
 			headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify({gprId: %q, priority: 7})});
 		return r.status })()`, b))
+	})
 	if viewerPut != 403 {
 		t.Errorf("Viewer's PUT /gpr: %v, want 403", viewerPut)
 	}
