@@ -268,7 +268,7 @@ func listGPRs(ctx context.Context, s *session, ws string) ([]client.GPR, error) 
 // queue (0 when not queued).
 type gprRow struct {
 	client.GPR
-	Position   int `json:"position,omitempty"`
+	Position int `json:"position,omitempty"`
 }
 
 // printGPRs prints GPRs with their queue positions (from the plan).
