@@ -141,6 +141,13 @@ func TestUserCLI(t *testing.T) {
 		t.Errorf("merged kubeconfig: %v, current %q, contexts %v; want one for namespace %s", err, kc.CurrentContext, kc.Contexts, ns)
 	}
 
+	if out := must(t, ctx, "ws", "kubeconfig", ws, "--cluster", cluster, "--file", "-"); !strings.Contains(out, "namespace: "+ns) {
+		t.Errorf("ws kubeconfig --file -:\n%s", out)
+	}
+	if _, err := run(t, ctx, nil, "ws", "kubeconfig", ws, "--cluster", "nope"); err == nil || !strings.Contains(err.Error(), "4") {
+		t.Errorf("kubeconfig of an unknown cluster: %v, want a 4xx", err)
+	}
+
 	// Estimate, and a refusal that names the flag to fix.
 	var est client.WaitTime
 	decode(t, must(t, ctx, "gpr", "estimate", "-w", ws, "--shape", "H100", "--gpus", "8", "--duration", "1h", "-o", "json"), &est)
@@ -235,6 +242,38 @@ func TestUserCLI(t *testing.T) {
 	decode(t, must(t, ctx, "gpr", "create", "-w", ws, "--name", "huge", "--shape", "H100", "--gpus", "8", "--nodes", "4", "--duration", "1h", "-o", "json"), &c)
 	if _, err := run(t, ctx, nil, "gpr", "wait", c.GprId, "--timeout", "60s"); err == nil {
 		t.Error("wait on an unsatisfiable GPR succeeded")
+	}
+
+	// --from-template: the template's values, the flags given over them;
+	// a queued GPR is deleted.
+	tmpl, shape, nodes := "ucli-tmpl-"+sfx, "H100", int32(1)
+	tr, err := owner.CreateGPRTemplateWithResponse(ctx, client.GPRTemplateRequest{Name: tmpl, GpuShape: &shape,
+		NumberOfGPUs: 4, NumberOfGPUNodes: &nodes, ExitDuration: "0d3h0m"})
+	if err != nil || tr.JSON200 == nil {
+		t.Fatalf("create template: %v %s", err, tr.Body)
+	}
+	var d gprRow
+	decode(t, must(t, ctx, "gpr", "create", "-w", ws, "--from-template", tmpl, "--priority", "150", "-o", "json"), &d)
+	if d.GprName != tmpl || d.GpuShape != "H100" || d.NumberOfGPUs != 4 || d.ExitDuration != "3h0m0s" || d.Priority != 150 {
+		t.Errorf("from template: %+v, want the template's shape, GPUs, duration and name with priority 150", d.GPR)
+	}
+	if _, err := run(t, ctx, nil, "gpr", "create", "-w", ws, "--from-template", "nope-"+sfx); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("unknown template: %v, want 404", err)
+	}
+	must(t, ctx, "gpr", "delete", d.GprId)
+	if _, err := run(t, ctx, nil, "gpr", "get", d.GprId); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("get after delete: %v, want 404", err)
+	}
+
+	// A second context; switching and deleting.
+	must(t, ctx, "login", "--server", url, "--context", "other", "--api-key-file", keyFile)
+	if out := must(t, ctx, "config", "current-context"); out != "other\n" {
+		t.Errorf("current context after a second login: %q", out)
+	}
+	must(t, ctx, "config", "use-context", "test")
+	must(t, ctx, "config", "delete-context", "other")
+	if _, err := run(t, ctx, nil, "config", "use-context", "other"); err == nil {
+		t.Error("use-context of a deleted context succeeded")
 	}
 
 	must(t, ctx, "logout")
