@@ -135,6 +135,9 @@ func TestUserCLI(t *testing.T) {
 	if out := must(t, ctx, "ws", "get", ws, "-o", "yaml"); !strings.Contains(out, "name: "+ws) {
 		t.Errorf("ws get -o yaml:\n%s", out)
 	}
+	if out := must(t, ctx, "__complete", "ws", "get", ""); !strings.Contains(out, ws+"\n") {
+		t.Errorf("completion of ws get: %q, want %s", out, ws)
+	}
 	must(t, ctx, "ws", "kubeconfig", ws, "--cluster", cluster)
 	kc, err := clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
 	if err != nil || kc.CurrentContext == "" || kc.Contexts[kc.CurrentContext] == nil || kc.Contexts[kc.CurrentContext].Namespace != ns {
