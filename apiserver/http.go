@@ -240,6 +240,9 @@ func (s *Server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 			writeErr(ctx, unauthenticated("Api Key has expired"))
 		case errors.Is(err, auth.ErrUnknownKey):
 			writeErr(ctx, unauthenticated("Unauthenticated: the token's API key was deleted"))
+		case errors.Is(err, auth.ErrNoRole):
+			writeErr(ctx, envelope.Errorf(http.StatusForbidden, envelope.KeyForbidden,
+				"%v: ask an Owner to map one of your groups to a role (the OIDC role mapping ConfigMap)", err))
 		case errors.Is(err, auth.ErrTokenMalformed), errors.Is(err, auth.ErrTokenSignature), errors.Is(err, auth.ErrKeyRecordInvalid):
 			writeErr(ctx, unauthenticated("Unauthenticated: invalid bearer token"))
 		default:
