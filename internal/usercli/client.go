@@ -49,6 +49,11 @@ func (o *globals) connect(ctx context.Context) (*session, error) {
 			}
 		}
 	}
+	if tok := os.Getenv("GPUSPACE_TOKEN"); tok != "" && server != "" {
+		// An ID token of the server's OpenID Provider (docs/sso.md), sent
+		// as it is.
+		return newSession(server, "", tok)
+	}
 	if key == "" {
 		return nil, fmt.Errorf("not logged in to %s: run gpuspace login", server)
 	}
@@ -57,6 +62,12 @@ func (o *globals) connect(ctx context.Context) (*session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newSession is a session that sends token as its bearer, no login.
+func newSession(server, key, token string) (*session, error) {
+	s := &session{server: strings.TrimRight(server, "/"), apiKey: key, token: token, http: defaultHTTP()}
+	return s, s.bearer()
 }
 
 // login exchanges the API key for a bearer token (POST /api/v1/auth) and
@@ -74,6 +85,12 @@ func (s *session) login(ctx context.Context) error {
 		return fmt.Errorf("log in to %s: %w", s.server, apiError(r.StatusCode(), r.Body, nil))
 	}
 	s.token = r.JSON200.Data.Token
+	return s.bearer()
+}
+
+// bearer builds the client that sends the session's token.
+func (s *session) bearer() error {
+	var err error
 	s.api, err = client.NewClientWithResponses(s.server, client.WithHTTPClient(s.http),
 		client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
 			req.Header.Set("Authorization", "Bearer "+s.token)

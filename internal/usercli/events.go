@@ -53,7 +53,7 @@ func (s *session) events(ctx context.Context) (<-chan sseEvent, <-chan error) {
 				errc <- ctx.Err()
 				return
 			}
-			if e, ok := asAPIError(err); ok && e.Status != http.StatusUnauthorized {
+			if e, ok := asAPIError(err); ok && (e.Status != http.StatusUnauthorized || s.apiKey == "") {
 				errc <- err
 				return
 			}
@@ -65,6 +65,9 @@ func (s *session) events(ctx context.Context) (<-chan sseEvent, <-chan error) {
 				errc <- ctx.Err()
 				return
 			case <-time.After(time.Second):
+			}
+			if s.apiKey == "" {
+				continue // an ID token: reconnect with it; a 401 then ends the stream
 			}
 			if err := s.login(ctx); err != nil {
 				if _, ok := asAPIError(err); ok {
