@@ -67,6 +67,7 @@ func (s *Server) build() {
 	// The web console, on the same origin as the API it calls (its cookie
 	// session and CSRF rule rely on that): / and /ui/ only.
 	console.Mount(s.mux)
+	s.mountSSO(s.mux)
 
 	s.handler = s.recoverer(jsonBodies(s.fallback(s.mux)))
 }

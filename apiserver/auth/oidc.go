@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,6 +45,9 @@ type OIDCConfig struct {
 	IssuerURL string
 	// ClientID is the audience ID tokens must have.
 	ClientID string
+	// ClientSecret is gpuspace's secret at the provider, for the console's
+	// code exchange; empty for a public client (PKCE alone).
+	ClientSecret string
 	// GroupsClaim names the claim with the user's groups; default "groups".
 	GroupsClaim string
 	// UsernameClaim names the claim that identifies the user; default
@@ -144,6 +148,7 @@ type OIDC struct {
 	now       func() time.Time
 
 	mu       sync.Mutex
+	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	mapping  RoleMapping
 	mapErr   error
@@ -218,9 +223,25 @@ func (o *OIDC) verifierFor(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OIDC discovery at %s: %w", o.cfg.IssuerURL, err)
 	}
-	o.verifier = p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID, Now: o.now})
+	o.provider, o.verifier = p, p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID, Now: o.now})
 	return o.verifier, nil
 }
+
+// OAuth2 is the provider's OAuth 2.0 client configuration for gpuspace
+// (client id and secret, endpoints from discovery, the scopes that bring
+// the claims the mapping reads), for the console's log-in.
+func (o *OIDC) OAuth2(ctx context.Context, redirectURL string) (*oauth2.Config, error) {
+	if _, err := o.verifierFor(ctx); err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return &oauth2.Config{ClientID: o.cfg.ClientID, ClientSecret: o.cfg.ClientSecret, Endpoint: o.provider.Endpoint(),
+		RedirectURL: redirectURL, Scopes: []string{oidc.ScopeOpenID, "email", "profile", "groups"}}, nil
+}
+
+// OIDC is the Authenticator's single sign-on, nil without.
+func (a *Authenticator) OIDC() *OIDC { return a.oidc }
 
 // roleMapping is the ConfigMap's mapping, read again every mappingTTL; no
 // ConfigMap is an empty mapping (nobody gets a role by SSO).

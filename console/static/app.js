@@ -119,16 +119,30 @@ async function boot() {
   $("#login-form").addEventListener("submit", login);
   $("#logout").addEventListener("click", logout);
   window.addEventListener("hashchange", () => { state.selected = null; render(); focusMain(); });
-  // Probe the session only when this browser logged in before: the cookie
-  // is HttpOnly, and a 401 on a first visit would be a console error.
-  if (localStorage.getItem(SIGNED_IN)) {
+  offerSSO();
+  // Probe the session only when this browser logged in before (or comes
+  // back from the SSO log-in): the cookie is HttpOnly, and a 401 on a
+  // first visit would be a console error.
+  const fromSSO = location.hash === "#/sso";
+  if (fromSSO) history.replaceState(null, "", "#/pool");
+  if (fromSSO || localStorage.getItem(SIGNED_IN)) {
     try {
       const se = await api("GET", "/api/v1/console/session");
       if (se.csrfToken) return started(se);
     } catch { /* the session ended */ }
   }
   localStorage.removeItem(SIGNED_IN);
-  showLogin();
+  const failed = /^#\/sso-(failed|unavailable)/.test(location.hash) ? location.hash.split("/").pop() : "";
+  if (failed) history.replaceState(null, "", "#");
+  showLogin(failed ? "Log-in with SSO did not succeed (" + failed + "); try again, or use an API key." : "");
+}
+
+// offerSSO shows "Log in with SSO" when the server has single sign-on.
+async function offerSSO() {
+  try {
+    const r = await fetch("/sso/config", { cache: "no-store" });
+    $("#sso").hidden = !(r.ok && (await r.json()).enabled);
+  } catch { /* no SSO */ }
 }
 
 function showLogin(msg) {

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -10,11 +12,15 @@ import (
 )
 
 // oidcFlags are serve's single sign-on flags (docs/sso.md).
-type oidcFlags struct{ cfg auth.OIDCConfig }
+type oidcFlags struct {
+	cfg        auth.OIDCConfig
+	secretFile string
+}
 
 func (o *oidcFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&o.cfg.IssuerURL, "oidc-issuer-url", "", "OpenID Provider whose ID tokens the API accepts beside its own bearer tokens (single sign-on); empty: API keys only")
 	f.StringVar(&o.cfg.ClientID, "oidc-client-id", "", "client id of gpuspace at the provider: the audience ID tokens must have")
+	f.StringVar(&o.secretFile, "oidc-client-secret-file", "", "file holding gpuspace's client secret at the provider, for the console's log-in; none: a public client (PKCE alone)")
 	f.StringVar(&o.cfg.GroupsClaim, "oidc-groups-claim", "groups", "ID token claim with the user's groups")
 	f.StringVar(&o.cfg.UsernameClaim, "oidc-username-claim", "email", "ID token claim that names the user (the mapping's users; the sub claim when absent)")
 	f.StringVar(&o.cfg.RolesConfigMap, "oidc-roles-configmap", auth.DefaultOIDCRolesConfigMap, "ConfigMap in --namespace whose "+auth.OIDCRolesKey+" maps groups and users to a role and workspace")
@@ -36,5 +42,12 @@ func (o *oidcFlags) config() (*auth.OIDCConfig, error) {
 		return nil, fmt.Errorf("--oidc-client-id: the client id ID tokens are issued for is required with --oidc-issuer-url")
 	}
 	c := o.cfg
+	if o.secretFile != "" {
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		c.ClientSecret = strings.TrimSpace(string(b))
+	}
 	return &c, nil
 }
