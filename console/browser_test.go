@@ -222,6 +222,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitJS("pool held by B", fmt.Sprintf(`[...document.querySelectorAll("tr[data-node]")].some(r => r.textContent.includes(%q))`, b))
 	shot(t, bctx, filepath.Join(out, "pool.png"))
 
+	// Policies and templates: a policy and a template made through the
+	// API are listed, and (for an Owner) the bindings section is there.
+	putPolicyAndTemplate(t, ctx, base, ownerKey, ws, sfx)
+	run("policies", chromedp.Navigate(base+"/#/policies"))
+	waitJS("policy and template listed", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]') && document.querySelector('#templates tr[data-name=%q]') && document.querySelector("#bindings, #bindings-empty")`, ws, "tmpl-"+sfx))
+	if got := evalStr("policy row", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]').textContent`, ws)); !strings.Contains(got, "H100") || !strings.Contains(got, "5") {
+		t.Errorf("policy row %q, want shapes H100 and 5 GPRs at once", got)
+	}
+	shot(t, bctx, filepath.Join(out, "policies.png"))
+
 	// Phone width: nothing wider than the screen but the scrollable
 	// tables and timeline.
 	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(base+"/#/pool"))
@@ -254,6 +264,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	newWS := evalBool("viewer new workspace", `!!document.querySelector("#ws-form")`)
 	run("viewer GPR", chromedp.Navigate(base+"/#/gpr/"+b))
 	waitJS("viewer GPR page", `document.querySelector("#gpr-facts")`)
+	run("viewer policies", chromedp.Navigate(base+"/#/policies"))
+	waitJS("viewer policies listed", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]')`, ws))
+	if evalBool("viewer bindings", `!!document.querySelector("#bindings, #bindings-empty")`) {
+		t.Error("a Viewer is shown the template bindings (an Owner's list)")
+	}
+	run("viewer GPR again", chromedp.Navigate(base+"/#/gpr/"+b))
+	waitJS("viewer GPR page again", `document.querySelector("#gpr-facts")`)
 	actions := evalBool("viewer GPR actions", `!!document.querySelector("#gpr-actions, #early-release, #delete-gpr, button.danger, button.primary")`)
 	if navNew || newWS || actions {
 		t.Errorf("a Viewer sees mutating controls: nav %v, new workspace %v, GPR actions %v", navNew, newWS, actions)

@@ -898,3 +898,42 @@ window.gpuspaceConsole = {
 };
 
 boot();
+
+// ---------------------------------------------------------------- policies and templates
+
+// policiesPage: every workspace policy the caller may read, the GPR
+// templates, and (for an Owner, who alone may list them) the template
+// bindings. Read-only; policies are set with PUT /workspace-policies.
+function policiesPage() {
+  const body = h("div", { id: "policies-body" }, loading());
+  const table = (id, head, rows, empty) => rows.length === 0 ? h("p", { class: "muted", id: id + "-empty" }, empty)
+    : h("div", { class: "tablewrap" }, h("table", { id },
+      h("thead", null, h("tr", null, head.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", null, rows.map((r) => h("tr", { "data-name": r[0] }, r.map((c) => h("td", null, c)))))));
+  const load = async () => {
+    try {
+      const [pl, tl, bl] = await Promise.all([api("GET", "/api/v1/workspace-policies"), api("GET", "/api/v1/gpr-template/list"),
+        can.owner() ? api("GET", "/api/v1/gpr-template-binding/list") : Promise.resolve(null)]);
+      const none = (v) => (v ? String(v) : "no limit");
+      body.replaceChildren(
+        h("h2", null, "Workspace policies"),
+        table("policies", ["Workspace", "Priority up to", "GPRs at once", "Longest duration", "GPU shapes", "GPUs per GPR", "Idle release"],
+          (pl.items || []).map((p) => [p.workspaceName, p.priorityRange, none(p.maxGPRs), p.maxExitDurationPerGPR || "—",
+            (p.gpuShapes || []).join(", ") || "any", none(p.maxGpuPerGpr), p.enforceIdleTimeOut ? "enforced" : "off"]),
+          "No workspace has a policy: none has limits."),
+        h("h2", null, "GPR templates"),
+        table("templates", ["Name", "Shape", "GPUs", "Duration", "Priority", "Cluster"],
+          (tl.items || []).map((t) => [t.name, t.gpuShape || "any", (t.numberOfGPUNodes || 1) + " × " + t.numberOfGPUs, t.exitDuration,
+            String(t.priority || "—"), t.clusterName || "any"]),
+          "No GPR templates."),
+        bl ? h("h2", null, "Template bindings") : null,
+        bl ? table("bindings", ["Workspace", "Auto-GPR", "Default templates"],
+          (bl.templateBindings || []).map((b) => [b.name, b.enableAutoGPR ? "on" : "off",
+            (b.clusters || []).map((c) => c.clusterName + ": " + (c.defaultTemplateName || "—")).join("; ") || "—"]),
+          "No template bindings.") : null);
+    } catch (e) { body.replaceChildren(h("p", { class: "error" }, e.message)); }
+  };
+  setTimeout(load, 0);
+  return h("section", { "aria-labelledby": "pol-h" }, h("h1", { id: "pol-h" }, "Policies and templates"), body);
+}
+pages.policies = policiesPage;
