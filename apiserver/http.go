@@ -67,6 +67,7 @@ func (s *Server) build() {
 	// The web console, on the same origin as the API it calls (its cookie
 	// session and CSRF rule rely on that): / and /ui/ only.
 	console.Mount(s.mux)
+	s.mountSSO(s.mux)
 
 	s.handler = s.recoverer(jsonBodies(s.fallback(s.mux)))
 }
@@ -240,6 +241,9 @@ func (s *Server) authMiddleware(ctx huma.Context, next func(huma.Context)) {
 			writeErr(ctx, unauthenticated("Api Key has expired"))
 		case errors.Is(err, auth.ErrUnknownKey):
 			writeErr(ctx, unauthenticated("Unauthenticated: the token's API key was deleted"))
+		case errors.Is(err, auth.ErrNoRole):
+			writeErr(ctx, envelope.Errorf(http.StatusForbidden, envelope.KeyForbidden,
+				"%v: ask an Owner to map one of your groups to a role (the OIDC role mapping ConfigMap)", err))
 		case errors.Is(err, auth.ErrTokenMalformed), errors.Is(err, auth.ErrTokenSignature), errors.Is(err, auth.ErrKeyRecordInvalid):
 			writeErr(ctx, unauthenticated("Unauthenticated: invalid bearer token"))
 		default:

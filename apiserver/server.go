@@ -74,6 +74,9 @@ type Config struct {
 	// --gpu-price): a provisioned GPR's cost is computed on read from
 	// them; none: costs are empty.
 	GPUPrices domain.Prices
+	// OIDC, when set, makes the API accept that provider's ID tokens
+	// beside its own bearer tokens (single sign-on; auth.OIDC).
+	OIDC *auth.OIDCConfig
 }
 
 // Option changes how the server is built.
@@ -292,7 +295,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver: %w", err)
 	}
-	s.auth.Store(auth.NewAuthenticator(keys, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now))
+	a := auth.NewAuthenticator(keys, s.cache, s.client, s.cfg.Namespace, s.cfg.TokenTTL, s.opts.now)
+	if s.cfg.OIDC != nil {
+		a.SetOIDC(auth.NewOIDC(*s.cfg.OIDC, s.client, s.cfg.Namespace, s.opts.now))
+	}
+	s.auth.Store(a)
 
 	cacheErr := make(chan error, 1)
 	if s.ownCach {

@@ -90,16 +90,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("headless", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelB()
+	bctx := newBrowser(t, exe)
 
+	var perrs *pageErrors // from the first page on
 	fail := func(what string, err error) {
 		t.Helper()
 		url, _ := chromedp.Run(bctx, chromedp.Location())
@@ -110,6 +103,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
 			fail(what, err)
+		}
+		if perrs != nil {
+			perrs.check(t, what)
 		}
 	}
 	evalBool := func(what, js string) bool { t.Helper(); return evaluate[bool](t, bctx, fail, what, js) }
@@ -124,6 +120,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		deadline := time.Now().Add(90 * time.Second)
 		for {
 			if evalBool(what, "!!("+cond+")") {
+				perrs.check(t, what)
 				return
 			}
 			if time.Now().After(deadline) {
@@ -136,6 +133,8 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// The browser starts on the first action; time the page, not that.
 	run("start the browser", chromedp.Navigate("about:blank"))
+	perrs = listenPageErrors(t, bctx)
+	defer func() { perrs.check(t, "the last page") }()
 	// First load: the page, its assets and the login form.
 	start := time.Now()
 	run("open the console", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("apikey")))
@@ -160,7 +159,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("new workspace", chromedp.Navigate(base+"/#/workspaces"),
 		chromedp.WaitVisible(chromedp.CSS(`details.card > summary`)), chromedp.Click(chromedp.CSS(`details.card > summary`)),
 		chromedp.SendKeys(chromedp.ID("wsname"), ws), chromedp.SendKeys(chromedp.ID("wsuser"), "Jane Doe"),
-		chromedp.SendKeys(chromedp.ID("wsdesc"), hostile), chromedp.Click(chromedp.CSS(`#ws-form button[type="submit"]`)))
+		chromedp.SendKeys(chromedp.ID("wsdesc"), hostile))
+	// The name's pattern compiles (Chromium uses the v flag) and refuses
+	// what a DNS label may not be.
+	for name, bad := range map[string]bool{"Bad_Name": true, "-lead": true, "ok-name": false} {
+		if got := evalBool("name pattern", fmt.Sprintf(`(() => { const i = document.querySelector("#wsname"), v = i.value;
+			i.value = %q; const bad = i.validity.patternMismatch; i.value = v; return bad })()`, name)); got != bad {
+			t.Errorf("workspace name %q: patternMismatch %v, want %v", name, got, bad)
+		}
+	}
+	run("submit workspace", chromedp.Click(chromedp.CSS(`#ws-form button[type="submit"]`)))
 	waitJS("workspace listed", fmt.Sprintf(`document.querySelector('tr[data-ws=%q]')`, ws))
 	fired := evalStr("no script ran", `String(window.__xss ?? "")`)
 	shown := evalStr("description as text", fmt.Sprintf(`document.querySelector('tr[data-ws=%q] .desc').textContent`, ws))
@@ -195,7 +203,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A request forged from the page, without the CSRF token: refused.
 	forgeJS := fmt.Sprintf(`fetch("/api/v1/gpr", {method: "PUT", credentials: "same-origin",
 		headers: {"Content-Type": "application/json"}, body: JSON.stringify({gprId: %q, priority: 7})}).then(r => r.status)`, b)
-	forged := evalNum("forged request", forgeJS)
+	var forged float64
+	perrs.expect("status of 403", func() { forged = evalNum("forged request", forgeJS) })
 	if forged != 403 {
 		t.Errorf("forged PUT /gpr without the CSRF token: %v, want 403", forged)
 	}
@@ -212,6 +221,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("pool", chromedp.Navigate(base+"/#/pool"))
 	waitJS("pool held by B", fmt.Sprintf(`[...document.querySelectorAll("tr[data-node]")].some(r => r.textContent.includes(%q))`, b))
 	shot(t, bctx, filepath.Join(out, "pool.png"))
+
+	// Policies and templates: a policy and a template made through the
+	// API are listed, and (for an Owner) the bindings section is there.
+	putPolicyAndTemplate(t, ctx, base, ownerKey, ws, sfx)
+	run("policies", chromedp.Navigate(base+"/#/policies"))
+	waitJS("policy and template listed", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]') && document.querySelector('#templates tr[data-name=%q]') && document.querySelector("#bindings, #bindings-empty")`, ws, "tmpl-"+sfx))
+	if got := evalStr("policy row", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]').textContent`, ws)); !strings.Contains(got, "H100") || !strings.Contains(got, "5") {
+		t.Errorf("policy row %q, want shapes H100 and 5 GPRs at once", got)
+	}
+	shot(t, bctx, filepath.Join(out, "policies.png"))
 
 	// Phone width: nothing wider than the screen but the scrollable
 	// tables and timeline.
@@ -245,17 +264,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	newWS := evalBool("viewer new workspace", `!!document.querySelector("#ws-form")`)
 	run("viewer GPR", chromedp.Navigate(base+"/#/gpr/"+b))
 	waitJS("viewer GPR page", `document.querySelector("#gpr-facts")`)
+	run("viewer policies", chromedp.Navigate(base+"/#/policies"))
+	waitJS("viewer policies listed", fmt.Sprintf(`document.querySelector('#policies tr[data-name=%q]')`, ws))
+	if evalBool("viewer bindings", `!!document.querySelector("#bindings, #bindings-empty")`) {
+		t.Error("a Viewer is shown the template bindings (an Owner's list)")
+	}
+	run("viewer GPR again", chromedp.Navigate(base+"/#/gpr/"+b))
+	waitJS("viewer GPR page again", `document.querySelector("#gpr-facts")`)
 	actions := evalBool("viewer GPR actions", `!!document.querySelector("#gpr-actions, #early-release, #delete-gpr, button.danger, button.primary")`)
 	if navNew || newWS || actions {
 		t.Errorf("a Viewer sees mutating controls: nav %v, new workspace %v, GPR actions %v", navNew, newWS, actions)
 	}
 	// With the CSRF token (as the page itself would send it), still 403:
 	// the role decides.
-	viewerPut := evalNum("viewer change", fmt.Sprintf(`(async () => {
+	var viewerPut float64
+	perrs.expect("status of 403", func() {
+		viewerPut = evalNum("viewer change", fmt.Sprintf(`(async () => {
 		const csrf = (await (await fetch("/api/v1/console/session")).json()).data.csrfToken;
 		const r = await fetch("/api/v1/gpr", {method: "PUT", credentials: "same-origin",
 			headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify({gprId: %q, priority: 7})});
 		return r.status })()`, b))
+	})
 	if viewerPut != 403 {
 		t.Errorf("Viewer's PUT /gpr: %v, want 403", viewerPut)
 	}

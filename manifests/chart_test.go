@@ -258,6 +258,7 @@ func TestChartValues(t *testing.T) {
 	}) {
 		t.Errorf("gpuspace env %v, want GPUSPACE_CLUSTER_NAME=gpu-west", env)
 	}
+	testChartOIDC(t)
 }
 
 // TestChartLint: `helm lint` of the chart (helm v4's linter: Chart.yaml,

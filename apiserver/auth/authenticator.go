@@ -22,6 +22,7 @@ type Authenticator struct {
 	namespace string
 	ttl       time.Duration
 	now       func() time.Time
+	oidc      *OIDC // single sign-on, when configured (SetOIDC)
 }
 
 // DefaultTokenTTL is how long a bearer token lives, as in EGS.
@@ -87,6 +88,9 @@ func (a *Authenticator) Exchange(ctx context.Context, key string) (string, time.
 // exists (the very Secret it was issued for) and is still valid, and returns
 // the principal with the role and workspace the key has now.
 func (a *Authenticator) Verify(ctx context.Context, token string) (*Principal, error) {
+	if a.oidc != nil && !isOwnToken(token) {
+		return a.oidc.Verify(ctx, token)
+	}
 	now := a.now()
 	signer, err := a.keys.SigningKeys(ctx)
 	if err != nil {

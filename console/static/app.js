@@ -10,6 +10,11 @@
 
 const SVGNS = "http://www.w3.org/2000/svg";
 
+// NAME_PATTERN is a Kubernetes DNS label (workspace and GPR names). Chromium
+// compiles pattern attributes with the RegExp "v" flag, where a bare "-" in
+// a class is a syntax error (and the input then validates nothing): escape it.
+const NAME_PATTERN = "[a-z0-9]([\\-a-z0-9]*[a-z0-9])?";
+
 // ---------------------------------------------------------------- DOM helpers
 
 // h makes an element. attrs: plain attributes (set with setAttribute),
@@ -107,15 +112,37 @@ const can = {
 
 // ---------------------------------------------------------------- session
 
+// SIGNED_IN (localStorage) says this browser has a session cookie.
+const SIGNED_IN = "gpuspace.signedIn";
+
 async function boot() {
   $("#login-form").addEventListener("submit", login);
   $("#logout").addEventListener("click", logout);
   window.addEventListener("hashchange", () => { state.selected = null; render(); focusMain(); });
+  offerSSO();
+  // Probe the session only when this browser logged in before (or comes
+  // back from the SSO log-in): the cookie is HttpOnly, and a 401 on a
+  // first visit would be a console error.
+  const fromSSO = location.hash === "#/sso";
+  if (fromSSO) history.replaceState(null, "", "#/pool");
+  if (fromSSO || localStorage.getItem(SIGNED_IN)) {
+    try {
+      const se = await api("GET", "/api/v1/console/session");
+      if (se.csrfToken) return started(se);
+    } catch { /* the session ended */ }
+  }
+  localStorage.removeItem(SIGNED_IN);
+  const failed = /^#\/sso-(failed|unavailable)/.test(location.hash) ? location.hash.split("/").pop() : "";
+  if (failed) history.replaceState(null, "", "#");
+  showLogin(failed ? "Log-in with SSO did not succeed (" + failed + "); try again, or use an API key." : "");
+}
+
+// offerSSO shows "Log in with SSO" when the server has single sign-on.
+async function offerSSO() {
   try {
-    const se = await api("GET", "/api/v1/console/session");
-    if (se.csrfToken) return started(se);
-  } catch { /* not logged in */ }
-  showLogin();
+    const r = await fetch("/sso/config", { cache: "no-store" });
+    $("#sso").hidden = !(r.ok && (await r.json()).enabled);
+  } catch { /* no SSO */ }
 }
 
 function showLogin(msg) {
@@ -143,12 +170,14 @@ async function login(ev) {
 async function logout() {
   stopStream();
   try { await api("DELETE", "/api/v1/console/session"); } catch { /* gone anyway */ }
+  localStorage.removeItem(SIGNED_IN);
   state.session = null;
   showLogin("Logged out.");
 }
 
 function loggedOut(msg) {
   if (!state.session) return;
+  localStorage.removeItem(SIGNED_IN);
   state.session = null;
   stopStream();
   showLogin(msg);
@@ -156,6 +185,7 @@ function loggedOut(msg) {
 
 function started(se) {
   state.session = se;
+  localStorage.setItem(SIGNED_IN, "1");
   $("#login").hidden = true;
   $("#nav").hidden = false;
   $("#who").hidden = false;
@@ -598,7 +628,7 @@ function newWorkspaceForm() {
   return h("details", { class: "card" }, h("summary", null, "New workspace"),
     h("form", { id: "ws-form", onsubmit: submit },
       h("div", { class: "grid2" },
-        h("div", null, h("label", { for: "wsname" }, "Name"), h("input", { id: "wsname", name: "wsname", type: "text", required: true, pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?", maxlength: 63 })),
+        h("div", null, h("label", { for: "wsname" }, "Name"), h("input", { id: "wsname", name: "wsname", type: "text", required: true, pattern: NAME_PATTERN, maxlength: 63 })),
         h("div", null, h("label", { for: "wsuser" }, "User"), h("input", { id: "wsuser", name: "wsuser", type: "text", required: true })),
         h("div", null, h("label", { for: "wsemail" }, "Email"), h("input", { id: "wsemail", name: "wsemail", type: "email" })),
         h("div", null, h("label", { for: "wsclusters" }, "Clusters (comma-separated)"), h("input", { id: "wsclusters", name: "wsclusters", type: "text", required: true, value: clusters.join(", ") || "worker-1" })),
@@ -669,7 +699,7 @@ function newGPRPage(ws) {
     h("div", { class: "grid2" },
       h("div", null, h("label", { for: "g-ws" }, "Workspace"), h("select", { id: "g-ws", name: "g-ws", required: true },
         mine.map((n) => h("option", { value: n, selected: n === ws }, n)))),
-      h("div", null, h("label", { for: "g-name" }, "Name"), h("input", { id: "g-name", name: "g-name", type: "text", required: true, pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?", maxlength: 63, value: "train" })),
+      h("div", null, h("label", { for: "g-name" }, "Name"), h("input", { id: "g-name", name: "g-name", type: "text", required: true, pattern: NAME_PATTERN, maxlength: 63, value: "train" })),
       h("div", null, h("label", { for: "g-shape" }, "GPU shape"), h("select", { id: "g-shape", name: "g-shape" },
         h("option", { value: "" }, "any"), shapes.map((x) => h("option", { value: x }, x)))),
       h("div", null, h("label", { for: "g-cluster" }, "Cluster (empty: the workspace's first)"), h("input", { id: "g-cluster", name: "g-cluster", type: "text" })),
@@ -722,7 +752,11 @@ function newGPRPage(ws) {
   const showLimits = async () => {
     limits.textContent = "";
     try {
-      const p = await api("GET", "/api/v1/workspace-policies/" + encodeURIComponent(form.elements["g-ws"].value));
+      // The list, not GET /workspace-policies/{name}: a workspace with no
+      // policy is normal, and its 404 would be a console error.
+      const ws = form.elements["g-ws"].value;
+      const list = await api("GET", "/api/v1/workspace-policies");
+      const p = ((list && list.items) || []).find((x) => x.workspaceName === ws);
       if (!p) return;
       const parts = [];
       if (p.priorityRange) parts.push("priority " + p.priorityRange);
@@ -787,7 +821,7 @@ function gprPage(id) {
         h("label", { for: "p-prio" }, "Priority"), h("input", { id: "p-prio", name: "p-prio", type: "number", min: 1, max: 300, value: g.priority }),
         " ", h("button", { type: "submit" }, "Set priority")),
       h("form", { onsubmit: (e) => { e.preventDefault(); act("Renamed", "PUT", { gprId: id, gprName: e.target.elements["p-name"].value.trim() }); } },
-        h("label", { for: "p-name" }, "Name"), h("input", { id: "p-name", name: "p-name", type: "text", value: g.gprName, pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?", maxlength: 63 }),
+        h("label", { for: "p-name" }, "Name"), h("input", { id: "p-name", name: "p-name", type: "text", value: g.gprName, pattern: NAME_PATTERN, maxlength: 63 }),
         " ", h("button", { type: "submit" }, "Rename")),
       h("div", { class: "actions" },
         phase === "Provisioned" ? h("button", { type: "button", class: "danger", id: "early-release", onclick: () => { if (confirm("Release the nodes of " + g.gprName + " now?")) act("Released", "PUT", { gprId: id, earlyRelease: true }); } }, "Release early") : null,
@@ -864,3 +898,42 @@ window.gpuspaceConsole = {
 };
 
 boot();
+
+// ---------------------------------------------------------------- policies and templates
+
+// policiesPage: every workspace policy the caller may read, the GPR
+// templates, and (for an Owner, who alone may list them) the template
+// bindings. Read-only; policies are set with PUT /workspace-policies.
+function policiesPage() {
+  const body = h("div", { id: "policies-body" }, loading());
+  const table = (id, head, rows, empty) => rows.length === 0 ? h("p", { class: "muted", id: id + "-empty" }, empty)
+    : h("div", { class: "tablewrap" }, h("table", { id },
+      h("thead", null, h("tr", null, head.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", null, rows.map((r) => h("tr", { "data-name": r[0] }, r.map((c) => h("td", null, c)))))));
+  const load = async () => {
+    try {
+      const [pl, tl, bl] = await Promise.all([api("GET", "/api/v1/workspace-policies"), api("GET", "/api/v1/gpr-template/list"),
+        can.owner() ? api("GET", "/api/v1/gpr-template-binding/list") : Promise.resolve(null)]);
+      const none = (v) => (v ? String(v) : "no limit");
+      body.replaceChildren(
+        h("h2", null, "Workspace policies"),
+        table("policies", ["Workspace", "Priority up to", "GPRs at once", "Longest duration", "GPU shapes", "GPUs per GPR", "Idle release"],
+          (pl.items || []).map((p) => [p.workspaceName, p.priorityRange, none(p.maxGPRs), p.maxExitDurationPerGPR || "—",
+            (p.gpuShapes || []).join(", ") || "any", none(p.maxGpuPerGpr), p.enforceIdleTimeOut ? "enforced" : "off"]),
+          "No workspace has a policy: none has limits."),
+        h("h2", null, "GPR templates"),
+        table("templates", ["Name", "Shape", "GPUs", "Duration", "Priority", "Cluster"],
+          (tl.items || []).map((t) => [t.name, t.gpuShape || "any", (t.numberOfGPUNodes || 1) + " × " + t.numberOfGPUs, t.exitDuration,
+            String(t.priority || "—"), t.clusterName || "any"]),
+          "No GPR templates."),
+        bl ? h("h2", null, "Template bindings") : null,
+        bl ? table("bindings", ["Workspace", "Auto-GPR", "Default templates"],
+          (bl.templateBindings || []).map((b) => [b.name, b.enableAutoGPR ? "on" : "off",
+            (b.clusters || []).map((c) => c.clusterName + ": " + (c.defaultTemplateName || "—")).join("; ") || "—"]),
+          "No template bindings.") : null);
+    } catch (e) { body.replaceChildren(h("p", { class: "error" }, e.message)); }
+  };
+  setTimeout(load, 0);
+  return h("section", { "aria-labelledby": "pol-h" }, h("h1", { id: "pol-h" }, "Policies and templates"), body);
+}
+pages.policies = policiesPage;

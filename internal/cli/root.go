@@ -23,6 +23,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(newVersionCommand(), newDevCommand(), newServeCommand(), newAPIKeyCommand(), newClusterCommand(), newMCPCommand(), newOpenAPICommand())
+	groupCommands(root)
 	return root
 }
 

@@ -38,6 +38,7 @@ func newServeCommand() *cobra.Command {
 		logFormat, logLevel                    string
 		mcpReadOnly, mcpDisableDestructive     bool
 		gpuPrices                              []string
+		sso                                    oidcFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -56,6 +57,10 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 			}
 			if workerQPS <= 0 || workerBurst <= 0 {
 				return fmt.Errorf("--worker-kube-api-qps and --worker-kube-api-burst must be positive")
+			}
+			oidcCfg, err := sso.config()
+			if err != nil {
+				return err
 			}
 			prices, err := domain.ParsePrices(gpuPrices)
 			if err != nil {
@@ -98,6 +103,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 					KubeconfigServer:   kubeconfigServer,
 					MaxBodyBytes:       maxBody,
 					Version:            Version,
+					OIDC:               oidcCfg,
 				},
 			})
 			if err != nil {
@@ -121,6 +127,7 @@ Every flag can also be set as GPUSPACE_<FLAG>, e.g. GPUSPACE_LISTEN.`,
 	f.IntVar(&workerBurst, "worker-kube-api-burst", clusters.DefaultWorkerBurst, "burst of requests the client of each worker cluster may make above --worker-kube-api-qps")
 	f.DurationVar(&tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of bearer tokens from POST /api/v1/auth")
 	f.DurationVar(&kubeconfigTokenTTL, "kubeconfig-token-ttl", 8*time.Hour, "lifetime of the token in workspace kubeconfigs (at least 10m)")
+	sso.add(f)
 	f.StringVar(&kubeconfigServer, "kubeconfig-server", "", "kube-apiserver URL written into workspace kubeconfigs (default: the one gpuspace uses)")
 	f.Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body the API accepts")
 	f.BoolVar(&mcpReadOnly, "mcp-read-only", false, "serve only read-only tools at /mcp")
