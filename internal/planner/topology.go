@@ -1,0 +1,477 @@
+package planner
+
+import (
+	"cmp"
+	"container/heap"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/internal/domain"
+)
+
+// Topology-aware placement is part of the one planning pass: a request
+// with a topology (Request.Topology, or implicitly the NVLink clique of
+// nodes that have one) is started, reserved and given evictions through
+// the methods of topoPlan instead of the plain ones, on the same node
+// state. Groups are split by domain (a group's nodes share their domains),
+// so a domain is a set of groups and the plain startNow and reserve work
+// on it unchanged.
+//
+//   - required: all nodes (or, with a slice size, each slice) in one
+//     domain at the level. Start now in the domain that fits with the
+//     fewest free nodes (best fit: the least fragmentation); else reserve
+//     in the domain where the nodes are free soonest. Its reservation is
+//     the domain's nodes, so EASY backfill, which never crosses a
+//     reservation, cannot fragment the domain the GPR waits for. No domain
+//     large enough: unsatisfiable, with the reason.
+//   - preferred: one domain if one fits now; else the fewest domains of
+//     the level (the largest first, the last one the tightest fit); else
+//     anywhere. Reserved in one domain when that is no later than
+//     anywhere.
+
+// TopologyRequest is where a request's nodes must or should sit.
+type TopologyRequest struct {
+	// Level is the topology level: a node label, or
+	// v1alpha1.LabelGPUClique.
+	Level string
+	// Required: all nodes (each slice) in one domain of Level; else as few
+	// domains as possible.
+	Required bool
+	// SliceSize, with Required: the nodes in slices of this many, each in
+	// one domain. 0: one slice.
+	SliceSize int
+	// Domain pins the nodes to one domain of Level (its
+	// domain.TopologyDomain ID): lost-node replacement next to the nodes a
+	// GPR keeps.
+	Domain string
+}
+
+// TopologyOf is the planner's view of a GPR's topology; nil for none.
+func TopologyOf(t *v1alpha1.GPRTopology) *TopologyRequest {
+	if t.Level() == "" {
+		return nil
+	}
+	return &TopologyRequest{Level: t.Level(), Required: t.Required != "", SliceSize: int(t.SliceSize)}
+}
+
+// tdomain is one domain of a level, as the groups of a match inside it.
+type tdomain struct {
+	id string
+	m  match
+}
+
+type topoKey struct {
+	req   reqKey
+	level string
+}
+
+// domainsOf are the domains of level among m's groups (m being the match
+// of kind k), by id; groups without the level are in none.
+func (st *state) domainsOf(k reqKey, m *match, level string) []*tdomain {
+	key := topoKey{k, level}
+	if ds, ok := st.topo[key]; ok {
+		return ds
+	}
+	byID := map[string]*tdomain{}
+	var ds []*tdomain
+	for _, g := range m.groups {
+		i := slices.IndexFunc(g.domains, func(d domain.TopologyDomain) bool { return d.Level == level })
+		if i < 0 {
+			continue
+		}
+		id := g.domains[i].ID
+		d := byID[id]
+		if d == nil {
+			d = &tdomain{id: id}
+			byID[id] = d
+			ds = append(ds, d)
+		}
+		d.m.groups = append(d.m.groups, g)
+		d.m.total += g.total
+	}
+	slices.SortFunc(ds, func(a, b *tdomain) int { return strings.Compare(a.id, b.id) })
+	if st.topo == nil {
+		st.topo = map[topoKey][]*tdomain{}
+	}
+	st.topo[key] = ds
+	return ds
+}
+
+// topoPlan is how one request is placed by topology; nil places it
+// anywhere (the plain methods).
+type topoPlan struct {
+	TopologyRequest
+	doms []*tdomain
+}
+
+// topologyFor is r's placement by topology: its own, else a required
+// NVLink clique when its nodes have cliques and one can hold it (else
+// preferred); nil when neither applies.
+func (st *state) topologyFor(r *Request, m *match, need int) *topoPlan {
+	k := requestKey(r)
+	if r.Topology == nil {
+		if need < 2 {
+			return nil
+		}
+		ds := st.domainsOf(k, m, v1alpha1.LabelGPUClique)
+		if len(ds) == 0 {
+			return nil
+		}
+		most := 0
+		for _, d := range ds {
+			most = max(most, d.m.total)
+		}
+		return &topoPlan{TopologyRequest: TopologyRequest{Level: v1alpha1.LabelGPUClique, Required: need <= most}, doms: ds}
+	}
+	tp := &topoPlan{TopologyRequest: *r.Topology, doms: st.domainsOf(k, m, r.Topology.Level)}
+	if tp.Domain != "" {
+		tp.doms = slices.DeleteFunc(slices.Clone(tp.doms), func(d *tdomain) bool { return d.id != tp.Domain })
+	}
+	if tp.SliceSize <= 0 || tp.SliceSize >= need || !tp.Required {
+		tp.SliceSize = 0
+	}
+	if !tp.Required && len(tp.doms) == 0 {
+		return nil // nothing to prefer
+	}
+	return tp
+}
+
+// unsatisfiable is why no domain could ever hold the request, or "".
+func (tp *topoPlan) unsatisfiable(need int) string {
+	if tp == nil || !tp.Required {
+		return ""
+	}
+	if len(tp.doms) == 0 {
+		if tp.Domain != "" {
+			return fmt.Sprintf("no matching node in %s domain %s", tp.Level, tp.Domain)
+		}
+		return fmt.Sprintf("no matching node has topology level %s", tp.Level)
+	}
+	most, fit := 0, 0
+	for _, d := range tp.doms {
+		most = max(most, d.m.total)
+		if tp.SliceSize > 0 {
+			fit += d.m.total / tp.SliceSize
+		}
+	}
+	if tp.SliceSize > 0 {
+		if fit*tp.SliceSize < need {
+			return fmt.Sprintf("only %d slices of %d matching nodes fit in %s domains, %d requested",
+				fit, tp.SliceSize, tp.Level, need/tp.SliceSize)
+		}
+		return ""
+	}
+	if most < need {
+		return fmt.Sprintf("no %s domain holds %d matching nodes (the largest has %d)", tp.Level, need, most)
+	}
+	return ""
+}
+
+// freeNow is how many of d's nodes a GPR of dur could start on now:
+// unreserved ones and holes that last long enough (startNow's count).
+func freeNow(d *tdomain, dur int64) int {
+	n := 0
+	for _, g := range d.m.groups {
+		n += g.nUnreserved
+		// Holes are sorted by holeEnd descending.
+		n += sort.Search(len(g.holes), func(i int) bool { return g.holes[i].holeEnd < dur })
+	}
+	return n
+}
+
+// fit is one domain's share of a placement.
+type fit struct {
+	d     *tdomain
+	nodes int
+}
+
+// startNow starts the request now by its topology (or anywhere, for a nil
+// plan); nil if it cannot.
+func (tp *topoPlan) startNow(st *state, m *match, need int, dur int64) []string {
+	if tp == nil {
+		return st.startNow(m, need, dur)
+	}
+	free := make([]int, len(tp.doms))
+	for i, d := range tp.doms {
+		free[i] = freeNow(d, dur)
+	}
+	if tp.SliceSize > 0 {
+		return st.startIn(tp.inSlices(free, need), dur)
+	}
+	// One domain: the tightest that fits.
+	best := -1
+	for i, f := range free {
+		if f >= need && (best < 0 || f < free[best]) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return st.startNow(&tp.doms[best].m, need, dur)
+	}
+	if tp.Required {
+		return nil
+	}
+	if fits := fewestDomains(tp.doms, free, need); fits != nil {
+		return st.startIn(fits, dur)
+	}
+	return st.startNow(m, need, dur)
+}
+
+// fewestDomains covers need with the fewest domains of free: the largest
+// first, the last one the tightest that covers the rest; nil if all
+// together are too few.
+func fewestDomains(doms []*tdomain, free []int, need int) []fit {
+	order := make([]int, len(doms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(free[b], free[a]) })
+	var fits []fit
+	left := need
+	for j, i := range order {
+		if free[i] == 0 {
+			break
+		}
+		if free[i] >= left {
+			// The tightest of the rest that covers what is left.
+			last := i
+			for _, k := range order[j+1:] {
+				if free[k] >= left {
+					last = k
+				}
+			}
+			return append(fits, fit{doms[last], left})
+		}
+		fits = append(fits, fit{doms[i], free[i]})
+		left -= free[i]
+	}
+	return nil
+}
+
+// slices covers need in whole slices from free, the domains with the most
+// slices first (the fewest domains); nil if they are too few.
+func (tp *topoPlan) inSlices(free []int, need int) []fit {
+	k := tp.SliceSize
+	slots := make([]int, len(free))
+	for i, f := range free {
+		slots[i] = f / k * k
+	}
+	return fewestDomains(tp.doms, slots, need)
+}
+
+// startIn starts the request on its share of each domain; the shares were
+// counted by freeNow, so each start succeeds.
+func (st *state) startIn(fits []fit, dur int64) []string {
+	if fits == nil {
+		return nil
+	}
+	var names []string
+	for _, f := range fits {
+		names = append(names, st.startNow(&f.d.m, f.nodes, dur)...)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// reserve reserves the request by its topology (anywhere for a nil plan)
+// and returns its start, or never.
+func (tp *topoPlan) reserve(st *state, m *match, need int, dur, ready int64) int64 {
+	if tp == nil {
+		return st.reserve(m, need, dur, ready)
+	}
+	if tp.SliceSize > 0 {
+		return tp.reserveSlices(st, need, dur, ready)
+	}
+	best, bt := (*tdomain)(nil), never
+	for _, d := range tp.doms {
+		if d.m.total < need {
+			continue
+		}
+		if t := st.probe(&d.m, need, ready); t < bt || (t == bt && best != nil && t != never && d.m.total < best.m.total) {
+			best, bt = d, t
+		}
+	}
+	if !tp.Required && (best == nil || bt > st.probe(m, need, ready)) {
+		return st.reserve(m, need, dur, ready)
+	}
+	if best == nil || bt == never {
+		return never
+	}
+	return st.reserve(&best.m, need, dur, ready)
+}
+
+// reserveSlices reserves need/SliceSize slices at the earliest time, not
+// before ready, at which the domains hold that many, all from that time.
+func (tp *topoPlan) reserveSlices(st *state, need int, dur, ready int64) int64 {
+	k := tp.SliceSize
+	type event struct {
+		at int64
+		d  int
+	}
+	avail := make([]int, len(tp.doms))
+	var events []event
+	for i, d := range tp.doms {
+		for _, g := range d.m.groups {
+			avail[i] += g.nUnreserved
+			for _, n := range g.heap {
+				if n.freeAt != never {
+					events = append(events, event{n.freeAt, i})
+				}
+			}
+		}
+	}
+	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	have := 0
+	for _, a := range avail {
+		have += a / k
+	}
+	t := ready
+	for _, e := range events {
+		if e.at > t && have*k >= need {
+			break
+		}
+		have -= avail[e.d] / k
+		avail[e.d]++
+		have += avail[e.d] / k
+		t = max(t, e.at)
+	}
+	if have*k < need {
+		return never
+	}
+	for i := range avail {
+		avail[i] = avail[i] / k * k
+	}
+	fits := fewestDomains(tp.doms, avail, need)
+	var all []string
+	got := t
+	for _, f := range fits {
+		got = max(got, st.reserve(&f.d.m, f.nodes, dur, t))
+		if st.placed != nil {
+			all = append(all, (*st.placed)[st.placeID]...)
+		}
+	}
+	if st.placed != nil {
+		slices.Sort(all)
+		(*st.placed)[st.placeID] = all
+	}
+	return got
+}
+
+// probe is when reserve(m, need, _, ready) would start, without reserving:
+// not before ready, once need nodes are free (those free now, then the
+// busy ones in the order they free up).
+func (st *state) probe(m *match, need int, ready int64) int64 {
+	free, busy := 0, 0
+	for _, g := range m.groups {
+		free += g.nUnreserved
+		busy += len(g.heap)
+	}
+	k := need - free
+	if k <= 0 {
+		return ready
+	}
+	if busy < k {
+		return never
+	}
+	return max(ready, kthFreeAt(m.groups, k))
+}
+
+// kthFreeAt is the k-th smallest freeAt over the groups' heaps, walking
+// them from their roots without changing them.
+func kthFreeAt(groups []*group, k int) int64 {
+	f := frontier{}
+	for _, g := range groups {
+		if len(g.heap) > 0 {
+			f = append(f, cursor{g.heap, 0})
+		}
+	}
+	heap.Init(&f)
+	at := never
+	for ; k > 0 && len(f) > 0; k-- {
+		c := heap.Pop(&f).(cursor)
+		at = c.h[c.i].freeAt
+		for _, j := range []int{2*c.i + 1, 2*c.i + 2} {
+			if j < len(c.h) {
+				heap.Push(&f, cursor{c.h, j})
+			}
+		}
+	}
+	return at
+}
+
+// cursor is one node of a group's heap; frontier is a min-heap of them by
+// freeAt.
+type cursor struct {
+	h nodeHeap
+	i int
+}
+
+type frontier []cursor
+
+func (f frontier) Len() int           { return len(f) }
+func (f frontier) Less(i, j int) bool { return f[i].h[f[i].i].freeAt < f[j].h[f[j].i].freeAt }
+func (f frontier) Swap(i, j int)      { f[i], f[j] = f[j], f[i] }
+func (f *frontier) Push(x any)        { *f = append(*f, x.(cursor)) }
+func (f *frontier) Pop() any {
+	old := *f
+	c := old[len(old)-1]
+	*f = old[:len(old)-1]
+	return c
+}
+
+// evictFor evicts for the request inside one domain where it can (the
+// domain needing the fewest victims); a preferred or no topology falls
+// back to victims anywhere.
+func (tp *topoPlan) evictFor(st *state, r *Request, m *match, need int, dur int64, plan *Plan) []string {
+	if tp == nil || tp.SliceSize > 0 {
+		if tp != nil && tp.Required {
+			return nil // slices are not evicted for
+		}
+		return st.evictFor(r, m, need, dur, plan)
+	}
+	if !r.CanEvict || st.pre == nil {
+		return nil
+	}
+	var best []candidate
+	for _, d := range tp.doms {
+		if d.m.total < need {
+			continue
+		}
+		if v := chooseVictims(st.eligible(st.candidates(&d.m), r), need); v != nil && (best == nil || len(v) < len(best)) {
+			best = v
+		}
+	}
+	if best == nil {
+		if tp.Required {
+			return nil
+		}
+		return st.evictFor(r, m, need, dur, plan)
+	}
+	return st.evict(r, best, need, dur, plan)
+}
+
+// domainKey identifies a node's domains: nodes of one kind and one key
+// form one group.
+func domainKey(ds []domain.TopologyDomain) string {
+	switch len(ds) {
+	case 0:
+		return ""
+	case 1:
+		return ds[0].ID
+	}
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	return strings.Join(ids, "\x00")
+}
+
+// WithTopologies makes InputOf read the nodes' topology domains under ts
+// (domain.TopologyIndex of the Topology objects). Default: the built-in
+// topologies only.
+func WithTopologies(ts domain.Topologies) InputOption {
+	return func(o *inputOptions) { o.topologies = ts }
+}
