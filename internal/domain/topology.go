@@ -133,3 +133,20 @@ func NodeDomains(n *corev1.Node, t *v1alpha1.Topology) []TopologyDomain {
 	}
 	return out
 }
+
+// Levels are the levels of every topology, each once, in the order the
+// topologies list them, then the NVLink clique: what a GPR may name.
+func (ts Topologies) Levels() []string {
+	if ts.list == nil {
+		ts = TopologyIndex(nil)
+	}
+	var out []string
+	for _, t := range ts.list {
+		for _, l := range t.Spec.Levels {
+			if !slices.Contains(out, l.NodeLabel) {
+				out = append(out, l.NodeLabel)
+			}
+		}
+	}
+	return append(out, v1alpha1.LabelGPUClique)
+}
