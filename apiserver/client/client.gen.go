@@ -651,16 +651,17 @@ type GPR struct {
 	LatestStartTime string `json:"latestStartTime"`
 
 	// LatestWaitTime gpuspace: how long until the latest start, as a Go duration
-	LatestWaitTime    string    `json:"latestWaitTime"`
-	MemoryPerGPU      int32     `json:"memoryPerGPU"`
-	MultiNode         bool      `json:"multiNode"`
-	NumberOfGPUNodes  int32     `json:"numberOfGPUNodes"`
-	NumberOfGPUs      int32     `json:"numberOfGPUs"`
-	PreferredClusters *[]string `json:"preferredClusters"`
-	Priority          int32     `json:"priority"`
-	RequeueOnFailure  bool      `json:"requeueOnFailure"`
-	SliceName         string    `json:"sliceName"`
-	Status            GPRStatus `json:"status"`
+	LatestWaitTime    string       `json:"latestWaitTime"`
+	MemoryPerGPU      int32        `json:"memoryPerGPU"`
+	MultiNode         bool         `json:"multiNode"`
+	NumberOfGPUNodes  int32        `json:"numberOfGPUNodes"`
+	NumberOfGPUs      int32        `json:"numberOfGPUs"`
+	PreferredClusters *[]string    `json:"preferredClusters"`
+	Priority          int32        `json:"priority"`
+	RequeueOnFailure  bool         `json:"requeueOnFailure"`
+	SliceName         string       `json:"sliceName"`
+	Status            GPRStatus    `json:"status"`
+	Topology          *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPRCreated defines model for GPRCreated.
@@ -755,6 +756,7 @@ type GPRRequest struct {
 
 	// SliceName Workspace the GPUs are for
 	SliceName            string                 `json:"sliceName"`
+	Topology             *GPRTopology           `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -802,12 +804,13 @@ type GPRTemplate struct {
 	InstanceType        string `json:"instanceType"`
 
 	// MemoryPerGpu GB per GPU, at least; 0: any
-	MemoryPerGpu     int32  `json:"memoryPerGpu"`
-	Name             string `json:"name"`
-	NumberOfGPUNodes int32  `json:"numberOfGPUNodes"`
-	NumberOfGPUs     int32  `json:"numberOfGPUs"`
-	Priority         int32  `json:"priority"`
-	RequeueOnFailure bool   `json:"requeueOnFailure"`
+	MemoryPerGpu     int32        `json:"memoryPerGpu"`
+	Name             string       `json:"name"`
+	NumberOfGPUNodes int32        `json:"numberOfGPUNodes"`
+	NumberOfGPUs     int32        `json:"numberOfGPUs"`
+	Priority         int32        `json:"priority"`
+	RequeueOnFailure bool         `json:"requeueOnFailure"`
+	Topology         *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPRTemplateBinding defines model for GPRTemplateBinding.
@@ -907,6 +910,7 @@ type GPRTemplateRequest struct {
 
 	// RequeueOnFailure The GPRs stay queued when no inventory can satisfy them
 	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	Topology             *GPRTopology           `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -914,6 +918,19 @@ type GPRTemplateRequest struct {
 type GPRTemplateWritten struct {
 	// GprTemplateName Example: h100-8x1
 	GprTemplateName string `json:"gprTemplateName"`
+}
+
+// GPRTopology defines model for GPRTopology.
+type GPRTopology struct {
+	// Preferred A topology level: the nodes in as few domains of it as possible
+	Preferred *string `json:"preferred,omitempty"`
+
+	// Required A topology level (node label, e.g. cloud.google.com/gce-topology-block): all nodes, or each slice, in one domain of it; the GPR waits until one has room
+	Required *string `json:"required,omitempty"`
+
+	// SliceSize With required: nodes in slices of this many, each slice in one domain; must divide numberOfGPUNodes
+	SliceSize            *int32                 `json:"sliceSize,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // GPRUpdate defines model for GPRUpdate.
@@ -3110,6 +3127,14 @@ func (a *GPRRequest) UnmarshalJSON(b []byte) error {
 		delete(object, "sliceName")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -3266,6 +3291,13 @@ func (a GPRRequest) MarshalJSON() ([]byte, error) {
 	object["sliceName"], err = json.Marshal(a.SliceName)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'sliceName': %w", err)
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -3650,6 +3682,14 @@ func (a *GPRTemplateRequest) UnmarshalJSON(b []byte) error {
 		delete(object, "requeueOnFailure")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -3765,6 +3805,111 @@ func (a GPRTemplateRequest) MarshalJSON() ([]byte, error) {
 		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GPRTopology. Returns the specified
+// element and whether it was found
+func (a GPRTopology) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTopology
+func (a *GPRTopology) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTopology to handle AdditionalProperties
+func (a *GPRTopology) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["preferred"]; found {
+		err = json.Unmarshal(raw, &a.Preferred)
+		if err != nil {
+			return fmt.Errorf("error reading 'preferred': %w", err)
+		}
+		delete(object, "preferred")
+	}
+
+	if raw, found := object["required"]; found {
+		err = json.Unmarshal(raw, &a.Required)
+		if err != nil {
+			return fmt.Errorf("error reading 'required': %w", err)
+		}
+		delete(object, "required")
+	}
+
+	if raw, found := object["sliceSize"]; found {
+		err = json.Unmarshal(raw, &a.SliceSize)
+		if err != nil {
+			return fmt.Errorf("error reading 'sliceSize': %w", err)
+		}
+		delete(object, "sliceSize")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTopology to handle AdditionalProperties
+func (a GPRTopology) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Preferred != nil {
+		object["preferred"], err = json.Marshal(a.Preferred)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'preferred': %w", err)
+		}
+	}
+
+	if a.Required != nil {
+		object["required"], err = json.Marshal(a.Required)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'required': %w", err)
+		}
+	}
+
+	if a.SliceSize != nil {
+		object["sliceSize"], err = json.Marshal(a.SliceSize)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'sliceSize': %w", err)
 		}
 	}
 

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -63,7 +64,8 @@ func ValidateTopologyLevel(g *v1alpha1.GPUProvisionRequest, ts domain.Topologies
 	if t.Required == "" {
 		path = preferredPath
 	}
-	return field.ErrorList{field.NotSupported(path, t.Level(), ts.Levels())}
+	return field.ErrorList{field.Invalid(path, t.Level(), fmt.Sprintf("%q is not a level of any topology; levels: %s",
+		t.Level(), strings.Join(ts.Levels(), ", ")))}
 }
 
 // defaultTopologyForPolicy gives a GPR of at least the policy's minNodes

@@ -29,7 +29,7 @@ func TestValidateTopology(t *testing.T) {
 		{"preferred built-in level", gpr(4, &v1alpha1.GPRTopology{Preferred: "cloud.google.com/gce-topology-block"}), nil},
 		{"NVLink clique", gpr(4, &v1alpha1.GPRTopology{Required: v1alpha1.LabelGPUClique}), nil},
 		{"slices of 2 of 4", gpr(4, &v1alpha1.GPRTopology{Required: "lab/rack", SliceSize: 2}), nil},
-		{"unknown level", gpr(4, &v1alpha1.GPRTopology{Required: "lab/aisle"}), []string{"spec.topology.required: Unsupported value: lab/row"}},
+		{"unknown level", gpr(4, &v1alpha1.GPRTopology{Required: "lab/aisle"}), []string{"spec.topology.required: Invalid value: is not a level of any topology; levels: lab/row, lab/rack, cloud.google.com"}},
 		{"both", gpr(4, &v1alpha1.GPRTopology{Required: "lab/rack", Preferred: "lab/row"}), []string{"spec.topology.preferred: Invalid value: not both"}},
 		{"neither", gpr(4, &v1alpha1.GPRTopology{SliceSize: 2}), []string{"spec.topology.required: Required value", "spec.topology.sliceSize: Invalid value: needs a required level"}},
 		{"slice not dividing", gpr(4, &v1alpha1.GPRTopology{Required: "lab/rack", SliceSize: 3}), []string{"spec.topology.sliceSize: Invalid value: does not divide numberOfGPUNodes 4"}},
