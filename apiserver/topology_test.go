@@ -14,7 +14,9 @@ func TestGPRTopology(t *testing.T) {
 	ts := newTestServer(t)
 	ws := "topo-" + suffix()
 	createWorkspace(t, ts, ws, ws+"-ns")
-	t.Cleanup(func() { ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws}) })
+	t.Cleanup(func() {
+		ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws})
+	})
 	gpr := func(topo map[string]any) map[string]any {
 		b := map[string]any{"gprName": "t", "sliceName": ws, "numberOfGPUs": 1, "numberOfGPUNodes": 4, "exitDuration": "0d1h0m"}
 		if topo != nil {
