@@ -46,6 +46,10 @@ type group struct {
 	// key.
 	domains []domain.TopologyDomain
 	dom     string
+	// ver counts changes to heap and unreserved; soon caches the heap's
+	// smallest freeAt values while ver stays (topology.go).
+	ver  uint64
+	soon soonest
 	// rank is the group's place in groupLess order over all groups, so
 	// that comparing nodes does not compare strings.
 	rank int
@@ -117,8 +121,11 @@ type state struct {
 	// placed, when set, collects each reservation's nodes under placeID.
 	placed  *map[string][]string
 	placeID string
-	// topo caches the domains of a level per kind (topology.go).
-	topo map[topoKey][]*tdomain
+	// topo caches the domains of a level per kind (topology.go); front
+	// is probe's scratch.
+	topo  map[topoKey][]*tdomain
+	front frontier
+	runs  runs
 }
 
 // Compute makes the plan for in. It does not modify in.
@@ -439,6 +446,7 @@ func (st *state) reserve(m *match, need int, dur, ready int64) int64 {
 
 // takeUnreserved removes n from g's unreserved nodes.
 func (g *group) takeUnreserved(n *node) {
+	g.ver++
 	n.unreserved = false
 	g.nUnreserved--
 	g.firstUnreserved()
@@ -487,6 +495,7 @@ func (h nodeHeap) Swap(i, j int) {
 
 func (h *nodeHeap) Push(x any) {
 	n := x.(*node)
+	n.g.ver++
 	n.heapIdx = len(*h)
 	*h = append(*h, n)
 }
@@ -495,6 +504,7 @@ func (h *nodeHeap) Pop() any {
 	old := *h
 	n := old[len(old)-1]
 	old[len(old)-1] = nil
+	n.g.ver++
 	n.heapIdx = -1
 	*h = old[:len(old)-1]
 	return n

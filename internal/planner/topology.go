@@ -2,7 +2,6 @@ package planner
 
 import (
 	"cmp"
-	"container/heap"
 	"fmt"
 	"slices"
 	"sort"
@@ -311,14 +310,15 @@ func (tp *topoPlan) reserveSlices(st *state, need int, dur, ready int64) int64 {
 		at int64
 		d  int
 	}
+	// No domain gives more than need nodes: its need soonest are enough.
 	avail := make([]int, len(tp.doms))
 	var events []event
 	for i, d := range tp.doms {
 		for _, g := range d.m.groups {
 			avail[i] += g.nUnreserved
-			for _, n := range g.heap {
-				if n.freeAt != never {
-					events = append(events, event{n.freeAt, i})
+			for _, at := range g.smallest(st, need) {
+				if at != never {
+					events = append(events, event{at, i})
 				}
 			}
 		}
@@ -364,62 +364,148 @@ func (tp *topoPlan) reserveSlices(st *state, need int, dur, ready int64) int64 {
 // not before ready, once need nodes are free (those free now, then the
 // busy ones in the order they free up).
 func (st *state) probe(m *match, need int, ready int64) int64 {
-	free, busy := 0, 0
+	free := 0
 	for _, g := range m.groups {
 		free += g.nUnreserved
-		busy += len(g.heap)
 	}
 	k := need - free
 	if k <= 0 {
 		return ready
 	}
-	if busy < k {
-		return never
+	if at := st.kthSoonest(m.groups, k); at != never {
+		return max(ready, at)
 	}
-	return max(ready, kthFreeAt(m.groups, k))
+	return never
 }
 
-// kthFreeAt is the k-th smallest freeAt over the groups' heaps, walking
-// them from their roots without changing them.
-func kthFreeAt(groups []*group, k int) int64 {
-	f := frontier{}
+// kthSoonest is the k-th smallest freeAt (k >= 1) over the groups' heaps,
+// merging their cached smallest values; never when they hold fewer.
+func (st *state) kthSoonest(groups []*group, k int) int64 {
+	rs := st.runs[:0]
 	for _, g := range groups {
-		if len(g.heap) > 0 {
-			f = append(f, cursor{g.heap, 0})
+		if s := g.smallest(st, k); len(s) > 0 {
+			rs = rs.push(run{s, 0})
 		}
 	}
-	heap.Init(&f)
 	at := never
-	for ; k > 0 && len(f) > 0; k-- {
-		c := heap.Pop(&f).(cursor)
-		at = c.h[c.i].freeAt
-		for _, j := range []int{2*c.i + 1, 2*c.i + 2} {
-			if j < len(c.h) {
-				heap.Push(&f, cursor{c.h, j})
-			}
+	for ; k > 0 && len(rs) > 0; k-- {
+		var r run
+		rs, r = rs.pop()
+		at = r.at()
+		if r.i+1 < len(r.s) {
+			rs = rs.push(run{r.s, r.i + 1})
 		}
+	}
+	st.runs = rs[:0]
+	if k > 0 {
+		return never
 	}
 	return at
 }
 
-// cursor is one node of a group's heap; frontier is a min-heap of them by
-// freeAt.
+// soonest caches a group's smallest freeAt values while its version
+// stays: most groups are probed by many requests between changes.
+type soonest struct {
+	ver  uint64 // the group's ver + 1 when valid
+	at   []int64
+	full bool // at holds every heap node
+}
+
+// smallest is at least the k smallest freeAt values of g's heap,
+// ascending (all of them when fewer).
+func (g *group) smallest(st *state, k int) []int64 {
+	c := &g.soon
+	if c.ver != g.ver+1 {
+		c.ver, c.at, c.full = g.ver+1, c.at[:0], false
+	}
+	if len(c.at) < k && !c.full {
+		want := max(k, 16)
+		c.at = st.smallestFreeAt(g.heap, want, c.at[:0])
+		c.full = len(c.at) < want
+	}
+	return c.at
+}
+
+// smallestFreeAt appends the k smallest freeAt values of h to out,
+// ascending, walking the heap from its root without changing it.
+func (st *state) smallestFreeAt(h nodeHeap, k int, out []int64) []int64 {
+	f := st.front[:0]
+	if len(h) > 0 {
+		f = f.push(cursor{h, 0})
+	}
+	for ; k > 0 && len(f) > 0; k-- {
+		var c cursor
+		f, c = f.pop()
+		out = append(out, c.at())
+		if j := 2*c.i + 1; j < len(c.h) {
+			f = f.push(cursor{c.h, j})
+		}
+		if j := 2*c.i + 2; j < len(c.h) {
+			f = f.push(cursor{c.h, j})
+		}
+	}
+	st.front = f[:0]
+	return out
+}
+
+// cursor is one node of a group's heap, run one value of a sorted list;
+// frontier and runs are binary min-heaps of them (minHeap; hand-written:
+// container/heap's interface allocates).
 type cursor struct {
 	h nodeHeap
 	i int
 }
 
-type frontier []cursor
+func (c cursor) at() int64 { return c.h[c.i].freeAt }
 
-func (f frontier) Len() int           { return len(f) }
-func (f frontier) Less(i, j int) bool { return f[i].h[f[i].i].freeAt < f[j].h[f[j].i].freeAt }
-func (f frontier) Swap(i, j int)      { f[i], f[j] = f[j], f[i] }
-func (f *frontier) Push(x any)        { *f = append(*f, x.(cursor)) }
-func (f *frontier) Pop() any {
-	old := *f
-	c := old[len(old)-1]
-	*f = old[:len(old)-1]
-	return c
+type run struct {
+	s []int64
+	i int
+}
+
+func (r run) at() int64 { return r.s[r.i] }
+
+type (
+	frontier = minHeap[cursor]
+	runs     = minHeap[run]
+)
+
+// minHeap is a binary min-heap by at().
+type minHeap[T interface{ at() int64 }] []T
+
+func (f minHeap[T]) push(c T) minHeap[T] {
+	f = append(f, c)
+	for i := len(f) - 1; i > 0; {
+		p := (i - 1) / 2
+		if f[p].at() <= f[i].at() {
+			break
+		}
+		f[p], f[i] = f[i], f[p]
+		i = p
+	}
+	return f
+}
+
+func (f minHeap[T]) pop() (minHeap[T], T) {
+	top := f[0]
+	last := len(f) - 1
+	f[0] = f[last]
+	f = f[:last]
+	for i := 0; ; {
+		l, s := 2*i+1, i
+		if l < len(f) && f[l].at() < f[s].at() {
+			s = l
+		}
+		if r := l + 1; r < len(f) && f[r].at() < f[s].at() {
+			s = r
+		}
+		if s == i {
+			break
+		}
+		f[i], f[s] = f[s], f[i]
+		i = s
+	}
+	return f, top
 }
 
 // evictFor evicts for the request inside one domain where it can (the
