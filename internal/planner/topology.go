@@ -561,3 +561,31 @@ func domainKey(ds []domain.TopologyDomain) string {
 func WithTopologies(ts domain.Topologies) InputOption {
 	return func(o *inputOptions) { o.topologies = ts }
 }
+
+// PinToDomainOf pins r to the domain node is in at r's level (for a GPR
+// without a topology, node's NVLink clique), so that replacements for a
+// GPR's lost nodes sit beside the nodes it keeps. It reports false, and
+// leaves r as it is, when node has no domain there.
+func PinToDomainOf(in Input, r *Request, node string) bool {
+	level := v1alpha1.LabelGPUClique
+	if r.Topology != nil {
+		level = r.Topology.Level
+	}
+	for _, n := range in.Nodes {
+		if n.Name != node {
+			continue
+		}
+		for _, d := range n.Domains {
+			if d.Level == level {
+				t := TopologyRequest{Level: level, Required: true}
+				if r.Topology != nil {
+					t = *r.Topology
+				}
+				t.Domain, t.SliceSize = d.ID, 0
+				r.Topology = &t
+				return true
+			}
+		}
+	}
+	return false
+}
