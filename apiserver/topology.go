@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/gpuspace/gpuspace/api/v1alpha1"
+	"github.com/gpuspace/gpuspace/apiserver/envelope"
 	"github.com/gpuspace/gpuspace/internal/admission"
 	"github.com/gpuspace/gpuspace/internal/snapshot"
 )
@@ -55,4 +56,42 @@ func (s *Server) validateTopologyLevel(ctx context.Context, g *v1alpha1.GPUProvi
 		return nil, s.kubeErr(err, "topologies")
 	}
 	return append(errs, admission.ValidateTopologyLevel(g, ts)...), nil
+}
+
+// PolicyTopology is a policy's topology level for large GPRs.
+type PolicyTopology struct {
+	_ struct{} `additionalProperties:"true"`
+
+	MinNodes int32  `json:"minNodes" minimum:"2" maximum:"1024" doc:"GPRs of this many nodes or more must name a topology"`
+	Level    string `json:"level" minLength:"1" maxLength:"316" doc:"The level they get, as required, when they name none"`
+}
+
+func (t *PolicyTopology) spec() *v1alpha1.PolicyTopology {
+	if t == nil {
+		return nil
+	}
+	return &v1alpha1.PolicyTopology{MinNodes: t.MinNodes, Level: t.Level}
+}
+
+func policyTopologyOut(t *v1alpha1.PolicyTopology) *PolicyTopology {
+	if t == nil {
+		return nil
+	}
+	return &PolicyTopology{MinNodes: t.MinNodes, Level: t.Level}
+}
+
+// checkPolicyTopology adds to bad a policy level no topology has.
+func (s *Server) checkPolicyTopology(ctx context.Context, t *PolicyTopology, bad []envelope.FieldError) ([]envelope.FieldError, error) {
+	if t == nil {
+		return bad, nil
+	}
+	ts, err := snapshot.Reader{Client: s.cache}.Topologies(ctx)
+	if err != nil {
+		return nil, s.kubeErr(err, "topologies")
+	}
+	g := &v1alpha1.GPUProvisionRequest{Spec: v1alpha1.GPUProvisionRequestSpec{Topology: &v1alpha1.GPRTopology{Required: t.Level}}}
+	for _, e := range admission.ValidateTopologyLevel(g, ts) {
+		bad = append(bad, envelope.FieldError{Field: "topology.level", Value: t.Level, Reason: e.Detail})
+	}
+	return bad, nil
 }

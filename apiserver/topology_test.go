@@ -48,3 +48,33 @@ func TestGPRTopology(t *testing.T) {
 		t.Errorf("GPR without topology reports %v", got["topology"])
 	}
 }
+
+// TestPolicyTopology: a policy may require a topology level of GPRs over
+// a number of nodes; a GPR that large naming none is given the level, a
+// smaller one is not, and a policy naming an unknown level is a 422.
+func TestPolicyTopology(t *testing.T) {
+	ts := newTestServer(t)
+	ws := "topo-pol-" + suffix()
+	createWorkspace(t, ts, ws, ws+"-ns")
+	t.Cleanup(func() { ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws}) })
+	const block = "cloud.google.com/gce-topology-block"
+	if r := ts.do(http.MethodPut, "/api/v1/workspace-policies/"+ws, ts.owner, map[string]any{"topology": map[string]any{"minNodes": 4, "level": "example.com/aisle"}}); r.code != http.StatusUnprocessableEntity || !strings.Contains(r.raw, "topology.level") {
+		t.Fatalf("policy with an unknown level: %d %s", r.code, r.raw)
+	}
+	p := wantOK(t, ts.do(http.MethodPut, "/api/v1/workspace-policies/"+ws, ts.owner, map[string]any{"topology": map[string]any{"minNodes": 4, "level": block}})).data()
+	if topo, _ := p["topology"].(map[string]any); topo["level"] != block || topo["minNodes"] != float64(4) {
+		t.Fatalf("policy topology %v", p["topology"])
+	}
+	for nodes, want := range map[int]any{3: nil, 4: block} {
+		id := wantOK(t, ts.do(http.MethodPost, "/api/v1/gpr", ts.owner, map[string]any{"gprName": "t", "sliceName": ws, "numberOfGPUs": 1,
+			"numberOfGPUNodes": nodes, "exitDuration": "0d1h0m"})).data()["gprId"].(string)
+		got := wantOK(t, ts.do(http.MethodGet, "/api/v1/gpr?gprId="+id, ts.owner, nil)).data()["topology"]
+		var level any
+		if m, ok := got.(map[string]any); ok {
+			level = m["required"]
+		}
+		if level != want {
+			t.Errorf("GPR of %d nodes: topology %v, want required %v", nodes, got, want)
+		}
+	}
+}

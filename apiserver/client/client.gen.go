@@ -1187,6 +1187,16 @@ type PolicyClusterConstraints struct {
 	MaxMemoryPerGpr *int32 `json:"maxMemoryPerGpr,omitempty"`
 }
 
+// PolicyTopology defines model for PolicyTopology.
+type PolicyTopology struct {
+	// Level The level they get, as required, when they name none
+	Level string `json:"level"`
+
+	// MinNodes GPRs of this many nodes or more must name a topology
+	MinNodes             int32                  `json:"minNodes"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
 // ReadyEvent defines model for ReadyEvent.
 type ReadyEvent struct {
 	// LastEventId The id of the newest event so far; resume from it with Last-Event-ID
@@ -2002,6 +2012,7 @@ type WorkspacePolicy struct {
 	MinRuntimeBeforeEviction string                       `json:"minRuntimeBeforeEviction"`
 	PriorityRange            WorkspacePolicyPriorityRange `json:"priorityRange"`
 	RequeueOnFailure         bool                         `json:"requeueOnFailure"`
+	Topology                 *PolicyTopology              `json:"topology,omitempty"`
 	WorkspaceName            string                       `json:"workspaceName"`
 }
 
@@ -2042,6 +2053,7 @@ type WorkspacePolicyBody struct {
 
 	// RequeueOnFailure The workspace's GPRs go back to the queue when they fail or are evicted; default true
 	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	Topology             *PolicyTopology        `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -4116,6 +4128,85 @@ func (a KubeconfigRequest) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for PolicyTopology. Returns the specified
+// element and whether it was found
+func (a PolicyTopology) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for PolicyTopology
+func (a *PolicyTopology) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for PolicyTopology to handle AdditionalProperties
+func (a *PolicyTopology) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["level"]; found {
+		err = json.Unmarshal(raw, &a.Level)
+		if err != nil {
+			return fmt.Errorf("error reading 'level': %w", err)
+		}
+		delete(object, "level")
+	}
+
+	if raw, found := object["minNodes"]; found {
+		err = json.Unmarshal(raw, &a.MinNodes)
+		if err != nil {
+			return fmt.Errorf("error reading 'minNodes': %w", err)
+		}
+		delete(object, "minNodes")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for PolicyTopology to handle AdditionalProperties
+func (a PolicyTopology) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["level"], err = json.Marshal(a.Level)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'level': %w", err)
+	}
+
+	object["minNodes"], err = json.Marshal(a.MinNodes)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'minNodes': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for SessionRequest. Returns the specified
 // element and whether it was found
 func (a SessionRequest) Get(fieldName string) (value interface{}, found bool) {
@@ -4579,6 +4670,14 @@ func (a *WorkspacePolicyBody) UnmarshalJSON(b []byte) error {
 		delete(object, "requeueOnFailure")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -4672,6 +4771,13 @@ func (a WorkspacePolicyBody) MarshalJSON() ([]byte, error) {
 		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
 		}
 	}
 
