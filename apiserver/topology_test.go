@@ -56,7 +56,9 @@ func TestPolicyTopology(t *testing.T) {
 	ts := newTestServer(t)
 	ws := "topo-pol-" + suffix()
 	createWorkspace(t, ts, ws, ws+"-ns")
-	t.Cleanup(func() { ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws}) })
+	t.Cleanup(func() {
+		ts.do(http.MethodDelete, "/api/v1/slice-workspace", ts.owner, map[string]string{"workspaceName": ws})
+	})
 	const block = "cloud.google.com/gce-topology-block"
 	if r := ts.do(http.MethodPut, "/api/v1/workspace-policies/"+ws, ts.owner, map[string]any{"topology": map[string]any{"minNodes": 4, "level": "example.com/aisle"}}); r.code != http.StatusUnprocessableEntity || !strings.Contains(r.raw, "topology.level") {
 		t.Fatalf("policy with an unknown level: %d %s", r.code, r.raw)
