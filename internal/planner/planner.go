@@ -109,6 +109,8 @@ type reqKey struct {
 type match struct {
 	groups []*group // best fit first
 	total  int
+	// topo caches the domains of each level (topology.go).
+	topo map[string][]*tdomain
 }
 
 type state struct {
@@ -121,11 +123,10 @@ type state struct {
 	// placed, when set, collects each reservation's nodes under placeID.
 	placed  *map[string][]string
 	placeID string
-	// topo caches the domains of a level per kind (topology.go); front
-	// is probe's scratch.
-	topo  map[topoKey][]*tdomain
+	// front and runs are probe's scratch (topology.go).
 	front frontier
 	runs  runs
+	soon  []int64
 }
 
 // Compute makes the plan for in. It does not modify in.

@@ -62,16 +62,10 @@ type tdomain struct {
 	m  match
 }
 
-type topoKey struct {
-	req   reqKey
-	level string
-}
-
-// domainsOf are the domains of level among m's groups (m being the match
-// of kind k), by id; groups without the level are in none.
-func (st *state) domainsOf(k reqKey, m *match, level string) []*tdomain {
-	key := topoKey{k, level}
-	if ds, ok := st.topo[key]; ok {
+// domainsOf are the domains of level among m's groups, by id; groups
+// without the level are in none.
+func domainsOf(m *match, level string) []*tdomain {
+	if ds, ok := m.topo[level]; ok {
 		return ds
 	}
 	byID := map[string]*tdomain{}
@@ -92,10 +86,10 @@ func (st *state) domainsOf(k reqKey, m *match, level string) []*tdomain {
 		d.m.total += g.total
 	}
 	slices.SortFunc(ds, func(a, b *tdomain) int { return strings.Compare(a.id, b.id) })
-	if st.topo == nil {
-		st.topo = map[topoKey][]*tdomain{}
+	if m.topo == nil {
+		m.topo = map[string][]*tdomain{}
 	}
-	st.topo[key] = ds
+	m.topo[level] = ds
 	return ds
 }
 
@@ -110,12 +104,11 @@ type topoPlan struct {
 // NVLink clique when its nodes have cliques and one can hold it (else
 // preferred); nil when neither applies.
 func (st *state) topologyFor(r *Request, m *match, need int) *topoPlan {
-	k := requestKey(r)
 	if r.Topology == nil {
 		if need < 2 {
 			return nil
 		}
-		ds := st.domainsOf(k, m, v1alpha1.LabelGPUClique)
+		ds := domainsOf(m, v1alpha1.LabelGPUClique)
 		if len(ds) == 0 {
 			return nil
 		}
@@ -125,7 +118,7 @@ func (st *state) topologyFor(r *Request, m *match, need int) *topoPlan {
 		}
 		return &topoPlan{TopologyRequest: TopologyRequest{Level: v1alpha1.LabelGPUClique, Required: need <= most}, doms: ds}
 	}
-	tp := &topoPlan{TopologyRequest: *r.Topology, doms: st.domainsOf(k, m, r.Topology.Level)}
+	tp := &topoPlan{TopologyRequest: *r.Topology, doms: domainsOf(m, r.Topology.Level)}
 	if tp.Domain != "" {
 		tp.doms = slices.DeleteFunc(slices.Clone(tp.doms), func(d *tdomain) bool { return d.id != tp.Domain })
 	}
@@ -289,6 +282,11 @@ func (tp *topoPlan) reserve(st *state, m *match, need int, dur, ready int64) int
 		if d.m.total < need {
 			continue
 		}
+		// A domain that cannot start sooner, or as soon with a tighter
+		// fit, is not probed.
+		if lb := lowerBound(&d.m, need, ready); lb > bt || (lb == bt && (best == nil || d.m.total >= best.m.total)) {
+			continue
+		}
 		if t := st.probe(&d.m, need, ready); t < bt || (t == bt && best != nil && t != never && d.m.total < best.m.total) {
 			best, bt = d, t
 		}
@@ -306,38 +304,38 @@ func (tp *topoPlan) reserve(st *state, m *match, need int, dur, ready int64) int
 // before ready, at which the domains hold that many, all from that time.
 func (tp *topoPlan) reserveSlices(st *state, need int, dur, ready int64) int64 {
 	k := tp.SliceSize
-	type event struct {
-		at int64
-		d  int
-	}
 	// No domain gives more than need nodes: its need soonest are enough.
+	// They are merged, soonest first, until the slices are enough.
 	avail := make([]int, len(tp.doms))
-	var events []event
+	rs := st.runs[:0]
 	for i, d := range tp.doms {
 		for _, g := range d.m.groups {
 			avail[i] += g.nUnreserved
-			for _, at := range g.smallest(st, need) {
-				if at != never {
-					events = append(events, event{at, i})
-				}
+			if s := g.smallest(st, need); len(s) > 0 {
+				rs = rs.push(run{s: s[:min(need, len(s))], d: i})
 			}
 		}
 	}
-	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.at, b.at) })
 	have := 0
 	for _, a := range avail {
 		have += a / k
 	}
 	t := ready
-	for _, e := range events {
-		if e.at > t && have*k >= need {
+	for len(rs) > 0 {
+		if rs[0].at() == never || (rs[0].at() > t && have*k >= need) {
 			break
 		}
-		have -= avail[e.d] / k
-		avail[e.d]++
-		have += avail[e.d] / k
-		t = max(t, e.at)
+		var r run
+		rs, r = rs.pop()
+		have -= avail[r.d] / k
+		avail[r.d]++
+		have += avail[r.d] / k
+		t = max(t, r.at())
+		if r.i+1 < len(r.s) {
+			rs = rs.push(run{s: r.s, i: r.i + 1, d: r.d})
+		}
 	}
+	st.runs = rs[:0]
 	if have*k < need {
 		return never
 	}
@@ -378,29 +376,52 @@ func (st *state) probe(m *match, need int, ready int64) int64 {
 	return never
 }
 
-// kthSoonest is the k-th smallest freeAt (k >= 1) over the groups' heaps,
-// merging their cached smallest values; never when they hold fewer.
-func (st *state) kthSoonest(groups []*group, k int) int64 {
-	rs := st.runs[:0]
-	for _, g := range groups {
-		if s := g.smallest(st, k); len(s) > 0 {
-			rs = rs.push(run{s, 0})
+// lowerBound is no later than probe(m, need, ready): ready when enough
+// nodes are free now, else when the first busy one frees up (never when
+// none will).
+func lowerBound(m *match, need int, ready int64) int64 {
+	free, first := 0, never
+	for _, g := range m.groups {
+		free += g.nUnreserved
+		if len(g.heap) > 0 {
+			first = min(first, g.heap[0].freeAt)
 		}
 	}
-	at := never
-	for ; k > 0 && len(rs) > 0; k-- {
-		var r run
-		rs, r = rs.pop()
-		at = r.at()
-		if r.i+1 < len(r.s) {
-			rs = rs.push(run{r.s, r.i + 1})
-		}
+	if free >= need {
+		return ready
 	}
-	st.runs = rs[:0]
-	if k > 0 {
+	if first == never {
 		return never
 	}
-	return at
+	return max(ready, first)
+}
+
+// kthSoonest is the k-th smallest freeAt (k >= 1) over the groups' heaps,
+// from their cached smallest values; never when they hold fewer. It keeps
+// the k smallest seen so far: most groups' first value is already later,
+// so each costs one comparison.
+func (st *state) kthSoonest(groups []*group, k int) int64 {
+	best := st.soon[:0] // ascending, at most k
+	for _, g := range groups {
+		for _, v := range g.smallest(st, k) {
+			if len(best) == k && v >= best[k-1] {
+				break
+			}
+			if len(best) < k {
+				best = append(best, v)
+			}
+			i := len(best) - 1
+			for ; i > 0 && best[i-1] > v; i-- {
+				best[i] = best[i-1]
+			}
+			best[i] = v
+		}
+	}
+	st.soon = best
+	if len(best) < k {
+		return never
+	}
+	return best[k-1]
 }
 
 // soonest caches a group's smallest freeAt values while its version
@@ -461,6 +482,7 @@ func (c cursor) at() int64 { return c.h[c.i].freeAt }
 type run struct {
 	s []int64
 	i int
+	d int // the domain, for reserveSlices
 }
 
 func (r run) at() int64 { return r.s[r.i] }
