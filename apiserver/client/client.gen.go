@@ -1146,6 +1146,9 @@ type PlanGPRProvisioningStatus string
 type PlanNode struct {
 	ClusterName string `json:"clusterName"`
 
+	// Domain The node's network block: its topology domain one level above the finest it has (e.g. builtin-gke/block-1); absent without topology labels
+	Domain *string `json:"domain,omitempty"`
+
 	// GprId The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read
 	GprId    string `json:"gprId"`
 	GpuCount int32  `json:"gpuCount"`
