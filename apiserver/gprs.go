@@ -54,6 +54,8 @@ type GPRRequest struct {
 	DedicatedNodes         bool                    `json:"dedicatedNodes,omitempty"`
 	EnableRDMA             bool                    `json:"enableRDMA,omitempty"`
 	EnableSecondaryNetwork bool                    `json:"enableSecondaryNetwork,omitempty"`
+	// Topology is gpuspace's (topology.go).
+	Topology *GPRTopology `json:"topology,omitempty" doc:"gpuspace: where the nodes must or should sit, by topology level"`
 }
 
 // GPRUpdate is the body of PUT /gpr.
@@ -121,6 +123,8 @@ type GPR struct {
 	RequeueOnFailure       bool      `json:"requeueOnFailure"`
 	PreferredClusters      []string  `json:"preferredClusters"`
 	CreatedAt              string    `json:"createdAt"`
+	// Topology is gpuspace's (topology.go); absent when the GPR names none.
+	Topology *GPRTopology `json:"topology,omitempty" doc:"gpuspace: the GPR's topology, as requested (or given by its workspace's policy)"`
 }
 
 // GPRList is the data of GET /gpr/list.
@@ -285,6 +289,7 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 			MultiNode: r.MultiNode, EnableEviction: r.EnableEviction, RequeueOnFailure: r.RequeueOnFailure,
 			PreferredClusters: r.PreferredClusters, GPUSharingMode: r.GPUSharingMode,
 			DedicatedNodes: r.DedicatedNodes, EnableRDMA: r.EnableRDMA, EnableSecondaryNetwork: r.EnableSecondaryNetwork,
+			Topology: r.Topology.spec(),
 		},
 	}
 	admission.DefaultGPR(g, ws)
@@ -294,6 +299,9 @@ func (s *Server) gprFromRequest(ctx context.Context, r *GPRRequest, write bool) 
 	}
 	admission.DefaultForPolicy(g, pol)
 	errs := admission.ValidateGPR(g, ws)
+	if errs, err = s.validateTopologyLevel(ctx, g, errs); err != nil {
+		return nil, err
+	}
 	if pol != nil {
 		// maxGPRs counts the workspace's queued and provisioned GPRs, all
 		// ahead of this one. The controller checks again (concurrent
@@ -488,7 +496,7 @@ func gprOf(g *v1alpha1.GPUProvisionRequest, now time.Time, est domain.PlanEstima
 		IdleTimeOutDuration:    duration.ToGo(g.Spec.IdleTimeOutDuration),
 		EnableEviction:         g.Spec.EnableEviction, RequeueOnFailure: g.Spec.RequeueOnFailure,
 		PreferredClusters: nonNil(slices.Clone(g.Spec.PreferredClusters)),
-		CreatedAt:         rfc3339(&g.CreationTimestamp),
+		CreatedAt:         rfc3339(&g.CreationTimestamp), Topology: topologyOut(g.Spec.Topology),
 		Status: GPRStatus{
 			ProvisioningStatus: string(domain.Phase(g)), FailureReason: g.Status.FailureReason,
 			NumGpusAllocated:    g.Status.NumGpusAllocated,

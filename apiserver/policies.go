@@ -45,6 +45,8 @@ type WorkspacePolicyBody struct {
 	MaxGPUPerGPR             int32                      `json:"maxGpuPerGpr,omitempty" minimum:"0" doc:"Most GPUs one GPR may hold in all (numberOfGPUs × numberOfGPUNodes); 0 is no limit"`
 	MaxMemoryPerGPR          int32                      `json:"maxMemoryPerGpr,omitempty" minimum:"0" doc:"Most GPU memory in GB one GPR may ask for in all (memoryPerGPU × GPUs); 0 is no limit"`
 	ClusterConstraints       []PolicyClusterConstraints `json:"clusterConstraints,omitempty" maxItems:"64" doc:"GPU constraints for one cluster, replacing the workspace-wide ones there"`
+	// Topology is gpuspace's (topology.go).
+	Topology *PolicyTopology `json:"topology,omitempty" doc:"gpuspace: a topology level the workspace's GPRs of minNodes or more must name (given to them when they name none)"`
 }
 
 // WorkspacePolicy is a workspace's policy as the API reports it, with
@@ -63,6 +65,8 @@ type WorkspacePolicy struct {
 	MaxMemoryPerGPR          int32                      `json:"maxMemoryPerGpr"`
 	ClusterConstraints       []PolicyClusterConstraints `json:"clusterConstraints"`
 	CreatedAt                string                     `json:"createdAt"`
+	// Topology is gpuspace's (topology.go); absent when it sets none.
+	Topology *PolicyTopology `json:"topology,omitempty" doc:"gpuspace: the topology level required of large GPRs"`
 }
 
 // WorkspacePolicyList is the data of GET /workspace-policies.
@@ -158,6 +162,10 @@ func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.O
 			bad = append(bad, envelope.FieldError{Field: fmt.Sprintf("clusterConstraints[%d].clusterName", i), Value: c.ClusterName, Reason: "is given twice"})
 		}
 	}
+	bad, err = s.checkPolicyTopology(ctx, b.Topology, bad)
+	if err != nil {
+		return nil, err
+	}
 	if len(bad) > 0 {
 		return nil, envelope.Validation(bad...)
 	}
@@ -167,6 +175,7 @@ func (s *Server) putPolicy(ctx context.Context, in *policyPutInput) (*envelope.O
 		RequeueOnFailure: b.RequeueOnFailure, EnableAutoEviction: b.EnableAutoEviction,
 		MinRuntimeBeforeEviction: string(b.MinRuntimeBeforeEviction),
 		GPUConstraints:           v1alpha1.GPUConstraints{GPUShapes: b.GPUShapes, MaxGPUPerGPR: b.MaxGPUPerGPR, MaxMemoryPerGPR: b.MaxMemoryPerGPR},
+		Topology:                 b.Topology.spec(),
 	}
 	for _, c := range b.ClusterConstraints {
 		spec.ClusterConstraints = append(spec.ClusterConstraints, v1alpha1.ClusterGPUConstraints{ClusterName: c.ClusterName,
@@ -214,6 +223,7 @@ func policyOf(p *v1alpha1.WorkspacePolicy) WorkspacePolicy {
 		MaxGPUPerGPR:             p.Spec.MaxGPUPerGPR, MaxMemoryPerGPR: p.Spec.MaxMemoryPerGPR,
 		ClusterConstraints: []PolicyClusterConstraints{},
 		CreatedAt:          rfc3339(&p.CreationTimestamp),
+		Topology:           policyTopologyOut(p.Spec.Topology),
 	}
 	for _, c := range p.Spec.ClusterConstraints {
 		out.ClusterConstraints = append(out.ClusterConstraints, PolicyClusterConstraints{ClusterName: c.ClusterName,

@@ -44,6 +44,8 @@ type GPRTemplateRequest struct {
 	EnableEviction      bool                   `json:"enableEviction,omitempty" doc:"The GPRs may evict lower-priority provisioned GPRs while queued"`
 	RequeueOnFailure    bool                   `json:"requeueOnFailure,omitempty" doc:"The GPRs stay queued when no inventory can satisfy them"`
 	GPUSharingMode      string                 `json:"gpuSharingMode,omitempty" maxLength:"64"`
+	// Topology is gpuspace's (topology.go).
+	Topology *GPRTopology `json:"topology,omitempty" doc:"gpuspace: the GPRs' topology"`
 }
 
 // GPRTemplateName names a template in a body (delete).
@@ -73,6 +75,8 @@ type GPRTemplate struct {
 	IdleTimeOutDuration string `json:"idleTimeOutDuration" doc:"Go duration; empty when none"`
 	EnableEviction      bool   `json:"enableEviction"`
 	RequeueOnFailure    bool   `json:"requeueOnFailure"`
+	// Topology is gpuspace's (topology.go); absent when it names none.
+	Topology *GPRTopology `json:"topology,omitempty" doc:"gpuspace: the GPRs' topology"`
 }
 
 // GPRTemplateList is the data of GET /gpr-template/list.
@@ -210,6 +214,7 @@ func templateFromRequest(r *GPRTemplateRequest) (*v1alpha1.GPRTemplate, error) {
 			Priority: r.Priority, ExitDuration: exit, IdleTimeOutDuration: idle,
 			EnforceIdleTimeOut: r.EnforceIdleTimeOut, EnableEviction: r.EnableEviction,
 			RequeueOnFailure: r.RequeueOnFailure, GPUSharingMode: r.GPUSharingMode,
+			Topology: r.Topology.spec(),
 		},
 	}
 	admission.DefaultTemplate(t)
@@ -371,6 +376,7 @@ func templateOut(t *v1alpha1.GPRTemplate) GPRTemplate {
 		Priority: t.Spec.Priority, EnforceIdleTimeOut: t.Spec.EnforceIdleTimeOut,
 		IdleTimeOutDuration: duration.ToGo(t.Spec.IdleTimeOutDuration),
 		EnableEviction:      t.Spec.EnableEviction, RequeueOnFailure: t.Spec.RequeueOnFailure,
+		Topology: topologyOut(t.Spec.Topology),
 	}
 }
 

@@ -72,9 +72,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	sfx := apiservertest.Suffix()
 	ns := "gs-console-" + sfx
 	base := servertest.Start(t, env.Config, server.Options{Namespace: ns, DefaultCluster: "worker-1"})
+	// The H100 nodes sit in two GKE blocks (the built-in topology): the
+	// pool groups them by block, the GPR page says where its nodes sit.
+	blockOf := func(i int) string { return fmt.Sprintf("blk-%d-%s", min(i, 1), sfx) }
 	for i := range 3 {
 		if _, err := env.AddGPUNode(ctx, testenv.GPUNode{Name: fmt.Sprintf("h100-%d-%s", i, sfx), InstanceType: "p5.48xlarge",
-			Product: "NVIDIA-H100-80GB-HBM3", MemoryMiB: 81559, GPUs: 8}); err != nil {
+			Product: "NVIDIA-H100-80GB-HBM3", MemoryMiB: 81559, GPUs: 8,
+			Labels: map[string]string{"cloud.google.com/gce-topology-block": blockOf(i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,6 +195,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	a := newGPR("big", 3)
 	waitJS("A provisioned", `document.querySelector("#gpr-status") && document.querySelector("#gpr-status").textContent === "Provisioned"`)
+	waitJS("A's blocks", fmt.Sprintf(`document.querySelector("#gpr-domains").textContent.includes("builtin-gke/%s (1)") && document.querySelector("#gpr-domains").textContent.includes("builtin-gke/%s (2)")`, blockOf(0), blockOf(1)))
 	b := newGPR("next", 1)
 
 	run("timeline", chromedp.Navigate(base+"/#/timeline"))
@@ -220,6 +225,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	run("pool", chromedp.Navigate(base+"/#/pool"))
 	waitJS("pool held by B", fmt.Sprintf(`[...document.querySelectorAll("tr[data-node]")].some(r => r.textContent.includes(%q))`, b))
+	waitJS("pool grouped by block", fmt.Sprintf(`[...document.querySelectorAll(".card h2")].filter(e => e.textContent.includes("H100 · builtin-gke/blk-")).length === 2 && [...document.querySelectorAll(".card h2")].some(e => e.textContent.includes(%q))`, blockOf(1)))
 	shot(t, bctx, filepath.Join(out, "pool.png"))
 
 	// Policies and templates: a policy and a template made through the

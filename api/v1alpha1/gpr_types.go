@@ -167,6 +167,14 @@ type GPUProvisionRequestSpec struct {
 	EnableRDMA bool `json:"enableRDMA,omitempty"`
 	// +optional
 	EnableSecondaryNetwork bool `json:"enableSecondaryNetwork,omitempty"`
+
+	// Topology-aware placement (topology_types.go).
+
+	// Topology is where the nodes must or should sit: one domain of a
+	// topology level, or as few as possible. Nil: anywhere (but in one
+	// nvidia.com/gpu.clique where the nodes have cliques).
+	// +optional
+	Topology *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPR condition types.
@@ -284,6 +292,8 @@ type GPUProvisionRequestStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Shape",type=string,JSONPath=`.spec.gpuShape`,priority=1
 // +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.spec.exitDuration`,priority=1
+// +kubebuilder:printcolumn:name="Topology",type=string,JSONPath=`.spec.topology.required`,priority=1
+// +kubebuilder:printcolumn:name="Prefers",type=string,JSONPath=`.spec.topology.preferred`,priority=1
 type GPUProvisionRequest struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -122,6 +122,10 @@ type WorkspacePolicySpec struct {
 	// +listType=map
 	// +listMapKey=clusterName
 	ClusterConstraints []ClusterGPUConstraints `json:"clusterConstraints,omitempty"`
+	// Topology requires a topology level of the workspace's GPRs over a
+	// number of nodes (topology_types.go).
+	// +optional
+	Topology *PolicyTopology `json:"topology,omitempty"`
 }
 
 // WorkspacePolicy limits what one workspace may ask for. It is

@@ -62,6 +62,9 @@ type GPRTemplateSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	GPUSharingMode string `json:"gpuSharingMode,omitempty"`
+	// Topology is the GPRs' topology (GPUProvisionRequestSpec.Topology).
+	// +optional
+	Topology *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPRTemplate is a named set of GPR fields: what a workspace asks for when

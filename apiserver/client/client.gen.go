@@ -651,16 +651,17 @@ type GPR struct {
 	LatestStartTime string `json:"latestStartTime"`
 
 	// LatestWaitTime gpuspace: how long until the latest start, as a Go duration
-	LatestWaitTime    string    `json:"latestWaitTime"`
-	MemoryPerGPU      int32     `json:"memoryPerGPU"`
-	MultiNode         bool      `json:"multiNode"`
-	NumberOfGPUNodes  int32     `json:"numberOfGPUNodes"`
-	NumberOfGPUs      int32     `json:"numberOfGPUs"`
-	PreferredClusters *[]string `json:"preferredClusters"`
-	Priority          int32     `json:"priority"`
-	RequeueOnFailure  bool      `json:"requeueOnFailure"`
-	SliceName         string    `json:"sliceName"`
-	Status            GPRStatus `json:"status"`
+	LatestWaitTime    string       `json:"latestWaitTime"`
+	MemoryPerGPU      int32        `json:"memoryPerGPU"`
+	MultiNode         bool         `json:"multiNode"`
+	NumberOfGPUNodes  int32        `json:"numberOfGPUNodes"`
+	NumberOfGPUs      int32        `json:"numberOfGPUs"`
+	PreferredClusters *[]string    `json:"preferredClusters"`
+	Priority          int32        `json:"priority"`
+	RequeueOnFailure  bool         `json:"requeueOnFailure"`
+	SliceName         string       `json:"sliceName"`
+	Status            GPRStatus    `json:"status"`
+	Topology          *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPRCreated defines model for GPRCreated.
@@ -755,6 +756,7 @@ type GPRRequest struct {
 
 	// SliceName Workspace the GPUs are for
 	SliceName            string                 `json:"sliceName"`
+	Topology             *GPRTopology           `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -802,12 +804,13 @@ type GPRTemplate struct {
 	InstanceType        string `json:"instanceType"`
 
 	// MemoryPerGpu GB per GPU, at least; 0: any
-	MemoryPerGpu     int32  `json:"memoryPerGpu"`
-	Name             string `json:"name"`
-	NumberOfGPUNodes int32  `json:"numberOfGPUNodes"`
-	NumberOfGPUs     int32  `json:"numberOfGPUs"`
-	Priority         int32  `json:"priority"`
-	RequeueOnFailure bool   `json:"requeueOnFailure"`
+	MemoryPerGpu     int32        `json:"memoryPerGpu"`
+	Name             string       `json:"name"`
+	NumberOfGPUNodes int32        `json:"numberOfGPUNodes"`
+	NumberOfGPUs     int32        `json:"numberOfGPUs"`
+	Priority         int32        `json:"priority"`
+	RequeueOnFailure bool         `json:"requeueOnFailure"`
+	Topology         *GPRTopology `json:"topology,omitempty"`
 }
 
 // GPRTemplateBinding defines model for GPRTemplateBinding.
@@ -907,6 +910,7 @@ type GPRTemplateRequest struct {
 
 	// RequeueOnFailure The GPRs stay queued when no inventory can satisfy them
 	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	Topology             *GPRTopology           `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -914,6 +918,19 @@ type GPRTemplateRequest struct {
 type GPRTemplateWritten struct {
 	// GprTemplateName Example: h100-8x1
 	GprTemplateName string `json:"gprTemplateName"`
+}
+
+// GPRTopology defines model for GPRTopology.
+type GPRTopology struct {
+	// Preferred A topology level: the nodes in as few domains of it as possible
+	Preferred *string `json:"preferred,omitempty"`
+
+	// Required A topology level (node label, e.g. cloud.google.com/gce-topology-block): all nodes, or each slice, in one domain of it; the GPR waits until one has room
+	Required *string `json:"required,omitempty"`
+
+	// SliceSize With required: nodes in slices of this many, each slice in one domain; must divide numberOfGPUNodes
+	SliceSize            *int32                 `json:"sliceSize,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // GPRUpdate defines model for GPRUpdate.
@@ -1129,6 +1146,9 @@ type PlanGPRProvisioningStatus string
 type PlanNode struct {
 	ClusterName string `json:"clusterName"`
 
+	// Domain The node's network block: its topology domain one level above the finest it has (e.g. builtin-gke/block-1); absent without topology labels
+	Domain *string `json:"domain,omitempty"`
+
 	// GprId The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read
 	GprId    string `json:"gprId"`
 	GpuCount int32  `json:"gpuCount"`
@@ -1168,6 +1188,16 @@ type PolicyClusterConstraints struct {
 
 	// MaxMemoryPerGpr Most GPU memory in GB per GPR in this cluster; replaces maxMemoryPerGpr there; 0 keeps it
 	MaxMemoryPerGpr *int32 `json:"maxMemoryPerGpr,omitempty"`
+}
+
+// PolicyTopology defines model for PolicyTopology.
+type PolicyTopology struct {
+	// Level The level they get, as required, when they name none
+	Level string `json:"level"`
+
+	// MinNodes GPRs of this many nodes or more must name a topology
+	MinNodes             int32                  `json:"minNodes"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // ReadyEvent defines model for ReadyEvent.
@@ -1985,6 +2015,7 @@ type WorkspacePolicy struct {
 	MinRuntimeBeforeEviction string                       `json:"minRuntimeBeforeEviction"`
 	PriorityRange            WorkspacePolicyPriorityRange `json:"priorityRange"`
 	RequeueOnFailure         bool                         `json:"requeueOnFailure"`
+	Topology                 *PolicyTopology              `json:"topology,omitempty"`
 	WorkspaceName            string                       `json:"workspaceName"`
 }
 
@@ -2025,6 +2056,7 @@ type WorkspacePolicyBody struct {
 
 	// RequeueOnFailure The workspace's GPRs go back to the queue when they fail or are evicted; default true
 	RequeueOnFailure     *bool                  `json:"requeueOnFailure,omitempty"`
+	Topology             *PolicyTopology        `json:"topology,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -3110,6 +3142,14 @@ func (a *GPRRequest) UnmarshalJSON(b []byte) error {
 		delete(object, "sliceName")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -3266,6 +3306,13 @@ func (a GPRRequest) MarshalJSON() ([]byte, error) {
 	object["sliceName"], err = json.Marshal(a.SliceName)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'sliceName': %w", err)
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -3650,6 +3697,14 @@ func (a *GPRTemplateRequest) UnmarshalJSON(b []byte) error {
 		delete(object, "requeueOnFailure")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -3765,6 +3820,111 @@ func (a GPRTemplateRequest) MarshalJSON() ([]byte, error) {
 		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GPRTopology. Returns the specified
+// element and whether it was found
+func (a GPRTopology) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GPRTopology
+func (a *GPRTopology) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GPRTopology to handle AdditionalProperties
+func (a *GPRTopology) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["preferred"]; found {
+		err = json.Unmarshal(raw, &a.Preferred)
+		if err != nil {
+			return fmt.Errorf("error reading 'preferred': %w", err)
+		}
+		delete(object, "preferred")
+	}
+
+	if raw, found := object["required"]; found {
+		err = json.Unmarshal(raw, &a.Required)
+		if err != nil {
+			return fmt.Errorf("error reading 'required': %w", err)
+		}
+		delete(object, "required")
+	}
+
+	if raw, found := object["sliceSize"]; found {
+		err = json.Unmarshal(raw, &a.SliceSize)
+		if err != nil {
+			return fmt.Errorf("error reading 'sliceSize': %w", err)
+		}
+		delete(object, "sliceSize")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GPRTopology to handle AdditionalProperties
+func (a GPRTopology) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Preferred != nil {
+		object["preferred"], err = json.Marshal(a.Preferred)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'preferred': %w", err)
+		}
+	}
+
+	if a.Required != nil {
+		object["required"], err = json.Marshal(a.Required)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'required': %w", err)
+		}
+	}
+
+	if a.SliceSize != nil {
+		object["sliceSize"], err = json.Marshal(a.SliceSize)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'sliceSize': %w", err)
 		}
 	}
 
@@ -3960,6 +4120,85 @@ func (a KubeconfigRequest) MarshalJSON() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'workspaceName': %w", err)
 		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for PolicyTopology. Returns the specified
+// element and whether it was found
+func (a PolicyTopology) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for PolicyTopology
+func (a *PolicyTopology) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for PolicyTopology to handle AdditionalProperties
+func (a *PolicyTopology) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["level"]; found {
+		err = json.Unmarshal(raw, &a.Level)
+		if err != nil {
+			return fmt.Errorf("error reading 'level': %w", err)
+		}
+		delete(object, "level")
+	}
+
+	if raw, found := object["minNodes"]; found {
+		err = json.Unmarshal(raw, &a.MinNodes)
+		if err != nil {
+			return fmt.Errorf("error reading 'minNodes': %w", err)
+		}
+		delete(object, "minNodes")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for PolicyTopology to handle AdditionalProperties
+func (a PolicyTopology) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["level"], err = json.Marshal(a.Level)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'level': %w", err)
+	}
+
+	object["minNodes"], err = json.Marshal(a.MinNodes)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'minNodes': %w", err)
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -4434,6 +4673,14 @@ func (a *WorkspacePolicyBody) UnmarshalJSON(b []byte) error {
 		delete(object, "requeueOnFailure")
 	}
 
+	if raw, found := object["topology"]; found {
+		err = json.Unmarshal(raw, &a.Topology)
+		if err != nil {
+			return fmt.Errorf("error reading 'topology': %w", err)
+		}
+		delete(object, "topology")
+	}
+
 	if len(object) != 0 {
 		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
@@ -4527,6 +4774,13 @@ func (a WorkspacePolicyBody) MarshalJSON() ([]byte, error) {
 		object["requeueOnFailure"], err = json.Marshal(a.RequeueOnFailure)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'requeueOnFailure': %w", err)
+		}
+	}
+
+	if a.Topology != nil {
+		object["topology"], err = json.Marshal(a.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'topology': %w", err)
 		}
 	}
 

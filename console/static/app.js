@@ -315,6 +315,9 @@ function applyNode(ev) {
     const prev = state.nodes.get(n.name);
     // Facts come with every event; keep them when an event only names the node.
     state.nodes.set(n.name, prev && !n.gpuCount ? { ...prev, state: n.state, gprId: n.gprId, sliceName: n.sliceName, until: n.until } : n);
+    // Node events carry no topology; the plan's last word stands.
+    const cur = state.nodes.get(n.name);
+    if (prev && prev.domain && !cur.domain) cur.domain = prev.domain;
   }
   later();
 }
@@ -419,7 +422,8 @@ function poolPage() {
   }
   const groups = new Map();
   for (const n of nodes) {
-    const k = n.clusterName + " · " + n.gpuShape;
+    // Grouped by kind, then by network block (topology domain).
+    const k = n.clusterName + " · " + n.gpuShape + (n.domain ? " · " + n.domain : "");
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k).push(n);
   }
@@ -813,6 +817,7 @@ function gprPage(id) {
       phase === "Queued" ? h("dt", null, "Latest start") : null, phase === "Queued" ? h("dd", { id: "gpr-latest" }, g.latestStartTime ? fmtTime(g.latestStartTime) + " " + fmtIn(g.latestStartTime) : "—") : null,
       h("dt", null, "Ends"), h("dd", null, p && p.end ? fmtTime(p.end) : g.status.completionTimestamp ? fmtTime(g.status.completionTimestamp) : "—"),
       h("dt", null, phase === "Queued" ? "Planned nodes" : "Nodes"), h("dd", { id: "gpr-nodes" }, (phase === "Queued" ? (p && p.nodes) || [] : g.status.nodes).join(", ") || "—"),
+      h("dt", null, "Topology"), h("dd", { id: "gpr-domains" }, gprDomains(g, phase === "Queued" ? (p && p.nodes) || [] : g.status.nodes)),
       h("dt", null, "Reason"), h("dd", null, g.status.failureReason || g.status.internalState || "—"),
       h("dt", null, "Created"), h("dd", null, fmtTime(g.createdAt)))),
     w && (phase === "Queued" || phase === "Provisioned") ? h("div", { class: "card", id: "gpr-actions" },
@@ -827,6 +832,20 @@ function gprPage(id) {
         phase === "Provisioned" ? h("button", { type: "button", class: "danger", id: "early-release", onclick: () => { if (confirm("Release the nodes of " + g.gprName + " now?")) act("Released", "PUT", { gprId: id, earlyRelease: true }); } }, "Release early") : null,
         phase === "Queued" ? h("button", { type: "button", class: "danger", id: "delete-gpr", onclick: () => { if (confirm("Delete " + g.gprName + "?")) act("Deleted", "DELETE", { gprId: id }); } }, "Delete") : null),
       err) : null);
+}
+
+// gprDomains says where a GPR's nodes sit: each network block with its
+// count, and what the GPR asked for.
+function gprDomains(g, nodes) {
+  const count = new Map();
+  for (const name of nodes) {
+    const d = (state.nodes.get(name) || {}).domain || "no topology";
+    count.set(d, (count.get(d) || 0) + 1);
+  }
+  const where = [...count.keys()].sort().map((d) => `${d} (${count.get(d)})`).join(", ") || "—";
+  const t = g.topology;
+  const asked = t ? (t.required ? "required " + t.required : "preferred " + t.preferred) + (t.sliceSize ? `, slices of ${t.sliceSize}` : "") : "";
+  return asked ? `${where}; ${asked}` : where;
 }
 
 // ---------------------------------------------------------------- API keys

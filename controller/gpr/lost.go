@@ -115,14 +115,15 @@ func (r *Reconciler) replacements(p *pass, g *v1alpha1.GPUProvisionRequest, lost
 	for _, l := range lost {
 		gone[l.Name] = true
 	}
+	kept := ""
 	for _, n := range in.Nodes {
 		if slices.Contains(g.Status.Nodes, n.Name) && !gone[n.Name] {
 			req.Cluster = n.Cluster // stay in the cluster of the nodes it keeps
+			kept = n.Name
 			break
 		}
 	}
-	in.Queued = []planner.Request{req}
-	plan := planner.Compute(in)
+	plan := planReplacement(in, req, kept) // in its topology domain (topology.go)
 	if len(plan.Starts) != 1 || len(plan.Starts[0].Nodes) != need {
 		return nil
 	}

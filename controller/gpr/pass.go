@@ -41,6 +41,8 @@ type pass struct {
 	started map[string]bool
 	// policies are the WorkspacePolicies by workspace.
 	policies domain.Policies
+	// topologies are the Topology objects and the built-in ones.
+	topologies domain.Topologies
 	// lostWake is when the first NotReady node a GPR holds counts as lost,
 	// if it stays NotReady (recoverNodes); zero when none.
 	lostWake time.Time
@@ -92,6 +94,9 @@ func (r *Reconciler) load(ctx context.Context) (*pass, error) {
 	if p.policies, err = sr.Policies(ctx); err != nil {
 		return nil, err
 	}
+	if p.topologies, err = sr.Topologies(ctx); err != nil {
+		return nil, err
+	}
 	var wss v1alpha1.WorkspaceList
 	if err := r.client.List(ctx, &wss); err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
@@ -132,7 +137,7 @@ func (p *pass) snapshot() snapshot.Snapshot {
 			}
 		}
 	}
-	return snapshot.Snapshot{GPRs: gprs, Nodes: p.nodes, Policies: p.policies}
+	return snapshot.Snapshot{GPRs: gprs, Nodes: p.nodes, Policies: p.policies, Topologies: p.topologies}
 }
 
 // stepError is a failure of one step for one object: the pass goes on.

@@ -35,7 +35,7 @@ const FieldManager = "gpuspace-device-plugin"
 const labelGFDTimestamp = "nvidia.com/gfd.timestamp"
 
 // nvidiaLabels are the labels feature discovery also writes.
-var nvidiaLabels = []string{v1alpha1.LabelGPUProduct, v1alpha1.LabelGPUMemory, v1alpha1.LabelGPUCount}
+var nvidiaLabels = []string{v1alpha1.LabelGPUProduct, v1alpha1.LabelGPUMemory, v1alpha1.LabelGPUCount, v1alpha1.LabelGPUClique}
 
 // For returns the labels for a node with gpus. On a node with more than
 // one model, product, memory and shape describe the most common model
@@ -57,12 +57,28 @@ func For(gpus []nvml.GPU) map[string]string {
 			best = g.Name
 		}
 	}
-	return map[string]string{
+	out := map[string]string{
 		v1alpha1.LabelGPUProduct: LabelValue(best),
 		v1alpha1.LabelGPUMemory:  strconv.FormatUint(mem[best], 10),
 		v1alpha1.LabelGPUCount:   strconv.Itoa(len(gpus)),
 		v1alpha1.LabelGPUShape:   gpushape.Normalize(best),
 	}
+	if c := Clique(gpus); c != "" {
+		out[v1alpha1.LabelGPUClique] = c
+	}
+	return out
+}
+
+// Clique is the node's NVLink clique: the one every GPU reports (fabric
+// complete), else none.
+func Clique(gpus []nvml.GPU) string {
+	c := gpus[0].Clique
+	for _, g := range gpus[1:] {
+		if g.Clique != c {
+			return ""
+		}
+	}
+	return c
 }
 
 var invalidLabelChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

@@ -58,7 +58,7 @@ var t4Pattern = regexp.MustCompile(`^t4x([1-9][0-9]?)$`)
 
 // MockServerNames lists the mock servers NewMock knows, sorted.
 func MockServerNames() []string {
-	names := []string{"t4x<N>"}
+	names := []string{"t4x<N>", "b200nvl[<clique>]"}
 	for n := range mockServers {
 		names = append(names, n)
 	}
@@ -83,6 +83,10 @@ type Mock struct {
 	unsupported map[string]bool
 	lost        map[string]bool
 	usage       map[string]MockUsage
+	// fabric: the GPUs report a complete NVLink fabric in clique
+	// (mock b200nvl[N], fabric.go).
+	fabric bool
+	clique uint32
 }
 
 // MockUsage is what a mock GPU reports when its use is read. The zero
@@ -111,7 +115,10 @@ func NewMock(name string) (*Mock, error) {
 		key = a
 	}
 	var s *server.Server
-	if newServer, ok := mockServers[key]; ok {
+	clique, fabric := nvlClique(key)
+	if fabric {
+		s = dgxb200.New()
+	} else if newServer, ok := mockServers[key]; ok {
 		s = newServer()
 	} else if m := t4Pattern.FindStringSubmatch(key); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -119,7 +126,8 @@ func NewMock(name string) (*Mock, error) {
 	} else {
 		return nil, fmt.Errorf("unknown mock server %q (known: %v)", name, MockServerNames())
 	}
-	m := &Mock{Server: s, name: key, unsupported: map[string]bool{}, lost: map[string]bool{}, usage: map[string]MockUsage{}}
+	m := &Mock{Server: s, name: key, unsupported: map[string]bool{}, lost: map[string]bool{}, usage: map[string]MockUsage{},
+		clique: clique, fabric: fabric}
 	m.complete()
 	return m, nil
 }
@@ -194,6 +202,7 @@ func (m *Mock) complete() {
 			}
 			return p, gonvml.SUCCESS
 		}
+		d.GetGpuFabricInfoFunc = m.fabricInfo
 		d.GetSupportedEventTypesFunc = func() (uint64, gonvml.Return) {
 			m.mu.Lock()
 			defer m.mu.Unlock()

@@ -57,6 +57,11 @@ type GPU struct {
 	Minor int `json:"minor"`
 	// ComputeCapability is "major.minor" ("9.0").
 	ComputeCapability string `json:"computeCapability,omitempty"`
+	// Clique is the GPU's multi-node NVLink domain,
+	// "<ClusterUUID>.<CliqueID>", once NVML reports its fabric complete;
+	// FabricState is what NVML reports of the fabric (fabric.go).
+	Clique      string `json:"clique,omitempty"`
+	FabricState string `json:"fabricState,omitempty"`
 }
 
 // Event is one NVML event for one GPU.
@@ -222,6 +227,7 @@ func (a *adapter) describe(index int, d gonvml.Device) (GPU, error) {
 		g.PCIBusID = busID(pci)
 	}
 	g.NUMANode = a.numaNode(d, g.PCIBusID)
+	g.Clique, g.FabricState = a.fabric(d)
 	return g, nil
 }
 

@@ -69,7 +69,7 @@ func ValidateGPR(g *v1alpha1.GPUProvisionRequest, ws *v1alpha1.Workspace) field.
 			errs = append(errs, field.Invalid(idlePath, d, DurationReason(err)))
 		}
 	}
-	return errs
+	return append(errs, validateTopologyShape(g)...)
 }
 
 // DurationReason says what is wrong with an EGS duration, for users.

@@ -30,6 +30,7 @@ func DefaultForPolicy(g *v1alpha1.GPUProvisionRequest, p *v1alpha1.WorkspacePoli
 	if p.Spec.EnforceIdleTimeOut {
 		g.Spec.EnforceIdleTimeOut = true
 	}
+	defaultTopologyForPolicy(g, p)
 }
 
 // ValidateAgainstPolicy checks a GPR against its workspace's policy (nil:
@@ -83,7 +84,7 @@ func ValidateAgainstPolicy(g *v1alpha1.GPUProvisionRequest, p *v1alpha1.Workspac
 					m, domain.TotalGPUs(g), g.Spec.MemoryPerGPU, c.MaxMemoryPerGPR, g.Spec.ClusterName)+named("maxMemoryPerGpr")))
 		}
 	}
-	return errs
+	return append(errs, validateTopologyPolicy(g, p)...)
 }
 
 // PolicyMessage is a held GPR's failureReason for a policy's errs.

@@ -36,7 +36,7 @@ func TemplateGPR(t *v1alpha1.GPRTemplate, ws, cluster string) *v1alpha1.GPUProvi
 			Priority: s.Priority, ExitDuration: s.ExitDuration,
 			IdleTimeOutDuration: s.IdleTimeOutDuration, EnforceIdleTimeOut: s.EnforceIdleTimeOut,
 			EnableEviction: s.EnableEviction, RequeueOnFailure: s.RequeueOnFailure,
-			GPUSharingMode: s.GPUSharingMode,
+			GPUSharingMode: s.GPUSharingMode, Topology: s.Topology.DeepCopy(),
 		},
 	}
 }

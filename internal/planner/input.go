@@ -29,6 +29,7 @@ func RequestOf(g *v1alpha1.GPUProvisionRequest) (Request, error) {
 		MemoryPerGPU: g.Spec.MemoryPerGPU, GPUsPerNode: g.Spec.NumberOfGPUs,
 		Nodes: domain.NodeCount(g), Priority: domain.Priority(g),
 		Created: domain.QueueCreated(g), Duration: d,
+		Topology: TopologyOf(g.Spec.Topology),
 	}, nil
 }
 
@@ -62,7 +63,7 @@ func InputOf(now time.Time, gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev
 			in.Queued = append(in.Queued, r)
 		}
 	}
-	in.Nodes = nodesOf(gprs, nodes, defaultCluster)
+	in.Nodes = nodesOf(gprs, nodes, defaultCluster, o.topologies)
 	return in, invalid
 }
 
@@ -88,7 +89,7 @@ func provisionedOf(now time.Time, g *v1alpha1.GPUProvisionRequest, policy *v1alp
 
 // nodesOf is the GPU inventory with each node's holder; a node claimed by
 // several GPRs is held by conflictHolder.
-func nodesOf(gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, defaultCluster string) []Node {
+func nodesOf(gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, defaultCluster string, topos domain.Topologies) []Node {
 	holders, conflicts := domain.Holders(gprs)
 	conflicted := make(map[string]bool, len(conflicts))
 	for _, c := range conflicts {
@@ -107,7 +108,7 @@ func nodesOf(gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, default
 		case holders[n.Name] != nil:
 			bound = holders[n.Name].Name
 		}
-		out = append(out, Node{GPUNode: f, BoundTo: bound})
+		out = append(out, Node{GPUNode: f, BoundTo: bound, Domains: domain.NodeDomains(n, topos.For(n, f.Cluster, f.Shape))})
 	}
 	return out
 }
@@ -116,7 +117,8 @@ func nodesOf(gprs []*v1alpha1.GPUProvisionRequest, nodes []*corev1.Node, default
 type InputOption func(*inputOptions)
 
 type inputOptions struct {
-	policy func(workspace string) *v1alpha1.WorkspacePolicy
+	policy     func(workspace string) *v1alpha1.WorkspacePolicy
+	topologies domain.Topologies // the zero value: the built-in ones
 }
 
 // WithPolicies makes InputOf read each workspace's WorkspacePolicy from

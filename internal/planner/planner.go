@@ -42,6 +42,14 @@ type group struct {
 	cluster, shape, instanceType string // instanceType lower-cased
 	memMiB                       int64
 	gpus                         int32
+	// domains are its nodes' topology domains (topology.go), dom their
+	// key.
+	domains []domain.TopologyDomain
+	dom     string
+	// ver counts changes to heap and unreserved; soon caches the heap's
+	// smallest freeAt values while ver stays (topology.go).
+	ver  uint64
+	soon soonest
 	// rank is the group's place in groupLess order over all groups, so
 	// that comparing nodes does not compare strings.
 	rank int
@@ -81,6 +89,7 @@ func groupLess(a, b *group) int {
 		strings.Compare(a.instanceType, b.instanceType),
 		strings.Compare(a.shape, b.shape),
 		strings.Compare(a.cluster, b.cluster),
+		strings.Compare(a.dom, b.dom),
 	)
 }
 
@@ -88,6 +97,7 @@ type groupKey struct {
 	cluster, shape, instanceType string
 	memMiB                       int64
 	gpus                         int32
+	dom                          string // topology domains (topology.go)
 }
 
 type reqKey struct {
@@ -99,6 +109,8 @@ type reqKey struct {
 type match struct {
 	groups []*group // best fit first
 	total  int
+	// topo caches the domains of each level (topology.go).
+	topo map[string][]*tdomain
 }
 
 type state struct {
@@ -111,6 +123,10 @@ type state struct {
 	// placed, when set, collects each reservation's nodes under placeID.
 	placed  *map[string][]string
 	placeID string
+	// front and runs are probe's scratch (topology.go).
+	front frontier
+	runs  runs
+	soon  []int64
 }
 
 // Compute makes the plan for in. It does not modify in.
@@ -146,10 +162,11 @@ func Compute(in Input) Plan {
 		if n.GPUs <= 0 {
 			continue
 		}
-		k := groupKey{n.Cluster, n.Shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs}
+		k := groupKey{n.Cluster, n.Shape, strings.ToLower(n.InstanceType), n.MemoryMiB, n.GPUs, domainKey(n.Domains)}
 		g := groups[k]
 		if g == nil {
-			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus}
+			g = &group{cluster: k.cluster, shape: k.shape, instanceType: k.instanceType, memMiB: k.memMiB, gpus: k.gpus,
+				domains: n.Domains, dom: k.dom}
 			groups[k] = g
 			st.byCluster[n.Cluster] = append(st.byCluster[n.Cluster], g)
 		}
@@ -219,6 +236,11 @@ func Compute(in Input) Plan {
 			plan.Unsatisfiable = append(plan.Unsatisfiable, Unsatisfiable{ID: r.ID, Reason: st.reason(r, need)})
 			continue
 		}
+		tp := st.topologyFor(r, m, need)
+		if reason := tp.unsatisfiable(need); reason != "" {
+			plan.Unsatisfiable = append(plan.Unsatisfiable, Unsatisfiable{ID: r.ID, Reason: reason})
+			continue
+		}
 		dur := max(r.Duration.Nanoseconds(), 1)
 		ready := wsReady[r.Workspace]
 		if ready == never {
@@ -227,7 +249,7 @@ func Compute(in Input) Plan {
 		mayEvict := !wsWaits[r.Workspace]
 		if mayEvict {
 			wsWaits[r.Workspace] = true
-			if picked := st.startNow(m, need, dur); picked != nil {
+			if picked := tp.startNow(st, m, need, dur); picked != nil {
 				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
 				plan.Estimates[r.ID] = now
 				if in.Placements {
@@ -236,7 +258,7 @@ func Compute(in Input) Plan {
 				wsReady[r.Workspace] = dur
 				continue
 			}
-			if picked := st.evictFor(r, m, need, dur, &plan); picked != nil {
+			if picked := tp.evictFor(st, r, m, need, dur, &plan); picked != nil {
 				plan.Starts = append(plan.Starts, Start{ID: r.ID, Nodes: picked})
 				plan.Estimates[r.ID] = now
 				if in.Placements {
@@ -254,7 +276,7 @@ func Compute(in Input) Plan {
 			evictAt = st.evictableIn(r, m, need)
 		}
 		st.placeID = r.ID
-		t := st.reserve(m, need, dur, ready)
+		t := tp.reserve(st, m, need, dur, ready)
 		if t == never {
 			wsReady[r.Workspace] = never
 			continue
@@ -425,6 +447,7 @@ func (st *state) reserve(m *match, need int, dur, ready int64) int64 {
 
 // takeUnreserved removes n from g's unreserved nodes.
 func (g *group) takeUnreserved(n *node) {
+	g.ver++
 	n.unreserved = false
 	g.nUnreserved--
 	g.firstUnreserved()
@@ -473,6 +496,7 @@ func (h nodeHeap) Swap(i, j int) {
 
 func (h *nodeHeap) Push(x any) {
 	n := x.(*node)
+	n.g.ver++
 	n.heapIdx = len(*h)
 	*h = append(*h, n)
 }
@@ -481,6 +505,7 @@ func (h *nodeHeap) Pop() any {
 	old := *h
 	n := old[len(old)-1]
 	old[len(old)-1] = nil
+	n.g.ver++
 	n.heapIdx = -1
 	*h = old[:len(old)-1]
 	return n

@@ -122,6 +122,11 @@ func (st *state) evictFor(r *Request, m *match, need int, dur int64, plan *Plan)
 	if victims == nil {
 		return nil
 	}
+	return st.evict(r, victims, need, dur, plan)
+}
+
+// evict evicts victims for r and starts it on need of their nodes.
+func (st *state) evict(r *Request, victims []candidate, need int, dur int64, plan *Plan) []string {
 	var picked []*node
 	for _, c := range victims {
 		st.pre.evicted[c.p.ID] = true

@@ -45,6 +45,9 @@ type Node struct {
 	domain.GPUNode
 	// BoundTo is the id of the GPR the node is bound to, or "".
 	BoundTo string
+	// Domains are the node's topology domains, coarse to fine
+	// (domain.NodeDomains; topology.go).
+	Domains []domain.TopologyDomain
 }
 
 // Provisioned is a GPR that holds nodes now.
@@ -102,6 +105,9 @@ type Request struct {
 	// CanEvict lets the GPR evict lower-priority evictable GPRs when it
 	// cannot start otherwise (enableEviction, allowed by its policy).
 	CanEvict bool
+	// Topology is where the nodes must or should sit (topology.go); nil:
+	// anywhere, but in one NVLink clique where the nodes have cliques.
+	Topology *TopologyRequest
 }
 
 // Input is everything the planner looks at.

@@ -43,6 +43,8 @@ type Snapshot struct {
 	GPRs     []*v1alpha1.GPUProvisionRequest
 	Nodes    []*corev1.Node
 	Policies domain.Policies
+	// Topologies say which topology domains each node is in (topology.go).
+	Topologies domain.Topologies
 }
 
 // Read reads a snapshot.
@@ -59,6 +61,9 @@ func (r Reader) Read(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	if s.Policies, err = r.Policies(ctx); err != nil {
+		return Snapshot{}, err
+	}
+	if s.Topologies, err = r.Topologies(ctx); err != nil {
 		return Snapshot{}, err
 	}
 	return s, nil
@@ -106,7 +111,7 @@ func (r Reader) Policies(ctx context.Context) (domain.Policies, error) {
 // (planner.InputOf with the snapshot's policies); defaultCluster is the
 // cluster of nodes without a gpuspace.io/cluster label.
 func (s Snapshot) Input(now time.Time, defaultCluster string) (planner.Input, map[string]string) {
-	return planner.InputOf(now, s.GPRs, s.Nodes, defaultCluster, planner.WithPolicies(s.Policies.Of))
+	return planner.InputOf(now, s.GPRs, s.Nodes, defaultCluster, planner.WithPolicies(s.Policies.Of), planner.WithTopologies(s.Topologies))
 }
 
 // Likely is the likely start of every queued GPR of in, the input of this

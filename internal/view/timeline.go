@@ -30,6 +30,8 @@ type PlanNode struct {
 	GPRID        string `json:"gprId" doc:"The provisioned GPR holding it; empty when free, or held by a workspace the caller may not read"`
 	Workspace    string `json:"sliceName" doc:"Workspace of the holder, empty as gprId is"`
 	Until        string `json:"until" doc:"When the holder's exitDuration ends (RFC 3339); empty when free"`
+	// Domain is gpuspace's topology grouping (topology.go).
+	Domain string `json:"domain,omitempty" doc:"The node's network block: its topology domain one level above the finest it has (e.g. builtin-gke/block-1); absent without topology labels"`
 }
 
 // PlanGPR is a provisioned or queued GPR on the timeline.
@@ -63,8 +65,11 @@ func TimelineOf(plan *Plan, nodes []Node, p Reader) Timeline {
 	for _, c := range conflicts {
 		conflicted[c.Node] = true
 	}
+	domains := plan.nodeDomains()
 	for _, n := range nodes {
-		out.Nodes = append(out.Nodes, PlanNodeOf(n.GPUNode, holders[n.GPUNode.Name], conflicted[n.GPUNode.Name], p))
+		pn := PlanNodeOf(n.GPUNode, holders[n.GPUNode.Name], conflicted[n.GPUNode.Name], p)
+		pn.Domain = domains[n.GPUNode.Name]
+		out.Nodes = append(out.Nodes, pn)
 	}
 	slices.SortFunc(out.Nodes, func(a, b PlanNode) int {
 		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.GPUShape, b.GPUShape), strings.Compare(a.Name, b.Name))

@@ -12,7 +12,8 @@ import (
 
 // DefaultNodes is the simulated inventory of the local system: three
 // 8×H100-80GB nodes and three 1×T4 nodes, of different instance types and
-// providers, in one cluster.
+// providers, in one cluster. Each kind sits in two network blocks (two
+// nodes and one) under its cloud's topology labels (devBlocks).
 func DefaultNodes() []nodesim.Node {
 	var nodes []nodesim.Node
 	for i := range 3 {
@@ -26,6 +27,7 @@ func DefaultNodes() []nodesim.Node {
 			Region:       "us-east-1",
 			Zone:         "us-east-1a",
 			ProviderID:   fmt.Sprintf("aws:///us-east-1a/i-0h100node%d", i),
+			Labels:       devBlocks(i, eksLayers, "nn"),
 		})
 	}
 	for i := range 3 {
@@ -39,6 +41,7 @@ func DefaultNodes() []nodesim.Node {
 			Region:       "us-central1",
 			Zone:         "us-central1-a",
 			ProviderID:   fmt.Sprintf("gce://gpuspace-dev/us-central1-a/t4-node-%d", i),
+			Labels:       devBlocks(i, gkeLevels, "block"),
 		})
 	}
 	return nodes
