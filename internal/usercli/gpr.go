@@ -157,34 +157,29 @@ func newGPRGetCommand(g *globals) *cobra.Command {
 }
 
 func newGPRReleaseCommand(g *globals) *cobra.Command {
-	c := &cobra.Command{
-		Use: "release GPR_ID", Short: "Release a Provisioned GPR's nodes now (early release)", Args: cobra.ExactArgs(1),
-		ValidArgsFunction: g.completeGPRs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
+	return newGPRChangeCommand(g, "release", "Release a Provisioned GPR's nodes now (early release)",
+		"Releasing %s.\n", "gpuspace gpr delete %s (a queued GPR is deleted, not released)",
+		func(ctx context.Context, s *session, id string) (any, error) {
 			yes := true
-			r, err := s.api.UpdateGPRWithResponse(ctx, client.GPRUpdate{GprId: args[0], EarlyRelease: &yes})
-			if err := check(r, err, fieldFlags); err != nil {
-				if e, ok := asAPIError(err); ok && e.Status == 409 {
-					e.Flag = "gpuspace gpr delete " + args[0] + " (a queued GPR is deleted, not released)"
-				}
-				return err
-			}
-			printf(cmd.OutOrStdout(), "Releasing %s.\n", args[0])
-			return nil
-		},
-	}
-	g.addFlags(c.Flags(), false)
-	return c
+			return s.api.UpdateGPRWithResponse(ctx, client.GPRUpdate{GprId: id, EarlyRelease: &yes})
+		})
 }
 
 func newGPRDeleteCommand(g *globals) *cobra.Command {
+	return newGPRChangeCommand(g, "delete", "Delete a Queued (or failed) GPR",
+		"Deleted %s.\n", "gpuspace gpr release %s (a Provisioned GPR is released, not deleted)",
+		func(ctx context.Context, s *session, id string) (any, error) {
+			return s.api.DeleteGPRWithResponse(ctx, client.GPRID{GprId: id})
+		})
+}
+
+// newGPRChangeCommand is a command that changes one GPR by one API call.
+// A 409 means the GPR is in the other state, so the error names the other
+// command (onConflict, formatted with the id) as the fix.
+func newGPRChangeCommand(g *globals, verb, short, done, onConflict string,
+	call func(ctx context.Context, s *session, id string) (any, error)) *cobra.Command {
 	c := &cobra.Command{
-		Use: "delete GPR_ID", Short: "Delete a Queued (or failed) GPR", Args: cobra.ExactArgs(1),
+		Use: verb + " GPR_ID", Short: short, Args: cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeGPRs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -192,14 +187,14 @@ func newGPRDeleteCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := s.api.DeleteGPRWithResponse(ctx, client.GPRID{GprId: args[0]})
+			r, err := call(ctx, s, args[0])
 			if err := check(r, err, fieldFlags); err != nil {
 				if e, ok := asAPIError(err); ok && e.Status == 409 {
-					e.Flag = "gpuspace gpr release " + args[0] + " (a Provisioned GPR is released, not deleted)"
+					e.Flag = fmt.Sprintf(onConflict, args[0])
 				}
 				return err
 			}
-			printf(cmd.OutOrStdout(), "Deleted %s.\n", args[0])
+			printf(cmd.OutOrStdout(), done, args[0])
 			return nil
 		},
 	}
